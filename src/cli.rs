@@ -1,0 +1,89 @@
+//! Command-line types (clap). Every field has a default, so a parsed command is a fully resolved setting.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tumornet",
+    version,
+    about = "Brain MRI tumour classification, Grad-CAM and pseudo-segmentation"
+)]
+pub struct Cli {
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors; no progress bars.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate an MRI phantom set (real anatomy, synthetic lesions, true masks) in the Kaggle layout.
+    Synth(SynthArgs),
+    /// Analyse a dataset: counts, image sizes, sample grid, train/test leakage audit.
+    Inspect(InspectArgs),
+    /// Run the whole pipeline on a generated phantom set and write everything into one folder.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SynthArgs {
+    /// Output folder (created; must be empty unless --force).
+    pub out: PathBuf,
+    /// Images per class in Training/.
+    #[arg(long, default_value_t = 50)]
+    pub train: usize,
+    /// Images per class in Testing/.
+    #[arg(long, default_value_t = 20)]
+    pub test: usize,
+    /// Seed for every random draw; the same seed gives byte-identical files.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Smallest output side in pixels.
+    #[arg(long, default_value_t = 256)]
+    pub min_size: u32,
+    /// Largest output side in pixels.
+    #[arg(long, default_value_t = 512)]
+    pub max_size: u32,
+    /// JPEG quality (1–100).
+    #[arg(long, default_value_t = 90)]
+    pub jpeg_quality: u8,
+    /// Write into a non-empty folder, replacing files of the same names.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InspectArgs {
+    /// Dataset folder (Kaggle layout: Training/ Testing/ × class folders).
+    pub data: PathBuf,
+    /// Where to write analysis.png, sizes.png, inspect.json and duplicates.csv.
+    #[arg(long, default_value = "inspect")]
+    pub out: PathBuf,
+    /// Treat any skipped folder or unreadable file as an error.
+    #[arg(long)]
+    pub strict: bool,
+    /// Near-duplicate threshold: largest pHash distance (bits of 64) that counts as the same image.
+    #[arg(long, default_value_t = crate::data::audit::DEFAULT_NEAR_THRESHOLD)]
+    pub near_threshold: u32,
+    /// Sample images per class in the figure.
+    #[arg(long, default_value_t = 6)]
+    pub samples: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Output folder for the phantom set and every result.
+    #[arg(long, default_value = "demo-out")]
+    pub out: PathBuf,
+    /// A small set for a quick look (and for the end-to-end test).
+    #[arg(long)]
+    pub quick: bool,
+    /// Seed for every random draw.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}

@@ -1,0 +1,22 @@
+//! One file per subcommand; each exposes `run(&Args) -> anyhow::Result<()>`.
+
+pub mod demo;
+pub mod inspect;
+pub mod synth;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// A progress bar with rate and ETA on stderr (hidden when stderr is not a terminal or output is quiet).
+pub fn progress_bar(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    let style =
+        ProgressStyle::with_template("{msg:>12} [{bar:32}] {pos}/{len} {per_sec:>10} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_message(what.to_string());
+    if !tracing::enabled!(tracing::Level::INFO) {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar
+}

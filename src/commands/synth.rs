@@ -1,0 +1,56 @@
+//! `tumornet synth OUT`: generate the MRI phantom set.
+
+use super::progress_bar;
+use crate::cli::SynthArgs;
+use crate::data::phantom::{self, SynthConfig};
+use anyhow::{bail, Context};
+use std::time::Instant;
+
+pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
+    let config = SynthConfig {
+        train_per_class: args.train,
+        test_per_class: args.test,
+        seed: args.seed,
+        min_size: args.min_size,
+        max_size: args.max_size,
+        jpeg_quality: args.jpeg_quality,
+    };
+    prepare_output(&args.out, args.force)?;
+    let total = config.ids().len();
+    let bar = progress_bar(total as u64, "synth");
+    let start = Instant::now();
+    let manifest = phantom::generate(&args.out, &config, &|| bar.inc(1))
+        .with_context(|| format!("generating the phantom set in {}", args.out.display()))?;
+    bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "Wrote {} images and masks to {} in {:.1} s ({:.0} images/s); seed {}, manifest {}",
+        manifest.images.len(),
+        args.out.display(),
+        seconds,
+        manifest.images.len() as f64 / seconds.max(1e-9),
+        config.seed,
+        args.out.join(phantom::MANIFEST).display()
+    );
+    Ok(())
+}
+
+/// Create the output folder; refuse a non-empty one unless forced, so no data is overwritten by accident.
+pub fn prepare_output(out: &std::path::Path, force: bool) -> anyhow::Result<()> {
+    if out.exists() {
+        if !out.is_dir() {
+            bail!("{} exists and is not a folder", out.display());
+        }
+        let non_empty = std::fs::read_dir(out)
+            .with_context(|| format!("listing {}", out.display()))?
+            .next()
+            .is_some();
+        if non_empty && !force {
+            bail!(
+                "{} is not empty; choose another folder or pass --force to overwrite",
+                out.display()
+            );
+        }
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))
+}

@@ -1,0 +1,11 @@
+//! Everything before the model: classes, dataset scanning, decoding, preprocessing, the batcher, the phantom.
+
+pub mod audit;
+pub mod batcher;
+pub mod classes;
+pub mod decode;
+pub mod phantom;
+pub mod preprocess;
+pub mod scan;
+
+pub use classes::Class;

@@ -1,0 +1,7 @@
+//! TumorNet: brain MRI tumour classification, Grad-CAM explanations and pseudo-segmentation.
+
+pub mod cli;
+pub mod commands;
+pub mod data;
+pub mod rng;
+pub mod viz;

@@ -1,0 +1,60 @@
+//! `tumornet`: parse, set up logging, run one command, map its error to an exit code.
+//!
+//! Exit codes: 0 success; 1 failure; 2 bad command line (clap); 3 bad input data (unreadable dataset, image or
+//! settings).
+
+use clap::Parser;
+use std::process::ExitCode;
+use tumornet::cli::{Cli, Command};
+use tumornet::commands;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    let result = match &cli.command {
+        Command::Synth(args) => commands::synth::run(args),
+        Command::Inspect(args) => commands::inspect::run(args),
+        Command::Demo(args) => commands::demo::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(exit_code(&error))
+        }
+    }
+}
+
+fn exit_code(error: &anyhow::Error) -> u8 {
+    use tumornet::data::{decode::DecodeError, phantom::PhantomError, scan::ScanError};
+    let bad_input = error.chain().any(|e| {
+        e.is::<ScanError>()
+            || e.is::<DecodeError>()
+            || matches!(
+                e.downcast_ref::<PhantomError>(),
+                Some(PhantomError::Config(_))
+            )
+    });
+    if bad_input {
+        3
+    } else {
+        1
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("tumornet={level},warn")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}

@@ -1,0 +1,91 @@
+//! Image grids with row labels and captions: sample grids per class, galleries.
+
+use super::{draw_error, ensure_fonts, VizError, FONT};
+use crate::data::preprocess::resize_rgb;
+use image::RgbImage;
+use plotters::prelude::*;
+
+/// One row of a grid: a label drawn at its left and its images.
+pub struct GridRow {
+    pub label: String,
+    pub colour: (u8, u8, u8),
+    pub images: Vec<RgbImage>,
+}
+
+const LABEL_WIDTH: u32 = 170;
+const GAP: u32 = 6;
+
+/// Lay out rows of square thumbnails (`cell` pixels) with a label column; returns the image.
+pub fn image_grid(
+    title: &str,
+    rows: &[GridRow],
+    columns: usize,
+    cell: u32,
+) -> Result<RgbImage, VizError> {
+    ensure_fonts()?;
+    let title_height = 44;
+    let width = LABEL_WIDTH + columns as u32 * (cell + GAP) + GAP;
+    let height = title_height + rows.len() as u32 * (cell + GAP) + GAP;
+    let mut canvas = RgbImage::from_pixel(width, height, image::Rgb([255, 255, 255]));
+    for (r, row) in rows.iter().enumerate() {
+        let y = title_height + r as u32 * (cell + GAP);
+        for (c, img) in row.images.iter().take(columns).enumerate() {
+            let thumb = resize_rgb(img, cell, cell).map_err(draw_error)?;
+            image::imageops::replace(
+                &mut canvas,
+                &thumb,
+                i64::from(LABEL_WIDTH + c as u32 * (cell + GAP)),
+                i64::from(y),
+            );
+        }
+    }
+    let (w, h) = canvas.dimensions();
+    let mut buffer = canvas.into_raw();
+    {
+        let root = BitMapBackend::with_buffer(&mut buffer, (w, h)).into_drawing_area();
+        root.draw(&Text::new(
+            title.to_string(),
+            (12, 10),
+            (FONT, 22).into_font().style(FontStyle::Bold),
+        ))
+        .map_err(draw_error)?;
+        for (r, row) in rows.iter().enumerate() {
+            let y = (title_height + r as u32 * (cell + GAP) + cell / 2) as i32;
+            let (cr, cg, cb) = row.colour;
+            root.draw(&Rectangle::new(
+                [(8, y - 16), (14, y + 16)],
+                RGBColor(cr, cg, cb).filled(),
+            ))
+            .map_err(draw_error)?;
+            root.draw(&Text::new(
+                row.label.clone(),
+                (22, y - 10),
+                (FONT, 18).into_font().style(FontStyle::Bold),
+            ))
+            .map_err(draw_error)?;
+            if row.images.is_empty() {
+                root.draw(&Text::new(
+                    "no images",
+                    (LABEL_WIDTH as i32 + 10, y - 8),
+                    (FONT, 16).into_font(),
+                ))
+                .map_err(draw_error)?;
+            }
+        }
+        root.present().map_err(draw_error)?;
+    }
+    RgbImage::from_raw(w, h, buffer).ok_or_else(|| VizError::Draw("buffer size".into()))
+}
+
+/// Stack figures vertically on a white background.
+pub fn stack_vertically(parts: &[RgbImage]) -> RgbImage {
+    let width = parts.iter().map(|p| p.width()).max().unwrap_or(1);
+    let height = parts.iter().map(|p| p.height()).sum::<u32>().max(1);
+    let mut out = RgbImage::from_pixel(width, height, image::Rgb([255, 255, 255]));
+    let mut y = 0;
+    for part in parts {
+        image::imageops::replace(&mut out, part, 0, i64::from(y));
+        y += part.height();
+    }
+    out
+}

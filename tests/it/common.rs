@@ -1,0 +1,54 @@
+//! Helpers shared by the integration tests.
+
+use image::{GrayImage, RgbImage};
+use std::path::{Path, PathBuf};
+
+/// The repository's fixture folder.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
+}
+
+/// A fresh temporary folder, removed when dropped.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temporary folder")
+}
+
+/// Write a small grayscale JPEG with some structure (a bright disc whose place depends on `seed`).
+pub fn write_jpeg(path: &Path, seed: u32) {
+    let image = RgbImage::from_fn(64, 48, |x, y| {
+        let (dx, dy) = (x as i32 - 16 - seed as i32 % 30, y as i32 - 24);
+        let v = if dx * dx + dy * dy < 90 {
+            220
+        } else {
+            ((x * 3 + y * 5 + seed * 7) % 60) as u8
+        };
+        image::Rgb([v, v, v])
+    });
+    save(
+        path,
+        &image::DynamicImage::ImageRgb8(image),
+        image::ImageFormat::Jpeg,
+    );
+}
+
+/// Save any image, creating parent folders.
+pub fn save(path: &Path, image: &image::DynamicImage, format: image::ImageFormat) {
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("create folders");
+    image.save_with_format(path, format).expect("save image");
+}
+
+/// Read a PNG as RGB.
+pub fn read_rgb(path: &Path) -> RgbImage {
+    image::open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .to_rgb8()
+}
+
+/// Read a PNG as grayscale.
+pub fn read_gray(path: &Path) -> GrayImage {
+    image::open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .to_luma8()
+}

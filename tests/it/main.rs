@@ -1,0 +1,8 @@
+//! Integration tests: one binary, one module per area.
+
+mod cli;
+mod common;
+mod dataset;
+mod inspect;
+mod phantom;
+mod preprocess;
