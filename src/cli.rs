@@ -26,6 +26,10 @@ pub enum Command {
     Synth(SynthArgs),
     /// Analyse a dataset: counts, image sizes, sample grid, train/test leakage audit.
     Inspect(InspectArgs),
+    /// Class and probabilities for images (files and folders).
+    Predict(PredictArgs),
+    /// ImageNet weights: download them, or import a torchvision checkpoint as a run folder.
+    Weights(WeightsArgs),
     /// Run the whole pipeline on a generated phantom set and write everything into one folder.
     Demo(DemoArgs),
 }
@@ -86,4 +90,55 @@ pub struct DemoArgs {
     /// Seed for every random draw.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PredictArgs {
+    /// Run folder (from `train` or `weights import`).
+    pub run: PathBuf,
+    /// Image files and folders (searched recursively).
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Print JSON instead of one line per image.
+    #[arg(long)]
+    pub json: bool,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WeightsArgs {
+    #[command(subcommand)]
+    pub command: WeightsCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum WeightsCommand {
+    /// Download torchvision's ImageNet ResNet18 weights into the cache, checking their SHA-256.
+    Fetch {
+        /// Where to download from.
+        #[arg(long, default_value = crate::commands::weights::DEFAULT_URL)]
+        url: String,
+        /// The SHA-256 of the file must start with this (torch.hub's check).
+        #[arg(long, default_value = crate::commands::weights::DEFAULT_PREFIX)]
+        sha256_prefix: String,
+        /// Download even if the file is cached.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Make a run folder from a torchvision-layout ResNet18 checkpoint (.pth or .safetensors): a 4-class model
+    /// loads whole; an ImageNet (1000-class) one gets a fresh 4-class head.
+    Import {
+        /// The checkpoint.
+        weights: PathBuf,
+        /// The run folder to create.
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed for a fresh head.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Print where `fetch` stores the weights.
+    Path,
 }

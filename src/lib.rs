@@ -3,5 +3,7 @@
 pub mod cli;
 pub mod commands;
 pub mod data;
+pub mod device;
+pub mod model;
 pub mod rng;
 pub mod viz;

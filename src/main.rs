@@ -14,6 +14,8 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Synth(args) => commands::synth::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
+        Command::Predict(args) => commands::predict::run(args),
+        Command::Weights(args) => commands::weights::run(args),
         Command::Demo(args) => commands::demo::run(args),
     };
     match result {
@@ -26,10 +28,16 @@ fn main() -> ExitCode {
 }
 
 fn exit_code(error: &anyhow::Error) -> u8 {
-    use tumornet::data::{decode::DecodeError, phantom::PhantomError, scan::ScanError};
+    use tumornet::data::{
+        decode::DecodeError, inputs::InputError, phantom::PhantomError, scan::ScanError,
+    };
+    use tumornet::model::{run::RunError, weights::WeightsError};
     let bad_input = error.chain().any(|e| {
         e.is::<ScanError>()
             || e.is::<DecodeError>()
+            || e.is::<InputError>()
+            || e.is::<WeightsError>()
+            || e.is::<RunError>()
             || matches!(
                 e.downcast_ref::<PhantomError>(),
                 Some(PhantomError::Config(_))

@@ -2,7 +2,9 @@
 
 pub mod demo;
 pub mod inspect;
+pub mod predict;
 pub mod synth;
+pub mod weights;
 
 use indicatif::{ProgressBar, ProgressStyle};
 

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod batcher;
 pub mod classes;
 pub mod decode;
+pub mod inputs;
 pub mod phantom;
 pub mod preprocess;
 pub mod scan;

@@ -4,5 +4,6 @@ mod cli;
 mod common;
 mod dataset;
 mod inspect;
+mod model;
 mod phantom;
 mod preprocess;

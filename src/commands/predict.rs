@@ -1,0 +1,131 @@
+//! `tumornet predict RUN IMAGE…`: class and probabilities for each image (files and folders).
+
+use super::progress_bar;
+use crate::cli::PredictArgs;
+use crate::data::decode::decode_file;
+use crate::data::inputs::collect_inputs;
+use crate::data::preprocess::resize_rgb;
+use crate::data::Class;
+use crate::model::{inference, run};
+use anyhow::Context;
+use rayon::prelude::*;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// One image's prediction.
+#[derive(Debug, Clone, Serialize)]
+pub struct Prediction {
+    pub file: PathBuf,
+    pub class: Class,
+    pub confidence: f32,
+    pub probabilities: BTreeMap<Class, f32>,
+}
+
+/// The outcome for every input, in input order: a prediction or the reason there is none.
+pub type Outcome = Result<Prediction, String>;
+
+pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
+    let outcomes = predict(args)?;
+    if args.json {
+        let rows: Vec<serde_json::Value> = outcomes
+            .iter()
+            .map(|o| match o {
+                Ok(p) => serde_json::to_value(p),
+                Err(e) => Ok(serde_json::json!({ "error": e })),
+            })
+            .collect::<Result<_, _>>()
+            .context("writing JSON")?;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).context("writing JSON")?
+        );
+    } else {
+        for outcome in &outcomes {
+            match outcome {
+                Ok(p) => {
+                    let all: Vec<String> = p
+                        .probabilities
+                        .iter()
+                        .map(|(c, v)| format!("{c} {v:.3}"))
+                        .collect();
+                    println!(
+                        "{}\t{}\t{:.3}\t({})",
+                        p.file.display(),
+                        p.class,
+                        p.confidence,
+                        all.join(", ")
+                    );
+                }
+                Err(e) => eprintln!("error: {e}"),
+            }
+        }
+    }
+    let failed = outcomes.iter().filter(|o| o.is_err()).count();
+    if failed > 0 {
+        anyhow::bail!(crate::data::inputs::InputError::Unreadable {
+            failed,
+            total: outcomes.len()
+        });
+    }
+    Ok(())
+}
+
+/// Predict every input; unreadable images become `Err` entries naming the file, the rest still run.
+pub fn predict(args: &PredictArgs) -> anyhow::Result<Vec<Outcome>> {
+    let device = crate::device::inference();
+    let (model, config) = run::load_run(&args.run, &device)
+        .with_context(|| format!("loading {}", args.run.display()))?;
+    if !config.weights_origin.is_pretrained() && config.stage == "imported" {
+        tracing::warn!("this run's weights are torchvision's random init, not a trained model: predictions are chance");
+    }
+    let files = collect_inputs(&args.inputs)?;
+    let bar = progress_bar(files.len() as u64, "predict");
+    let mut outcomes = Vec::with_capacity(files.len());
+    for chunk in files.chunks(args.batch_size.max(1)) {
+        let prepared: Vec<Result<image::RgbImage, String>> = chunk
+            .par_iter()
+            .map(|file| {
+                let image = decode_file(file).map_err(|e| e.to_string())?;
+                resize_rgb(&image, config.input_size, config.input_size)
+                    .map_err(|e| format!("{}: {e}", file.display()))
+            })
+            .collect();
+        let ready: Vec<image::RgbImage> = prepared
+            .iter()
+            .filter_map(|r| r.as_ref().ok().cloned())
+            .collect();
+        let mut rows = if ready.is_empty() {
+            Vec::new()
+        } else {
+            inference::probabilities(&model, &ready, &device)?
+        }
+        .into_iter();
+        for (file, prepared) in chunk.iter().zip(prepared) {
+            outcomes.push(match prepared {
+                Err(e) => Err(e),
+                Ok(_) => {
+                    let row = rows.next().context("one probability row per image")?;
+                    Ok(prediction(file.clone(), &config.classes, &row))
+                }
+            });
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    Ok(outcomes)
+}
+
+fn prediction(file: PathBuf, classes: &[Class], row: &[f32]) -> Prediction {
+    let (best, confidence) =
+        row.iter().copied().enumerate().fold(
+            (0, f32::MIN),
+            |best, (i, p)| if p > best.1 { (i, p) } else { best },
+        );
+    Prediction {
+        file,
+        class: classes[best],
+        confidence,
+        probabilities: classes.iter().copied().zip(row.iter().copied()).collect(),
+    }
+}

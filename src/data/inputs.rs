@@ -1,0 +1,64 @@
+//! Turning the paths a user typed into the list of images to read.
+
+use super::decode::has_image_extension;
+use std::path::{Path, PathBuf};
+
+/// Why the inputs could not be listed.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("{}: no such file or folder", .0.display())]
+    NotFound(PathBuf),
+    #[error("{}: cannot list the folder: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no images found in {}", .0.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    Empty(Vec<PathBuf>),
+    #[error("{failed} of {total} image(s) could not be read (each named above)")]
+    Unreadable { failed: usize, total: usize },
+}
+
+/// Files as given, and every image file under each folder (recursively, sorted). A file named explicitly is
+/// kept whatever its extension, so a wrong file gets a decode error that names it rather than being skipped.
+pub fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, InputError> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_file() {
+            files.push(path.clone());
+        } else if path.is_dir() {
+            walk(path, 0, &mut files)?;
+        } else {
+            return Err(InputError::NotFound(path.clone()));
+        }
+    }
+    if files.is_empty() {
+        return Err(InputError::Empty(paths.to_vec()));
+    }
+    Ok(files)
+}
+
+fn walk(dir: &Path, depth: usize, files: &mut Vec<PathBuf>) -> Result<(), InputError> {
+    if depth > 16 {
+        return Ok(());
+    }
+    let io = |source| InputError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(io)?;
+    entries.sort();
+    for entry in entries {
+        if entry.is_dir() {
+            walk(&entry, depth + 1, files)?;
+        } else if has_image_extension(&entry) {
+            files.push(entry);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! The network: a torchvision-exact ResNet18 whose feature list serves the classifier head, Grad-CAM and the
+//! U-Net; its training policies; weights in and out; run folders.
+
+pub mod classifier;
+pub mod inference;
+pub mod resnet;
+pub mod run;
+pub mod weights;
+
+pub use resnet::ResNet18;

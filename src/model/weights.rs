@@ -1,0 +1,217 @@
+//! Weights: torchvision state dicts (`.pth` pickles and `.safetensors`) into our ResNet18, and our own
+//! checkpoints out (safetensors with torchvision key names and layouts, so PyTorch can read them back).
+
+use super::resnet::ResNet18;
+use burn::store::{
+    ApplyError, ApplyResult, BurnToPyTorchAdapter, ModuleSnapshot, ModuleStore,
+    PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
+};
+use std::path::{Path, PathBuf};
+
+/// torchvision's ImageNet ResNet18 weights (`ResNet18_Weights.IMAGENET1K_V1`).
+pub const TORCHVISION_URL: &str = "https://download.pytorch.org/models/resnet18-f37072fd.pth";
+/// The file name torchvision uses; its suffix is the first 8 hex digits of the file's SHA-256.
+pub const TORCHVISION_FILE: &str = "resnet18-f37072fd.pth";
+/// What torch.hub checks: the SHA-256 of the file starts with this.
+pub const TORCHVISION_SHA256_PREFIX: &str = "f37072fd";
+
+/// Why weights could not be read or written. Each variant names the file and, where it applies, the tensors.
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    #[error("{}: no such weights file", .0.display())]
+    NotFound(PathBuf),
+    #[error("{}: unknown weights format (expected .pth, .pt or .safetensors)", .0.display())]
+    UnknownFormat(PathBuf),
+    #[error("{}: cannot read the weights: {message}", path.display())]
+    Read { path: PathBuf, message: String },
+    #[error("{}: {} tensor(s) missing: {}", path.display(), tensors.len(), tensors.join(", "))]
+    Missing { path: PathBuf, tensors: Vec<String> },
+    #[error("{}: {} tensor(s) with the wrong shape: {}", path.display(), tensors.len(), tensors.join("; "))]
+    Shape { path: PathBuf, tensors: Vec<String> },
+    #[error("{}: {} tensor(s) this ResNet18 does not have: {}", path.display(), tensors.len(), tensors.join(", "))]
+    Unexpected { path: PathBuf, tensors: Vec<String> },
+    #[error("{}: cannot write the weights: {message}", path.display())]
+    Write { path: PathBuf, message: String },
+}
+
+/// What a load did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadReport {
+    /// Tensors copied into the model.
+    pub applied: usize,
+    /// The file's head had another number of classes (e.g. ImageNet's 1000); `fc` kept its fresh init.
+    pub head_replaced: Option<usize>,
+    /// Tensors the file lacked (only with [`Missing::Allow`]); they keep their fresh init.
+    pub missing: Vec<String>,
+}
+
+/// Whether a file may lack some of the model's tensors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    /// Every tensor must be there (the head excepted, for an ImageNet file).
+    Refuse,
+    /// Load what is there (e.g. a backbone-only checkpoint); the rest keeps its fresh init.
+    Allow,
+}
+
+/// Load a torchvision ResNet18 state dict (`.pth`/`.pt` pickle or `.safetensors`) into `model`, including BN
+/// running statistics. A head with another number of classes (an ImageNet checkpoint) is left out and `fc` keeps
+/// its fresh init; any other missing, misshapen or unknown tensor is an error that names it.
+pub fn load_torchvision(
+    model: ResNet18,
+    path: &Path,
+) -> Result<(ResNet18, LoadReport), WeightsError> {
+    load_torchvision_with(model, path, Missing::Refuse)
+}
+
+/// [`load_torchvision`], choosing what to do about missing tensors.
+pub fn load_torchvision_with(
+    mut model: ResNet18,
+    path: &Path,
+    missing: Missing,
+) -> Result<(ResNet18, LoadReport), WeightsError> {
+    if !path.is_file() {
+        return Err(WeightsError::NotFound(path.to_path_buf()));
+    }
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let result = match extension.as_deref() {
+        Some("safetensors") => apply(
+            &mut model,
+            SafetensorsStore::from_file(path)
+                .with_from_adapter(PyTorchToBurnAdapter)
+                .with_key_remapping(r"downsample\.0\.", "downsample.conv.")
+                .with_key_remapping(r"downsample\.1\.", "downsample.bn.")
+                .allow_partial(true)
+                .validate(false),
+        ),
+        Some("pth") | Some("pt") => apply(
+            &mut model,
+            // The PyTorch store applies PyTorchToBurnAdapter itself.
+            PytorchStore::from_file(path)
+                .map_indices_contiguous(false)
+                .with_key_remapping(r"downsample\.0\.", "downsample.conv.")
+                .with_key_remapping(r"downsample\.1\.", "downsample.bn.")
+                .allow_partial(true)
+                .validate(false),
+        ),
+        _ => return Err(WeightsError::UnknownFormat(path.to_path_buf())),
+    }
+    .map_err(|message| WeightsError::Read {
+        path: path.to_path_buf(),
+        message,
+    })?;
+    let report = judge(&result, model.num_classes(), path, missing)?;
+    Ok((model, report))
+}
+
+fn apply<S: ModuleStore>(model: &mut ResNet18, mut store: S) -> Result<ApplyResult, String> {
+    model.load_from(&mut store).map_err(|e| e.to_string())
+}
+
+/// Decide whether an apply result is acceptable, and say what happened to the head.
+fn judge(
+    result: &ApplyResult,
+    classes: usize,
+    path: &Path,
+    policy: Missing,
+) -> Result<LoadReport, WeightsError> {
+    let mut head_classes = None;
+    let mut wrong = Vec::new();
+    for error in &result.errors {
+        match error {
+            ApplyError::ShapeMismatch {
+                path: tensor,
+                expected,
+                found,
+            } => {
+                let is_head = tensor == "fc.weight" || tensor == "fc.bias";
+                // Burn keeps fc.weight as [in, out]; the adapter has already transposed the file's [out, in].
+                let file_classes = match tensor.as_str() {
+                    "fc.weight" if found.len() == 2 && found[0] == 512 => Some(found[1]),
+                    "fc.bias" if found.len() == 1 => Some(found[0]),
+                    _ => None,
+                };
+                match (is_head, file_classes) {
+                    (true, Some(n)) if n != classes => head_classes = Some(n),
+                    _ => wrong.push(format!("{tensor} is {found:?}, expected {expected:?}")),
+                }
+            }
+            other => wrong.push(format!("{other:?}")),
+        }
+    }
+    if !wrong.is_empty() {
+        return Err(WeightsError::Shape {
+            path: path.to_path_buf(),
+            tensors: wrong,
+        });
+    }
+    let missing: Vec<String> = result
+        .missing
+        .iter()
+        .map(|(tensor, _)| tensor.clone())
+        .filter(|tensor| head_classes.is_none() || !tensor.starts_with("fc."))
+        .collect();
+    if !missing.is_empty() && policy == Missing::Refuse {
+        return Err(WeightsError::Missing {
+            path: path.to_path_buf(),
+            tensors: missing,
+        });
+    }
+    // BatchNorm's `num_batches_tracked` has no counterpart (burn keeps no step count); anything else unused
+    // means the file is not a ResNet18.
+    let unexpected: Vec<String> = result
+        .unused
+        .iter()
+        .filter(|k| !k.ends_with("num_batches_tracked"))
+        .cloned()
+        .collect();
+    if !unexpected.is_empty() {
+        return Err(WeightsError::Unexpected {
+            path: path.to_path_buf(),
+            tensors: unexpected,
+        });
+    }
+    Ok(LoadReport {
+        applied: result.applied.len(),
+        head_replaced: head_classes,
+        missing,
+    })
+}
+
+/// Save `model` as safetensors with torchvision key names and layouts (`fc.weight` as `[out, in]`, BN
+/// `weight`/`bias`/`running_mean`/`running_var`, `downsample.0/1`); `metadata` is stored in the file's header.
+/// Written to a temporary file and renamed into place, so a crash never leaves a half-written checkpoint.
+pub fn save_torchvision(
+    model: &ResNet18,
+    path: &Path,
+    metadata: &[(&str, String)],
+) -> Result<(), WeightsError> {
+    let write_error = |message: String| WeightsError::Write {
+        path: path.to_path_buf(),
+        message,
+    };
+    let temporary = temporary_path(path);
+    let mut store = SafetensorsStore::from_file(&temporary)
+        .with_to_adapter(BurnToPyTorchAdapter)
+        .with_key_remapping(r"downsample\.conv\.", "downsample.0.")
+        .with_key_remapping(r"downsample\.bn\.", "downsample.1.");
+    for (key, value) in metadata {
+        store = store.metadata(*key, value.clone());
+    }
+    model
+        .save_into(&mut store)
+        .map_err(|e| write_error(e.to_string()))?;
+    std::fs::rename(&temporary, path).map_err(|e| write_error(e.to_string()))
+}
+
+/// `dir/name` → `dir/.name.tmp-<pid>`.
+pub fn temporary_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
