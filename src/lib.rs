@@ -4,6 +4,7 @@ pub mod cli;
 pub mod commands;
 pub mod data;
 pub mod device;
+pub mod metrics;
 pub mod model;
 pub mod rng;
 pub mod viz;

@@ -1,0 +1,7 @@
+//! Metrics: integer counts accumulate per batch; every score is derived from the counts at the end.
+
+pub mod calibration;
+pub mod classification;
+pub mod intervals;
+
+pub use classification::{ClassScores, ConfusionMatrix};
