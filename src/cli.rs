@@ -26,6 +26,8 @@ pub enum Command {
     Synth(SynthArgs),
     /// Analyse a dataset: counts, image sizes, sample grid, train/test leakage audit.
     Inspect(InspectArgs),
+    /// Train the seed protocol: baseline (fc), fine-tune (layer4 + fc), optionally full; evaluate on Testing/.
+    Train(TrainArgs),
     /// Class and probabilities for images (files and folders).
     Predict(PredictArgs),
     /// ImageNet weights: download them, or import a torchvision checkpoint as a run folder.
@@ -141,4 +143,56 @@ pub enum WeightsCommand {
     },
     /// Print where `fetch` stores the weights.
     Path,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TrainArgs {
+    /// Dataset folder (Kaggle layout; Training/ is split into train and validation, Testing/ scores the result).
+    pub data: PathBuf,
+    /// Run folder to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Seed for initialisation, the validation split, shuffling and mirroring.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// ImageNet (or other torchvision-layout) weights; default: the cached `weights fetch` file, if any.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    #[arg(long, default_value_t = 5)]
+    pub baseline_epochs: usize,
+    #[arg(long, default_value_t = 5)]
+    pub finetune_epochs: usize,
+    /// Epochs of the `full` stage (all layers learn). Default: 0 with ImageNet weights, 5 without.
+    #[arg(long)]
+    pub full_epochs: Option<usize>,
+    #[arg(long, default_value_t = 1e-3)]
+    pub baseline_lr: f64,
+    #[arg(long, default_value_t = 1e-4)]
+    pub finetune_lr: f64,
+    #[arg(long, default_value_t = 1e-3)]
+    pub full_lr: f64,
+    /// SGD with momentum instead of Adam.
+    #[arg(long)]
+    pub sgd: bool,
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Constant learning rate instead of cosine decay.
+    #[arg(long)]
+    pub constant_lr: bool,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Fraction of each class of Training/ held out for validation.
+    #[arg(long, default_value_t = 0.1)]
+    pub validation_fraction: f64,
+    /// Re-estimate the frozen layers' BatchNorm statistics on the training images before caching.
+    #[arg(long)]
+    pub recalibrate_bn: bool,
+    /// Stop on any unreadable file.
+    #[arg(long)]
+    pub strict: bool,
+    /// Write into a non-empty run folder.
+    #[arg(long)]
+    pub force: bool,
 }

@@ -4,6 +4,7 @@ pub mod demo;
 pub mod inspect;
 pub mod predict;
 pub mod synth;
+pub mod train;
 pub mod weights;
 
 use indicatif::{ProgressBar, ProgressStyle};

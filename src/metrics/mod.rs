@@ -3,5 +3,6 @@
 pub mod calibration;
 pub mod classification;
 pub mod intervals;
+pub mod report;
 
 pub use classification::{ClassScores, ConfusionMatrix};

@@ -25,8 +25,10 @@ pub enum Trainable {
 }
 
 impl Trainable {
-    /// Apply this policy to a model that lives on the training (autodiff) device.
-    pub fn apply(self, mut model: ResNet18) -> ResNet18 {
+    /// Apply this policy to a model that lives on the training (autodiff) device, whatever an earlier stage
+    /// froze: everything is unfrozen first.
+    pub fn apply(self, model: ResNet18) -> ResNet18 {
+        let mut model = model.unfreeze();
         let freeze_to_layer3 = matches!(self, Trainable::Head | Trainable::Layer4AndHead);
         if freeze_to_layer3 {
             model.conv1 = model.conv1.freeze();

@@ -2,6 +2,7 @@
 
 pub mod charts;
 pub mod grid;
+pub mod plots;
 
 use image::RgbImage;
 use std::path::{Path, PathBuf};

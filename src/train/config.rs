@@ -1,0 +1,157 @@
+//! Training configuration: data, so a run folder can store it and a run can be repeated from it.
+
+use serde::{Deserialize, Serialize};
+
+/// A training stage of the seed protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Backbone frozen, `fc` learns (trained on cached pooled features).
+    Baseline,
+    /// `layer4` and `fc` learn (trained on cached layer3 maps).
+    Finetune,
+    /// Everything learns (for users without ImageNet weights).
+    Full,
+}
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Baseline => "baseline",
+            Stage::Finetune => "finetune",
+            Stage::Full => "full",
+        }
+    }
+
+    pub fn index(self) -> u64 {
+        self as u64
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerKind {
+    Adam,
+    /// SGD with (heavy-ball) momentum.
+    Sgd,
+}
+
+/// Learning-rate schedule over a stage's epochs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Schedule {
+    Constant,
+    /// Cosine from the stage's rate down to 1 % of it over the stage's steps.
+    Cosine,
+    /// Multiply by `gamma` every `every` epochs.
+    Step {
+        every: usize,
+        gamma: f64,
+    },
+}
+
+/// One stage's hyper-parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageConfig {
+    pub stage: Stage,
+    pub epochs: usize,
+    pub optimizer: OptimizerKind,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    /// Momentum for SGD (ignored by Adam).
+    pub momentum: f64,
+    pub schedule: Schedule,
+}
+
+impl StageConfig {
+    /// Learning rate at `epoch` (0-based), step `step` of `steps_per_epoch`.
+    pub fn learning_rate_at(&self, epoch: usize, step: usize, steps_per_epoch: usize) -> f64 {
+        match self.schedule {
+            Schedule::Constant => self.learning_rate,
+            Schedule::Cosine => {
+                let total = (self.epochs * steps_per_epoch).max(1) as f64;
+                let t = (epoch * steps_per_epoch + step) as f64 / total;
+                let floor = self.learning_rate * 0.01;
+                floor
+                    + 0.5 * (self.learning_rate - floor) * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+            Schedule::Step { every, gamma } => {
+                self.learning_rate * gamma.powi((epoch / every.max(1)) as i32)
+            }
+        }
+    }
+}
+
+/// The whole training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub seed: u64,
+    pub batch_size: usize,
+    /// Fraction of each class of `Training/` held out for validation (best-epoch selection).
+    pub validation_fraction: f64,
+    /// Before caching, re-estimate the frozen layers' BatchNorm running statistics on the training images
+    /// (what PyTorch's `model.train()` does to a "frozen" backbone over its first epoch).
+    pub recalibrate_batch_norm: bool,
+    pub stages: Vec<StageConfig>,
+}
+
+impl TrainConfig {
+    /// The seed protocol: baseline (fc, Adam 1e-3) then finetune (layer4 + fc, Adam 1e-4), and optionally full.
+    pub fn protocol(
+        seed: u64,
+        baseline_epochs: usize,
+        finetune_epochs: usize,
+        full_epochs: usize,
+    ) -> TrainConfig {
+        let stage = |stage, epochs, learning_rate| StageConfig {
+            stage,
+            epochs,
+            optimizer: OptimizerKind::Adam,
+            learning_rate,
+            weight_decay: 0.0,
+            momentum: 0.9,
+            schedule: Schedule::Cosine,
+        };
+        let mut stages = vec![
+            stage(Stage::Baseline, baseline_epochs, 1e-3),
+            stage(Stage::Finetune, finetune_epochs, 1e-4),
+        ];
+        if full_epochs > 0 {
+            stages.push(stage(Stage::Full, full_epochs, 1e-3));
+        }
+        TrainConfig {
+            seed,
+            batch_size: 32,
+            validation_fraction: 0.1,
+            recalibrate_batch_norm: false,
+            stages,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules() {
+        let mut s = StageConfig {
+            stage: Stage::Finetune,
+            epochs: 4,
+            optimizer: OptimizerKind::Sgd,
+            learning_rate: 0.1,
+            weight_decay: 0.0,
+            momentum: 0.9,
+            schedule: Schedule::Cosine,
+        };
+        assert!((s.learning_rate_at(0, 0, 10) - 0.1).abs() < 1e-12);
+        assert!((s.learning_rate_at(2, 0, 10) - (0.001 + 0.5 * 0.099)).abs() < 1e-12);
+        assert!(s.learning_rate_at(3, 9, 10) < 0.0012);
+        s.schedule = Schedule::Step {
+            every: 2,
+            gamma: 0.1,
+        };
+        assert!((s.learning_rate_at(1, 5, 10) - 0.1).abs() < 1e-12);
+        assert!((s.learning_rate_at(2, 0, 10) - 0.01).abs() < 1e-12);
+    }
+}

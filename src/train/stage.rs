@@ -1,0 +1,170 @@
+//! One training stage: epochs of shuffled, mirrored-at-random batches, validation after each epoch, the best
+//! epoch's weights kept. What a step computes is given by the caller, so the same loop serves the cached
+//! (`baseline`, `finetune`) and uncached (`full`) stages.
+
+use super::config::{OptimizerKind, StageConfig};
+use super::history::EpochRecord;
+use crate::model::inference::{values, InferenceError};
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::seq::SliceRandom;
+use rand::Rng;
+use std::time::Instant;
+
+/// The optimizer a stage asks for, with PyTorch's defaults where burn's differ (Adam ε = 1e-8, SGD momentum
+/// without dampening).
+pub fn optimizer(config: &StageConfig) -> ModuleOptimizer {
+    let decay =
+        (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
+    match config.optimizer {
+        OptimizerKind::Adam => AdamConfig::new()
+            .with_epsilon(1e-8)
+            .with_weight_decay(decay)
+            .init(),
+        OptimizerKind::Sgd => SgdConfig::new()
+            .with_momentum(Some(
+                MomentumConfig::new()
+                    .with_momentum(config.momentum)
+                    .with_dampening(0.0),
+            ))
+            .with_weight_decay(decay)
+            .init(),
+    }
+}
+
+/// Loss and accuracy of a pass over data.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Score {
+    pub loss: f64,
+    pub accuracy: f64,
+}
+
+/// The draws of one epoch: the order of the training images and, for each, whether it is mirrored
+/// (`RandomHorizontalFlip(p=0.5)`). Named streams, so an epoch's draws do not depend on earlier epochs.
+pub fn epoch_draws(seed: u64, stage: u64, epoch: usize, count: usize) -> (Vec<usize>, Vec<bool>) {
+    let mut order: Vec<usize> = (0..count).collect();
+    order.shuffle(&mut crate::rng::stream(
+        seed,
+        "shuffle",
+        &[stage, epoch as u64],
+    ));
+    let mut flips = crate::rng::stream(seed, "augment", &[stage, epoch as u64]);
+    let mirrored = (0..count).map(|_| flips.random_bool(0.5)).collect();
+    (order, mirrored)
+}
+
+/// Cross-entropy loss and the number of correct predictions of a batch of logits.
+pub fn loss_and_correct(
+    logits: Tensor<2>,
+    labels: &[usize],
+    device: &Device,
+) -> (Tensor<1>, usize) {
+    let targets = Tensor::<1, Int>::from_data(
+        TensorData::new(
+            labels.iter().map(|l| *l as i64).collect::<Vec<_>>(),
+            [labels.len()],
+        ),
+        device,
+    );
+    let predicted = logits.clone().argmax(1).flatten::<1>(0, 1); // [B]
+    let correct = predicted
+        .equal(targets.clone())
+        .int()
+        .sum()
+        .into_scalar::<i64>() as usize;
+    let loss = CrossEntropyLossConfig::new()
+        .init(device)
+        .forward(logits, targets); // [1]
+    (loss, correct)
+}
+
+/// What a stage needs from its caller.
+pub struct StageSteps<'a, M> {
+    /// Training images (indices into whatever the closures read).
+    pub train_count: usize,
+    pub train_labels: &'a [usize],
+    /// Logits of a training batch: (model, image indices, mirrored flags) → `[B, classes]` on the autodiff device.
+    pub forward: &'a dyn Fn(&M, &[usize], &[bool]) -> Tensor<2>,
+    /// Validation loss and accuracy of the model (in inference mode).
+    pub validate: &'a dyn Fn(&M) -> Result<Score, InferenceError>,
+}
+
+/// Run one stage from `model`; returns the best validation epoch's model (highest accuracy, then lowest loss)
+/// in inference mode, and appends one record per epoch to `history`.
+///
+/// The snapshot is taken with `clone().valid()`, not `clone()`: a burn module's clones share their BatchNorm
+/// running statistics, so a plain clone would keep following the training after its epoch.
+#[allow(clippy::too_many_arguments)]
+pub fn run_stage<M: Module + Clone>(
+    mut model: M,
+    config: &StageConfig,
+    steps: &StageSteps<'_, M>,
+    batch_size: usize,
+    seed: u64,
+    device: &Device,
+    history: &mut Vec<EpochRecord>,
+    progress: &dyn Fn(u64),
+) -> Result<M, InferenceError> {
+    let mut optim = optimizer(config);
+    let batch_size = batch_size.max(1);
+    let steps_per_epoch = steps.train_count.div_ceil(batch_size);
+    let mut best: Option<(Score, M)> = None;
+    for epoch in 0..config.epochs {
+        let start = Instant::now();
+        let (order, mirrored) = epoch_draws(seed, config.stage.index(), epoch, steps.train_count);
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        let mut learning_rate = config.learning_rate;
+        for (step, batch) in order.chunks(batch_size).enumerate() {
+            learning_rate = config.learning_rate_at(epoch, step, steps_per_epoch);
+            let flips: Vec<bool> = batch.iter().map(|i| mirrored[*i]).collect();
+            let labels: Vec<usize> = batch.iter().map(|i| steps.train_labels[*i]).collect();
+            let logits = (steps.forward)(&model, batch, &flips); // [B, classes]
+            let (loss, batch_correct) = loss_and_correct(logits, &labels, device);
+            loss_sum += f64::from(values(loss.clone())?.first().copied().unwrap_or(f32::NAN))
+                * batch.len() as f64;
+            correct += batch_correct;
+            seen += batch.len();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(learning_rate, model, grads);
+            progress(batch.len() as u64);
+        }
+        let score = (steps.validate)(&model)?;
+        let seconds = start.elapsed().as_secs_f64();
+        history.push(EpochRecord {
+            stage: config.stage.name().into(),
+            epoch: epoch + 1,
+            learning_rate,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_accuracy: correct as f64 / seen.max(1) as f64,
+            validation_loss: score.loss,
+            validation_accuracy: score.accuracy,
+            seconds,
+            images_per_second: seen as f64 / seconds.max(1e-9),
+        });
+        tracing::info!(
+            "{} epoch {}/{}: train loss {:.4} acc {:.3} | val loss {:.4} acc {:.3} | {:.1} s",
+            config.stage.name(),
+            epoch + 1,
+            config.epochs,
+            loss_sum / seen.max(1) as f64,
+            correct as f64 / seen.max(1) as f64,
+            score.loss,
+            score.accuracy,
+            seconds
+        );
+        let better = match &best {
+            None => true,
+            Some((b, _)) => {
+                score.accuracy > b.accuracy || (score.accuracy == b.accuracy && score.loss < b.loss)
+            }
+        };
+        if better {
+            best = Some((score, model.clone().valid()));
+        }
+    }
+    Ok(best.map(|(_, m)| m).unwrap_or_else(|| model.valid()))
+}
