@@ -28,6 +28,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Train the seed protocol: baseline (fc), fine-tune (layer4 + fc), optionally full; evaluate on Testing/.
     Train(TrainArgs),
+    /// Re-score a saved run on a dataset folder.
+    Evaluate(EvaluateArgs),
     /// Class and probabilities for images (files and folders).
     Predict(PredictArgs),
     /// ImageNet weights: download them, or import a torchvision checkpoint as a run folder.
@@ -195,4 +197,23 @@ pub struct TrainArgs {
     /// Write into a non-empty run folder.
     #[arg(long)]
     pub force: bool,
+    /// Continue an interrupted run in --out from its last complete epoch (its saved configuration is used).
+    #[arg(long)]
+    pub resume: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EvaluateArgs {
+    /// Run folder.
+    pub run: PathBuf,
+    /// Dataset folder: its Testing/ split if it has one, else every image.
+    pub data: PathBuf,
+    /// Where to write evaluation.json and confusion.png.
+    #[arg(long, default_value = "evaluation")]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Stop on any unreadable file.
+    #[arg(long)]
+    pub strict: bool,
 }

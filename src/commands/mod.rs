@@ -1,6 +1,7 @@
 //! One file per subcommand; each exposes `run(&Args) -> anyhow::Result<()>`.
 
 pub mod demo;
+pub mod evaluate;
 pub mod inspect;
 pub mod predict;
 pub mod synth;

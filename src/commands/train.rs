@@ -11,7 +11,7 @@ use crate::model::{weights, ResNet18};
 use crate::train::config::{OptimizerKind, Schedule, Stage, TrainConfig};
 use crate::train::data::{prepare, stratified_split};
 use crate::train::history::{to_csv, EpochRecord};
-use crate::train::{run_protocol, Progress, StageOutcome, TrainingData};
+use crate::train::{checkpoint, run_protocol, Checkpointing, Progress, StageOutcome, TrainingData};
 use crate::viz::{self, plots};
 use anyhow::{bail, Context};
 use indicatif::ProgressBar;
@@ -70,7 +70,28 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
 /// The whole `train` command; returns what it wrote to `metrics.json`.
 pub fn train(args: &TrainArgs) -> anyhow::Result<TrainReport> {
     let start = Instant::now();
-    super::synth::prepare_output(&args.out, args.force)?;
+    let resume = if args.resume {
+        let state = checkpoint::read_state(&args.out)?.with_context(|| {
+            format!(
+                "{}: no checkpoint to resume (checkpoint/state.json is missing)",
+                args.out.display()
+            )
+        })?;
+        tracing::info!(
+            "resuming {}: {} stage(s) done{}",
+            args.out.display(),
+            state.completed.len(),
+            state
+                .current
+                .as_ref()
+                .map(|c| format!(", {} at epoch {}", c.stage, c.epochs_done))
+                .unwrap_or_default()
+        );
+        Some(state)
+    } else {
+        super::synth::prepare_output(&args.out, args.force)?;
+        None
+    };
     let scanned = scan::scan(
         &args.data,
         ScanOptions {
@@ -116,11 +137,16 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<TrainReport> {
             )
         }
         None => {
+            let full = args.full_epochs.unwrap_or(DEFAULT_OFFLINE_FULL_EPOCHS);
             eprintln!(
                 "note: no ImageNet weights (none given with --weights, none cached by `tumornet weights fetch`): \
                  starting from torchvision's random init. The frozen stages cannot learn useful features from \
-                 random filters, so the `full` stage (all layers) runs too ({} epochs).",
-                args.full_epochs.unwrap_or(DEFAULT_OFFLINE_FULL_EPOCHS)
+                 random filters; {}",
+                if full > 0 {
+                    format!("the `full` stage (all layers) runs too ({full} epochs).")
+                } else {
+                    "with --full-epochs 0, expect chance accuracy.".to_string()
+                }
             );
             (fresh, WeightsOrigin::RandomInit { seed: args.seed })
         }
@@ -130,7 +156,11 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<TrainReport> {
     } else {
         DEFAULT_OFFLINE_FULL_EPOCHS
     });
-    let config = train_config(args, full_epochs);
+    // A resumed run keeps the configuration and weights origin it started with.
+    let config = resume
+        .as_ref()
+        .map_or_else(|| train_config(args, full_epochs), |s| s.config.clone());
+    let origin = resume.as_ref().map_or(origin, |s| s.weights_origin.clone());
 
     // Decode once.
     let bar = progress_bar((train_samples.len() + test_samples.len()) as u64, "decode");
@@ -182,12 +212,20 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<TrainReport> {
             .with_context(|| format!("saving {}", dir.display()))?;
         Ok(())
     };
+    let mut after_epoch = |_: &str, _: usize| Ok(());
+    let checkpointing = Checkpointing {
+        run: &args.out,
+        resume,
+        weights_origin: origin.clone(),
+        after_epoch: &mut after_epoch,
+    };
     let outcomes = run_protocol(
         model,
         &config,
         &data,
         &progress,
         &mut history,
+        checkpointing,
         &mut on_stage,
     )?;
     if let Some(bar) = progress.bar.borrow_mut().take() {

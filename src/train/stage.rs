@@ -82,15 +82,44 @@ pub fn loss_and_correct(
     (loss, correct)
 }
 
+/// Logits of a training batch: (model, image indices, mirrored flags) → `[B, classes]` on the autodiff device.
+pub type BatchForward<'a, M> = &'a dyn Fn(&M, &[usize], &[bool]) -> Result<Tensor<2>, InferenceError>;
+
 /// What a stage needs from its caller.
 pub struct StageSteps<'a, M> {
     /// Training images (indices into whatever the closures read).
     pub train_count: usize,
     pub train_labels: &'a [usize],
-    /// Logits of a training batch: (model, image indices, mirrored flags) → `[B, classes]` on the autodiff device.
-    pub forward: &'a dyn Fn(&M, &[usize], &[bool]) -> Tensor<2>,
+    pub forward: BatchForward<'a, M>,
     /// Validation loss and accuracy of the model (in inference mode).
     pub validate: &'a dyn Fn(&M) -> Result<Score, InferenceError>,
+}
+
+/// Where a stage starts: from scratch, or from a checkpoint after `epochs_done` epochs.
+pub struct StageStart<M> {
+    pub epochs_done: usize,
+    /// Best validation score so far and that epoch's model (inference mode).
+    pub best: Option<(Score, M)>,
+    pub optimizer: ModuleOptimizer,
+}
+
+impl<M> StageStart<M> {
+    pub fn fresh(config: &StageConfig) -> StageStart<M> {
+        StageStart {
+            epochs_done: 0,
+            best: None,
+            optimizer: optimizer(config),
+        }
+    }
+}
+
+/// What a stage shows its caller after each epoch (to write a checkpoint).
+pub struct EpochEnd<'a, M> {
+    pub epochs_done: usize,
+    pub model: &'a M,
+    pub best: &'a (Score, M),
+    pub optimizer: &'a ModuleOptimizer,
+    pub history: &'a [EpochRecord],
 }
 
 /// Run one stage from `model`; returns the best validation epoch's model (highest accuracy, then lowest loss)
@@ -108,12 +137,18 @@ pub fn run_stage<M: Module + Clone>(
     device: &Device,
     history: &mut Vec<EpochRecord>,
     progress: &dyn Fn(u64),
-) -> Result<M, InferenceError> {
-    let mut optim = optimizer(config);
+    start_from: StageStart<M>,
+    on_epoch: &mut dyn FnMut(EpochEnd<'_, M>) -> anyhow::Result<()>,
+) -> anyhow::Result<M> {
+    let StageStart {
+        epochs_done,
+        mut best,
+        optimizer: mut optim,
+    } = start_from;
     let batch_size = batch_size.max(1);
     let steps_per_epoch = steps.train_count.div_ceil(batch_size);
-    let mut best: Option<(Score, M)> = None;
-    for epoch in 0..config.epochs {
+    progress((epochs_done * steps.train_count) as u64);
+    for epoch in epochs_done..config.epochs {
         let start = Instant::now();
         let (order, mirrored) = epoch_draws(seed, config.stage.index(), epoch, steps.train_count);
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
@@ -122,7 +157,7 @@ pub fn run_stage<M: Module + Clone>(
             learning_rate = config.learning_rate_at(epoch, step, steps_per_epoch);
             let flips: Vec<bool> = batch.iter().map(|i| mirrored[*i]).collect();
             let labels: Vec<usize> = batch.iter().map(|i| steps.train_labels[*i]).collect();
-            let logits = (steps.forward)(&model, batch, &flips); // [B, classes]
+            let logits = (steps.forward)(&model, batch, &flips)?; // [B, classes]
             let (loss, batch_correct) = loss_and_correct(logits, &labels, device);
             loss_sum += f64::from(values(loss.clone())?.first().copied().unwrap_or(f32::NAN))
                 * batch.len() as f64;
@@ -164,6 +199,15 @@ pub fn run_stage<M: Module + Clone>(
         };
         if better {
             best = Some((score, model.clone().valid()));
+        }
+        if let Some(best) = &best {
+            on_epoch(EpochEnd {
+                epochs_done: epoch + 1,
+                model: &model,
+                best,
+                optimizer: &optim,
+                history,
+            })?;
         }
     }
     Ok(best.map(|(_, m)| m).unwrap_or_else(|| model.valid()))

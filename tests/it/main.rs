@@ -7,3 +7,4 @@ mod inspect;
 mod model;
 mod phantom;
 mod preprocess;
+mod train;

@@ -1,0 +1,260 @@
+//! `train` end to end on a tiny phantom set: every output is written, parses, and the run predicts.
+
+use crate::common::temp_dir;
+use tumornet::cli::TrainArgs;
+use tumornet::data::phantom::{generate, SynthConfig};
+
+fn args(data: std::path::PathBuf, out: std::path::PathBuf) -> TrainArgs {
+    TrainArgs {
+        data,
+        out,
+        seed: 4,
+        weights: None,
+        baseline_epochs: 2,
+        finetune_epochs: 1,
+        full_epochs: Some(1),
+        baseline_lr: 1e-3,
+        finetune_lr: 1e-4,
+        full_lr: 1e-3,
+        sgd: false,
+        momentum: 0.9,
+        weight_decay: 0.0,
+        constant_lr: false,
+        batch_size: 8,
+        validation_fraction: 0.25,
+        recalibrate_bn: false,
+        strict: true,
+        force: false,
+        resume: false,
+    }
+}
+
+#[test]
+fn train_writes_checkpoints_history_metrics_and_figures() {
+    let dir = temp_dir();
+    let data = dir.path().join("data");
+    let config = SynthConfig {
+        train_per_class: 4,
+        test_per_class: 2,
+        seed: 9,
+        min_size: 128,
+        max_size: 160,
+        jpeg_quality: 90,
+    };
+    generate(&data, &config, &|| {}).expect("phantom");
+    let out = dir.path().join("run");
+    std::env::set_var("TUMORNET_CACHE", dir.path().join("empty-cache"));
+    let report = tumornet::commands::train::train(&args(data.clone(), out.clone())).expect("train");
+
+    assert_eq!(report.stages.len(), 3);
+    for stage in ["baseline", "finetune", "full"] {
+        let s = &report.stages[stage];
+        let test = s.test.as_ref().expect("test report");
+        assert_eq!(test.images, 8);
+        assert!((0.0..=1.0).contains(&test.accuracy));
+        assert!(test.accuracy_ci95.0 <= test.accuracy && test.accuracy <= test.accuracy_ci95.1);
+        assert!(
+            out.join(stage).join("model.safetensors").is_file(),
+            "{stage}"
+        );
+        assert!(
+            out.join(format!("confusion_{stage}.png")).is_file(),
+            "{stage}"
+        );
+    }
+    let history = std::fs::read_to_string(out.join("history.csv")).expect("history");
+    assert_eq!(history.lines().count(), 1 + 2 + 1 + 1, "{history}");
+    assert!(history
+        .lines()
+        .nth(1)
+        .is_some_and(|l| l.starts_with("baseline,1,")));
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).expect("metrics"))
+            .expect("parse");
+    assert_eq!(metrics["weights_origin"]["kind"], "random_init");
+    assert!(metrics["stages"]["finetune"]["test"]["confusion"]
+        .as_array()
+        .is_some_and(|r| r.len() == 4));
+    assert!(std::fs::read_to_string(out.join("comparison.md"))
+        .expect("table")
+        .contains("Fine-tuned (layer4 + fc)"));
+    assert!(out.join("curves.png").is_file());
+
+    // The final run folder is a usable model.
+    let predict = tumornet::cli::PredictArgs {
+        run: out.clone(),
+        inputs: vec![data.join("Testing")],
+        json: true,
+        batch_size: 4,
+    };
+    let outcomes = tumornet::commands::predict::predict(&predict).expect("predict");
+    assert_eq!(outcomes.len(), 8);
+    assert!(outcomes.iter().all(|o| o.is_ok()));
+
+    // A second run into the same folder refuses to overwrite it.
+    assert!(tumornet::commands::train::train(&args(data, out)).is_err());
+}
+
+struct Quiet;
+
+impl tumornet::train::Progress for Quiet {
+    fn phase(&self, _: &str, _: u64) {}
+    fn advance(&self, _: u64) {}
+}
+
+fn training_data(root: &std::path::Path) -> tumornet::train::TrainingData {
+    use tumornet::data::scan::{scan, ScanOptions, Split};
+    use tumornet::train::data::{prepare, stratified_split};
+    let dataset = scan(root, ScanOptions { strict: true })
+        .expect("scan")
+        .dataset;
+    let train: Vec<_> = dataset.split(Split::Training).collect();
+    let test: Vec<_> = dataset.split(Split::Testing).collect();
+    let (all, _) = prepare(&train, 224, &|| {});
+    let (test, _) = prepare(&test, 224, &|| {});
+    let (t, v) = stratified_split(&all.labels, 0.25, 1);
+    tumornet::train::TrainingData {
+        train: all.subset(&t),
+        validation: all.subset(&v),
+        test,
+    }
+}
+
+/// Interrupted after any epoch (here: inside baseline, inside finetune, between stages), `--resume` finishes
+/// with the same history and test predictions as an uninterrupted run.
+#[test]
+fn resume_after_an_interruption_matches_an_uninterrupted_run() {
+    use tumornet::model::run::WeightsOrigin;
+    use tumornet::train::checkpoint::read_state;
+    use tumornet::train::config::TrainConfig;
+    use tumornet::train::{run_protocol, Checkpointing};
+
+    let dir = temp_dir();
+    let data_dir = dir.path().join("data");
+    let config = SynthConfig {
+        train_per_class: 4,
+        test_per_class: 2,
+        seed: 3,
+        min_size: 128,
+        max_size: 160,
+        jpeg_quality: 90,
+    };
+    generate(&data_dir, &config, &|| {}).expect("phantom");
+    let data = training_data(&data_dir);
+    let mut protocol = TrainConfig::protocol(7, 2, 2, 1);
+    protocol.batch_size = 8;
+    // One starting model for every run (a fixed file, so no global RNG is involved).
+    let start = dir.path().join("start.safetensors");
+    let device = tumornet::device::training();
+    let initial = tumornet::model::ResNet18::new(4, &device);
+    tumornet::model::weights::save_torchvision(&initial, &start, &[]).expect("save start");
+    let load = || {
+        tumornet::model::weights::load_torchvision(
+            tumornet::model::ResNet18::new(4, &device),
+            &start,
+        )
+        .expect("load")
+        .0
+    };
+    let origin = WeightsOrigin::RandomInit { seed: 7 };
+
+    let run_once = |run: &std::path::Path, stop: Option<(&'static str, usize)>| {
+        let mut history = Vec::new();
+        let trained = std::cell::Cell::new(0usize);
+        let mut after = |stage: &str, epoch: usize| {
+            trained.set(trained.get() + 1);
+            if stop == Some((stage, epoch)) {
+                anyhow::bail!("interrupted");
+            }
+            Ok(())
+        };
+        let resume = read_state(run).expect("state");
+        let checkpointing = Checkpointing {
+            run,
+            resume,
+            weights_origin: origin.clone(),
+            after_epoch: &mut after,
+        };
+        let mut on_stage = |outcome: &tumornet::train::StageOutcome| {
+            let config = tumornet::model::run::RunConfig::new(
+                outcome.config.stage.name(),
+                origin.clone(),
+                7,
+            );
+            tumornet::model::run::save_run(
+                &run.join(outcome.config.stage.name()),
+                &outcome.model,
+                &config,
+            )?;
+            Ok(())
+        };
+        let result = run_protocol(
+            load(),
+            &protocol,
+            &data,
+            &Quiet,
+            &mut history,
+            checkpointing,
+            &mut on_stage,
+        );
+        result.map(|o| (o, history, trained.get()))
+    };
+
+    let straight = dir.path().join("straight");
+    let (expected, expected_history, all_epochs) =
+        run_once(&straight, None).expect("uninterrupted");
+    assert_eq!(all_epochs, 5);
+    for stop in [("baseline", 1), ("finetune", 1), ("finetune", 2)] {
+        let run = dir.path().join(format!("{}-{}", stop.0, stop.1));
+        assert!(
+            run_once(&run, Some(stop)).is_err(),
+            "{stop:?}: the hook interrupts"
+        );
+        let state = read_state(&run)
+            .expect("read")
+            .expect("a checkpoint exists");
+        assert_eq!(
+            state.history.len(),
+            if stop.0 == "baseline" {
+                stop.1
+            } else {
+                2 + stop.1
+            }
+        );
+        let (resumed, history, trained) = run_once(&run, None).expect("resumed");
+        assert_eq!(
+            trained,
+            5 - state.history.len(),
+            "{stop:?}: only the epochs after the checkpoint run again"
+        );
+        assert_eq!(history.len(), expected_history.len(), "{stop:?}");
+        for (a, b) in history.iter().zip(&expected_history) {
+            assert_eq!((&a.stage, a.epoch), (&b.stage, b.epoch));
+            assert!(
+                (a.train_loss - b.train_loss).abs() < 1e-4,
+                "{stop:?} {a:?} {b:?}"
+            );
+            assert!(
+                (a.validation_accuracy - b.validation_accuracy).abs() < 1e-9,
+                "{stop:?} {a:?} {b:?}"
+            );
+        }
+        for (a, b) in resumed.iter().zip(&expected) {
+            let (pa, pb) = (
+                &a.test.as_ref().expect("test").probabilities,
+                &b.test.as_ref().expect("test").probabilities,
+            );
+            let diff = pa
+                .iter()
+                .flatten()
+                .zip(pb.iter().flatten())
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0f32, f32::max);
+            assert!(
+                diff < 1e-4,
+                "{stop:?} {}: test probabilities differ by {diff}",
+                a.config.stage.name()
+            );
+        }
+    }
+}
