@@ -498,7 +498,9 @@ fn probabilities_batches(
 }
 
 /// Re-estimate every BatchNorm layer's running statistics on the training images: one pass in train mode (batch
-/// statistics, running averages updated with momentum 0.1), no parameter changes.
+/// statistics, running averages updated with momentum 0.1), no parameter changes. `no_grad()` keeps BatchNorm in
+/// train mode but tracks no gradients, so no autograd graph is built (with tracked parameters, the pass kept
+/// every batch's graph alive and ran out of memory at 1,080 images).
 fn recalibrate_batch_norm(
     model: ResNet18,
     train: &Prepared,
@@ -506,14 +508,17 @@ fn recalibrate_batch_norm(
     device: &Device,
     progress: &dyn Progress,
 ) -> Result<ResNet18, InferenceError> {
-    let model = model.unfreeze();
+    let model = model.unfreeze().no_grad();
     let all: Vec<usize> = (0..train.len()).collect();
     for ids in all.chunks(batch) {
         let images: Vec<_> = ids.iter().map(|i| train.images[*i].clone()).collect();
-        let _ = model.to_layer3(images_to_tensor(&images, device)?).detach();
+        let out = model.layer4(model.to_layer3(images_to_tensor(&images, device)?)); // [B, 512, 7, 7]
+        values(out.sum())?; // run the pass now, batch by batch
         progress.advance(ids.len() as u64);
     }
-    Ok(model.valid().train())
+    // `train()` keeps `no_grad()`; `unfreeze()` makes every parameter trainable again (stages then apply their
+    // own policy).
+    Ok(model.valid().train().unfreeze())
 }
 
 #[cfg(test)]
@@ -526,6 +531,42 @@ mod tests {
     fn images(device: &Device) -> Tensor<4> {
         device.seed(3);
         Tensor::<4>::random([4, 3, 64, 64], Distribution::Normal(0.0, 1.0), device)
+    }
+
+    #[test]
+    fn recalibration_moves_running_statistics_and_nothing_else() {
+        let device = crate::device::training();
+        device.seed(5);
+        let model = ResNet18::new(4, &device);
+        let images: Vec<image::RgbImage> = (0..6u8)
+            .map(|k| {
+                image::RgbImage::from_fn(32, 32, |x, y| {
+                    image::Rgb([(x as u8).wrapping_mul(k + 3), y as u8 * 5, 90])
+                })
+            })
+            .collect();
+        let data = Prepared {
+            labels: vec![0; 6],
+            paths: vec![Default::default(); 6],
+            images,
+        };
+        struct Quiet;
+        impl Progress for Quiet {
+            fn phase(&self, _: &str, _: u64) {}
+            fn advance(&self, _: u64) {}
+        }
+        let stats =
+            |m: &ResNet18| values(m.layer2[0].bn1.running_mean.value_sync()).expect("stats");
+        let weights = |m: &ResNet18| values(m.layer2[0].conv1.weight.val()).expect("weights");
+        let (stats_before, weights_before) = (stats(&model), weights(&model));
+        let after = recalibrate_batch_norm(model, &data, 4, &device, &Quiet).expect("recalibrate");
+        assert!(max_difference(&stats_before, &stats(&after)) > 1e-4);
+        assert_eq!(weights_before, weights(&after));
+        // And the model can still learn afterwards.
+        assert!(
+            after.fc.weight.val().is_require_grad()
+                && after.layer4[0].conv1.weight.val().is_require_grad()
+        );
     }
 
     fn max_difference(a: &[f32], b: &[f32]) -> f32 {

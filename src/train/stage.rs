@@ -83,7 +83,8 @@ pub fn loss_and_correct(
 }
 
 /// Logits of a training batch: (model, image indices, mirrored flags) → `[B, classes]` on the autodiff device.
-pub type BatchForward<'a, M> = &'a dyn Fn(&M, &[usize], &[bool]) -> Result<Tensor<2>, InferenceError>;
+pub type BatchForward<'a, M> =
+    &'a dyn Fn(&M, &[usize], &[bool]) -> Result<Tensor<2>, InferenceError>;
 
 /// What a stage needs from its caller.
 pub struct StageSteps<'a, M> {

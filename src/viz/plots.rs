@@ -136,6 +136,7 @@ pub fn curves(
             chart
                 .configure_mesh()
                 .x_desc("epoch (all stages)")
+                .x_label_formatter(&|x| format!("{x:.0}"))
                 .label_style((FONT, 13))
                 .axis_desc_style((FONT, 14))
                 .draw()

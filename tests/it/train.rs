@@ -22,7 +22,7 @@ fn args(data: std::path::PathBuf, out: std::path::PathBuf) -> TrainArgs {
         constant_lr: false,
         batch_size: 8,
         validation_fraction: 0.25,
-        recalibrate_bn: false,
+        recalibrate_bn: true,
         strict: true,
         force: false,
         resume: false,
