@@ -45,7 +45,7 @@ fn formula(index: usize, name: &str, shape: &[usize]) -> Vec<f32> {
         .collect()
 }
 
-fn formula_input() -> Vec<f32> {
+pub(crate) fn formula_input() -> Vec<f32> {
     let mut v = Vec::with_capacity(3 * 3 * 224 * 224);
     for n in 0..3 {
         for c in 0..3 {
@@ -65,7 +65,7 @@ fn formula_input() -> Vec<f32> {
 
 /// Write the formula weights as a torchvision-layout safetensors file with `classes` outputs, independently of
 /// burn (the `safetensors` crate), with `edit` applied to the tensor list first.
-fn write_checkpoint(
+pub(crate) fn write_checkpoint(
     path: &Path,
     classes: usize,
     edit: impl Fn(&mut Vec<(String, Vec<usize>, Vec<u8>, bool)>),
