@@ -1,6 +1,7 @@
 //! Figures: charts and image grids drawn into RGB buffers and saved as PNG. Drawing only reads results.
 
 pub mod charts;
+pub mod colormap;
 pub mod grid;
 pub mod plots;
 
