@@ -29,9 +29,8 @@ pub fn overlay(image: &RgbImage, map: &[f32], image_weight: f32) -> Result<RgbIm
     let mut blended: Vec<f32> = Vec::with_capacity(image.as_raw().len());
     for (pixel, m) in image.pixels().zip(map) {
         let heat = jet((m.clamp(0.0, 1.0) * 255.0) as u8);
-        for c in 0..3 {
-            blended
-                .push(f32::from(heat[c]) / 255.0 * (1.0 - w) + f32::from(pixel.0[c]) / 255.0 * w);
+        for (h, p) in heat.iter().zip(pixel.0) {
+            blended.push(f32::from(*h) / 255.0 * (1.0 - w) + f32::from(p) / 255.0 * w);
         }
     }
     let max = blended.iter().copied().fold(1e-7, f32::max);
