@@ -3,7 +3,7 @@
 
 use super::progress_bar;
 use crate::cli::EvaluateArgs;
-use crate::data::scan::{self, ScanOptions, Split};
+use crate::data::scan::{self, Split};
 use crate::metrics::report::{classification_report, ClassificationReport};
 use crate::model::{inference, run};
 use crate::train::data::prepare;
@@ -45,16 +45,7 @@ pub fn evaluate(args: &EvaluateArgs) -> anyhow::Result<ClassificationReport> {
     let device = crate::device::inference();
     let (model, config) = run::load_run(&args.run, &device)
         .with_context(|| format!("loading {}", args.run.display()))?;
-    let scanned = scan::scan(
-        &args.data,
-        ScanOptions {
-            strict: args.strict,
-        },
-    )
-    .with_context(|| format!("scanning {}", args.data.display()))?;
-    for warning in &scanned.warnings {
-        tracing::warn!("skipped {warning}");
-    }
+    let scanned = super::scan_dataset(&args.data, args.strict)?;
     let dataset = scanned.dataset;
     let has_test = dataset.splits().contains(&Split::Testing);
     let samples: Vec<_> = dataset

@@ -5,7 +5,7 @@ use super::progress_bar;
 use crate::cli::InspectArgs;
 use crate::data::audit::{self, DuplicatePair, Fingerprint};
 use crate::data::decode::{decode_bytes, DecodeError};
-use crate::data::scan::{self, Dataset, ScanOptions, ScanWarning, Split};
+use crate::data::scan::{Dataset, ScanWarning, Split};
 use crate::data::Class;
 use crate::viz::{self, charts, grid};
 use anyhow::Context;
@@ -64,16 +64,7 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
 
 /// Scan, decode and audit the dataset; write the figures and files into `args.out`.
 pub fn analyse(args: &InspectArgs) -> anyhow::Result<InspectReport> {
-    let scanned = scan::scan(
-        &args.data,
-        ScanOptions {
-            strict: args.strict,
-        },
-    )
-    .with_context(|| format!("scanning {}", args.data.display()))?;
-    for warning in &scanned.warnings {
-        tracing::warn!("skipped {warning}");
-    }
+    let scanned = super::scan_dataset(&args.data, args.strict)?;
     if !scanned.warnings.is_empty() {
         tracing::warn!(
             "{} item(s) skipped while scanning {}",

@@ -8,7 +8,20 @@ pub mod synth;
 pub mod train;
 pub mod weights;
 
+use crate::data::scan::{self, ScanOptions, ScanReport};
+use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
+use std::path::Path;
+
+/// Scan a dataset folder for a command, logging each skipped item as a warning.
+pub fn scan_dataset(data: &Path, strict: bool) -> anyhow::Result<ScanReport> {
+    let scanned = scan::scan(data, ScanOptions { strict })
+        .with_context(|| format!("scanning {}", data.display()))?;
+    for warning in &scanned.warnings {
+        tracing::warn!("skipped {warning}");
+    }
+    Ok(scanned)
+}
 
 /// A progress bar with rate and ETA on stderr (hidden when stderr is not a terminal or output is quiet).
 pub fn progress_bar(len: u64, what: &str) -> ProgressBar {

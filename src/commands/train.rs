@@ -3,7 +3,7 @@
 
 use super::progress_bar;
 use crate::cli::TrainArgs;
-use crate::data::scan::{self, ScanOptions, Split};
+use crate::data::scan::{self, Split};
 use crate::data::Class;
 use crate::metrics::report::{classification_report, ClassificationReport};
 use crate::model::run::{save_run, RunConfig, WeightsOrigin};
@@ -92,16 +92,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<TrainReport> {
         super::synth::prepare_output(&args.out, args.force)?;
         None
     };
-    let scanned = scan::scan(
-        &args.data,
-        ScanOptions {
-            strict: args.strict,
-        },
-    )
-    .with_context(|| format!("scanning {}", args.data.display()))?;
-    for warning in &scanned.warnings {
-        tracing::warn!("skipped {warning}");
-    }
+    let scanned = super::scan_dataset(&args.data, args.strict)?;
     let dataset = scanned.dataset;
     let train_samples: Vec<_> = dataset.split(Split::Training).collect();
     let test_samples: Vec<_> = dataset.split(Split::Testing).collect();
