@@ -100,7 +100,7 @@ pub fn compute(
     let chosen: Vec<usize> = probabilities
         .iter()
         .zip(targets.iter().chain(std::iter::repeat(&None)))
-        .map(|(p, t)| t.unwrap_or_else(|| argmax(p)))
+        .map(|(p, t)| t.unwrap_or_else(|| crate::metrics::argmax(p).0))
         .collect();
     let mut onehot = vec![0f32; n * classes];
     for (i, c) in chosen.iter().enumerate() {
@@ -126,12 +126,4 @@ pub fn compute(
         targets: chosen,
         probabilities,
     })
-}
-
-fn argmax(row: &[f32]) -> usize {
-    row.iter()
-        .copied()
-        .enumerate()
-        .fold((0, f32::MIN), |b, (i, p)| if p > b.1 { (i, p) } else { b })
-        .0
 }

@@ -117,11 +117,7 @@ pub fn predict(args: &PredictArgs) -> anyhow::Result<Vec<Outcome>> {
 }
 
 fn prediction(file: PathBuf, classes: &[Class], row: &[f32]) -> Prediction {
-    let (best, confidence) =
-        row.iter().copied().enumerate().fold(
-            (0, f32::MIN),
-            |best, (i, p)| if p > best.1 { (i, p) } else { best },
-        );
+    let (best, confidence) = crate::metrics::argmax(row);
     Prediction {
         file,
         class: classes[best],

@@ -1,5 +1,7 @@
 //! Probability quality: expected calibration error and one-vs-rest ROC AUC.
 
+use super::argmax;
+
 /// Expected calibration error with `bins` equal-width confidence bins: Σ_b (n_b / N) · |accuracy_b − confidence_b|,
 /// where confidence is the top probability and accuracy whether its class is the true one.
 pub fn expected_calibration_error(probabilities: &[Vec<f32>], truth: &[usize], bins: usize) -> f64 {
@@ -56,13 +58,6 @@ pub fn roc_auc_one_vs_rest(
     }
     let (p, n) = (positives as f64, negatives as f64);
     Some((rank_sum - p * (p + 1.0) / 2.0) / (p * n))
-}
-
-fn argmax(row: &[f32]) -> (usize, f32) {
-    row.iter().copied().enumerate().fold(
-        (0, f32::MIN),
-        |best, (i, p)| if p > best.1 { (i, p) } else { best },
-    )
 }
 
 #[cfg(test)]

@@ -6,3 +6,11 @@ pub mod intervals;
 pub mod report;
 
 pub use classification::{ClassScores, ConfusionMatrix};
+
+/// Index and value of the largest entry (the first one on ties; index 0 for an empty row).
+pub fn argmax(row: &[f32]) -> (usize, f32) {
+    row.iter().copied().enumerate().fold(
+        (0, f32::MIN),
+        |best, (i, v)| if v > best.1 { (i, v) } else { best },
+    )
+}

@@ -39,13 +39,7 @@ pub fn classification_report(
 ) -> ClassificationReport {
     let predicted: Vec<usize> = probabilities
         .iter()
-        .map(|row| {
-            row.iter()
-                .copied()
-                .enumerate()
-                .fold((0, f32::MIN), |b, (i, p)| if p > b.1 { (i, p) } else { b })
-                .0
-        })
+        .map(|row| super::argmax(row).0)
         .collect();
     let confusion = ConfusionMatrix::from_pairs(classes.len(), labels, &predicted);
     let per_class = classes.iter().copied().zip(confusion.per_class()).collect();

@@ -34,6 +34,16 @@ pub enum WeightsError {
     Write { path: PathBuf, message: String },
 }
 
+/// torchvision names `downsample.0/1` what this model calls `downsample.conv/bn` (regex → replacement).
+const TORCHVISION_TO_OURS: [(&str, &str); 2] = [
+    (r"downsample\.0\.", "downsample.conv."),
+    (r"downsample\.1\.", "downsample.bn."),
+];
+const OURS_TO_TORCHVISION: [(&str, &str); 2] = [
+    (r"downsample\.conv\.", "downsample.0."),
+    (r"downsample\.bn\.", "downsample.1."),
+];
+
 /// What a load did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadReport {
@@ -80,20 +90,24 @@ pub fn load_torchvision_with(
     let result = match extension.as_deref() {
         Some("safetensors") => apply(
             &mut model,
-            SafetensorsStore::from_file(path)
+            TORCHVISION_TO_OURS
+                .iter()
+                .fold(SafetensorsStore::from_file(path), |s, (from, to)| {
+                    s.with_key_remapping(*from, *to)
+                })
                 .with_from_adapter(PyTorchToBurnAdapter)
-                .with_key_remapping(r"downsample\.0\.", "downsample.conv.")
-                .with_key_remapping(r"downsample\.1\.", "downsample.bn.")
                 .allow_partial(true)
                 .validate(false),
         ),
         Some("pth") | Some("pt") => apply(
             &mut model,
             // The PyTorch store applies PyTorchToBurnAdapter itself.
-            PytorchStore::from_file(path)
+            TORCHVISION_TO_OURS
+                .iter()
+                .fold(PytorchStore::from_file(path), |s, (from, to)| {
+                    s.with_key_remapping(*from, *to)
+                })
                 .map_indices_contiguous(false)
-                .with_key_remapping(r"downsample\.0\.", "downsample.conv.")
-                .with_key_remapping(r"downsample\.1\.", "downsample.bn.")
                 .allow_partial(true)
                 .validate(false),
         ),
@@ -194,10 +208,12 @@ pub fn save_torchvision(
         message,
     };
     let temporary = temporary_path(path);
-    let mut store = SafetensorsStore::from_file(&temporary)
-        .with_to_adapter(BurnToPyTorchAdapter)
-        .with_key_remapping(r"downsample\.conv\.", "downsample.0.")
-        .with_key_remapping(r"downsample\.bn\.", "downsample.1.");
+    let mut store = OURS_TO_TORCHVISION
+        .iter()
+        .fold(SafetensorsStore::from_file(&temporary), |s, (from, to)| {
+            s.with_key_remapping(*from, *to)
+        })
+        .with_to_adapter(BurnToPyTorchAdapter);
     for (key, value) in metadata {
         store = store.metadata(*key, value.clone());
     }

@@ -55,10 +55,6 @@ impl FeatureCache {
             device,
         )
     }
-
-    pub fn bytes(&self) -> usize {
-        self.data.len() * 4
-    }
 }
 
 /// layer3 maps of every image (and its mirror when `mirrors`), by an inference-mode model.

@@ -13,7 +13,6 @@ pub mod history;
 pub mod stage;
 
 use crate::data::batcher::images_to_tensor;
-use crate::metrics::ConfusionMatrix;
 use crate::model::classifier::Trainable;
 use crate::model::inference::{values, InferenceError};
 use crate::model::ResNet18;
@@ -27,40 +26,11 @@ use data::Prepared;
 use history::EpochRecord;
 use stage::{loss_and_correct, run_stage, Score, StageStart, StageSteps};
 
-/// Test-set predictions of one model.
+/// Test-set predictions of one model (scored by `metrics::report`).
 #[derive(Debug, Clone)]
 pub struct Evaluation {
     pub labels: Vec<usize>,
     pub probabilities: Vec<Vec<f32>>,
-    pub confusion: ConfusionMatrix,
-}
-
-impl Evaluation {
-    pub fn from_probabilities(
-        labels: Vec<usize>,
-        probabilities: Vec<Vec<f32>>,
-        classes: usize,
-    ) -> Evaluation {
-        let predicted: Vec<usize> = probabilities.iter().map(|row| argmax(row)).collect();
-        let confusion = ConfusionMatrix::from_pairs(classes, &labels, &predicted);
-        Evaluation {
-            labels,
-            probabilities,
-            confusion,
-        }
-    }
-
-    pub fn predicted(&self) -> Vec<usize> {
-        self.probabilities.iter().map(|row| argmax(row)).collect()
-    }
-}
-
-fn argmax(row: &[f32]) -> usize {
-    row.iter()
-        .copied()
-        .enumerate()
-        .fold((0, f32::MIN), |b, (i, p)| if p > b.1 { (i, p) } else { b })
-        .0
 }
 
 /// Everything the protocol needs, prepared once.
@@ -145,12 +115,9 @@ pub fn run_protocol(
                 &path,
             )?;
             let best = loaded.clone().valid();
-            let test = (!done.test_labels.is_empty()).then(|| {
-                Evaluation::from_probabilities(
-                    done.test_labels.clone(),
-                    done.test_probabilities.clone(),
-                    best.num_classes(),
-                )
+            let test = (!done.test_labels.is_empty()).then(|| Evaluation {
+                labels: done.test_labels.clone(),
+                probabilities: done.test_probabilities.clone(),
             });
             outcomes.push(StageOutcome {
                 config: stage_config.clone(),
@@ -243,7 +210,9 @@ pub fn run_protocol(
         };
         let best = match stage_config.stage {
             Stage::Baseline => {
-                let (train3, val3, _) = layer3.as_ref().context_cache()?;
+                let (train3, val3, _) = layer3
+                    .as_ref()
+                    .ok_or_else(|| anyhow::anyhow!("the layer3 cache was not built"))?;
                 let frozen = model.clone().valid();
                 let train_pooled =
                     cache::pooled_from_layer3(&frozen, train3, batch, &infer_device)?;
@@ -411,11 +380,10 @@ pub fn run_protocol(
                     Ok(best.forward(images_to_tensor(&images, &infer_device)?))
                 })?,
             };
-            Some(Evaluation::from_probabilities(
-                data.test.labels.clone(),
+            Some(Evaluation {
+                labels: data.test.labels.clone(),
                 probabilities,
-                best.num_classes(),
-            ))
+            })
         };
         let seconds = previous_seconds + start.elapsed().as_secs_f64();
         let outcome = StageOutcome {
@@ -446,16 +414,6 @@ pub fn run_protocol(
         outcomes.push(outcome);
     }
     Ok(outcomes)
-}
-
-trait CacheContext<T> {
-    fn context_cache(self) -> anyhow::Result<T>;
-}
-
-impl<T> CacheContext<T> for Option<T> {
-    fn context_cache(self) -> anyhow::Result<T> {
-        self.ok_or_else(|| anyhow::anyhow!("the layer3 cache was not built"))
-    }
 }
 
 /// Mean loss and accuracy over `labels.len()` items, in batches, from a logits function of item indices.

@@ -1,7 +1,7 @@
 //! CAM parity with pytorch-grad-cam 1.5.7 (fixtures by tools/gradcam_reference.py on the formula weights).
 
 use crate::common::{fixtures, temp_dir};
-use crate::model::{formula_input, write_checkpoint};
+use crate::model::{formula_input, max_abs_difference as max_abs, write_checkpoint};
 use burn::tensor::{Tensor, TensorData};
 use tumornet::cam::{compute, postprocess, CamMethod};
 use tumornet::model::weights::load_torchvision;
@@ -46,13 +46,6 @@ fn pearson(a: &[f32], b: &[f32]) -> f64 {
         sbb += dy * dy;
     }
     sab / (saa.sqrt() * sbb.sqrt())
-}
-
-fn max_abs(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 #[test]

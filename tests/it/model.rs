@@ -126,7 +126,7 @@ fn input(device: &burn::tensor::Device) -> Tensor<4> {
     Tensor::<4>::from_data(TensorData::new(formula_input(), [3, 3, 224, 224]), device)
 }
 
-fn max_abs_difference(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn max_abs_difference(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
         .zip(b)
