@@ -16,6 +16,10 @@ pub struct Cli {
     /// Only errors; no progress bars.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Where to compute. `vulkan` and `cuda` need a build with that Cargo feature; their first run compiles GPU
+    /// kernels (minutes), later runs reuse them from the kernel cache.
+    #[arg(long, global = true, value_enum, default_value_t = crate::device::Backend::Cpu)]
+    pub device: crate::device::Backend,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -32,10 +36,42 @@ pub enum Command {
     Evaluate(EvaluateArgs),
     /// Class and probabilities for images (files and folders).
     Predict(PredictArgs),
+    /// Grad-CAM heatmaps: overlays, a grid, raw maps, and CAM quality against true masks where they exist.
+    Cam(CamArgs),
     /// ImageNet weights: download them, or import a torchvision checkpoint as a run folder.
     Weights(WeightsArgs),
     /// Run the whole pipeline on a generated phantom set and write everything into one folder.
     Demo(DemoArgs),
+    /// Measure ResNet18 images/s (training steps or inference) on the chosen --device, random data.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Batch sizes to measure.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![64])]
+    pub batch: Vec<usize>,
+    /// What to measure.
+    #[arg(long, value_enum, default_value_t = BenchMode::Eval)]
+    pub mode: BenchMode,
+    /// Timed steps per batch size (after the warm-up steps).
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    /// Untimed steps first (kernel compilation and autotuning happen here on a GPU).
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Append one JSON line per batch size to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BenchMode {
+    /// Forward pass in eval mode.
+    Eval,
+    /// Forward, cross-entropy, backward and an Adam step, all layers learning.
+    Train,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -216,4 +252,54 @@ pub struct EvaluateArgs {
     /// Stop on any unreadable file.
     #[arg(long)]
     pub strict: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CamArgs {
+    /// Run folder (from `train` or `weights import`).
+    pub run: PathBuf,
+    /// Image files and folders. A dataset folder (Training/ and Testing/) uses its Testing/ split, with true
+    /// classes and, for a phantom set, true masks (then CAM quality is scored).
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Output folder (overlays/, maps/, grid.png, cam.json).
+    #[arg(long, default_value = "cam-out")]
+    pub out: PathBuf,
+    /// CAM methods (repeat or comma-separate); the first one draws the overlays and the grid.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![crate::cam::CamMethod::GradCam])]
+    pub method: Vec<crate::cam::CamMethod>,
+    /// Explain this class instead of the predicted one.
+    #[arg(long)]
+    pub target: Option<crate::data::Class>,
+    /// Weight of the image in the overlay (pytorch-grad-cam's `image_weight`).
+    #[arg(long, default_value_t = 0.5)]
+    pub image_weight: f32,
+    /// Average each map with the un-mirrored map of the mirrored image.
+    #[arg(long)]
+    pub flip_smooth: bool,
+    /// Raw maps (224×224, values in [0, 1]) as .npy float32, 16-bit PNG, or not at all.
+    #[arg(long, value_enum, default_value_t = RawFormat::Npy)]
+    pub raw: RawFormat,
+    /// Level at which a map is thresholded for Dice/IoU against true masks.
+    #[arg(long, default_value_t = 0.5)]
+    pub threshold: f32,
+    /// Fraction of pixels removed for the deletion (faithfulness) score; 0 turns it off.
+    #[arg(long, default_value_t = 0.2)]
+    pub delete_fraction: f64,
+    /// Images in the grid figure (spread over the classes).
+    #[arg(long, default_value_t = 24)]
+    pub grid: usize,
+    /// Images per batch.
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Seed for the random pixels of the deletion baseline.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RawFormat {
+    Npy,
+    Png,
+    None,
 }

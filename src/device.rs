@@ -1,13 +1,160 @@
 //! The one place that names a compute backend.
+//!
+//! A process picks its backend once ([`select`], from the global `--device` option); every other module asks
+//! for [`inference`] or [`training`] and never names a backend. The default build has only the `flex` CPU
+//! backend; the `vulkan` and `cuda` Cargo features add GPU backends (burn's CubeCL runtimes).
 
 use burn::tensor::Device;
+use std::sync::OnceLock;
 
-/// The device inference runs on: burn's `flex` CPU backend.
+/// A compute backend the user can ask for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// burn's `flex` CPU backend (always built).
+    #[default]
+    Cpu,
+    /// A GPU through Vulkan (Cargo feature `vulkan`).
+    Vulkan,
+    /// An NVIDIA GPU through CUDA (Cargo feature `cuda`; its build downloads LLVM, so it needs internet).
+    Cuda,
+}
+
+impl Backend {
+    /// Whether this build can run the backend.
+    pub fn compiled_in(self) -> bool {
+        match self {
+            Backend::Cpu => true,
+            Backend::Vulkan => cfg!(feature = "vulkan"),
+            Backend::Cuda => cfg!(feature = "cuda"),
+        }
+    }
+
+    /// Whether this is a GPU backend (kernels compiled at first use).
+    pub fn is_gpu(self) -> bool {
+        self != Backend::Cpu
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Cpu => "cpu",
+            Backend::Vulkan => "vulkan",
+            Backend::Cuda => "cuda",
+        })
+    }
+}
+
+/// Why a backend cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error(
+        "this tumornet was built without the `{0}` backend; rebuild with `cargo build --release --features {0}`"
+    )]
+    NotCompiled(Backend),
+    #[error("the backend was already chosen as {chosen}; it cannot change to {asked} within one process")]
+    AlreadyChosen { chosen: Backend, asked: Backend },
+}
+
+static SELECTED: OnceLock<Backend> = OnceLock::new();
+
+/// Choose the backend for this process (once; choosing the same one again is fine). For a GPU backend this also
+/// turns on CubeCL's on-disk kernel cache under [`kernel_cache_dir`], so compiled kernels and autotune results
+/// survive between runs.
+pub fn select(backend: Backend) -> Result<(), DeviceError> {
+    if !backend.compiled_in() {
+        return Err(DeviceError::NotCompiled(backend));
+    }
+    let chosen = *SELECTED.get_or_init(|| {
+        if backend.is_gpu() {
+            configure_kernel_cache();
+        }
+        backend
+    });
+    if chosen != backend {
+        return Err(DeviceError::AlreadyChosen {
+            chosen,
+            asked: backend,
+        });
+    }
+    Ok(())
+}
+
+/// The backend in use: the one [`select`]ed, else the CPU.
+pub fn backend() -> Backend {
+    SELECTED.get().copied().unwrap_or_default()
+}
+
+/// The device inference runs on.
 pub fn inference() -> Device {
+    match backend() {
+        #[cfg(feature = "vulkan")]
+        Backend::Vulkan => Device::vulkan(burn::tensor::DeviceKind::DefaultDevice),
+        #[cfg(feature = "cuda")]
+        Backend::Cuda => Device::cuda(burn::tensor::DeviceIndex::Default),
+        // `select` refuses backends that are not compiled in, so only the CPU reaches here.
+        _ => Device::flex(),
+    }
+}
+
+/// Where random initialisation happens: the CPU, so one seed gives the same starting weights on every backend
+/// (move the model with `Module::to_device` afterwards).
+pub fn host() -> Device {
     Device::flex()
 }
 
-/// The device training runs on: `flex` with autodiff.
+/// The device training runs on: the inference device with autodiff.
 pub fn training() -> Device {
-    Device::flex().autodiff()
+    inference().autodiff()
+}
+
+/// Where GPU kernels and autotune results are cached: `$TUMORNET_KERNEL_CACHE`, else the user's cache
+/// directory (`~/.cache/tumornet/kernels` on Linux), else `./.tumornet-kernels`.
+pub fn kernel_cache_dir() -> std::path::PathBuf {
+    if let Some(dir) = std::env::var_os("TUMORNET_KERNEL_CACHE") {
+        return dir.into();
+    }
+    dirs::cache_dir()
+        .map(|d| d.join("tumornet").join("kernels"))
+        .unwrap_or_else(|| ".tumornet-kernels".into())
+}
+
+#[cfg(any(feature = "vulkan", feature = "cuda"))]
+fn configure_kernel_cache() {
+    use burn::cubecl::config::{cache::CacheConfig, CubeClRuntimeConfig, RuntimeConfig};
+    // A cubecl.toml the user wrote wins for everything else; we only switch the kernel cache on and, where the
+    // file left the location at its default (the Cargo project's target/), move it to the user's cache.
+    let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
+    config.compilation.cache = true;
+    if matches!(config.environment.path, CacheConfig::Target) {
+        config.environment.path = CacheConfig::Directory(kernel_cache_dir());
+    }
+    tracing::info!(
+        "GPU kernel cache: {} (the first run compiles kernels, which can take minutes; later runs reuse them)",
+        config.environment.path.root().display()
+    );
+    if !CubeClRuntimeConfig::try_set(config) {
+        tracing::debug!(
+            "CubeCL configuration was already loaded; kernel cache settings left as they are"
+        );
+    }
+}
+
+#[cfg(not(any(feature = "vulkan", feature = "cuda")))]
+fn configure_kernel_cache() {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_is_always_available_and_gpu_needs_its_feature() {
+        assert!(Backend::Cpu.compiled_in());
+        assert_eq!(Backend::Vulkan.compiled_in(), cfg!(feature = "vulkan"));
+        if !cfg!(feature = "cuda") {
+            let err = select(Backend::Cuda).expect_err("cuda is not built in");
+            assert!(err.to_string().contains("--features cuda"), "{err}");
+        }
+    }
 }

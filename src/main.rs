@@ -11,14 +11,20 @@ use tumornet::commands;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
+    if let Err(error) = tumornet::device::select(cli.device) {
+        eprintln!("error: {error}");
+        return ExitCode::from(2);
+    }
     let result = match &cli.command {
         Command::Synth(args) => commands::synth::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Train(args) => commands::train::run(args),
         Command::Evaluate(args) => commands::evaluate::run(args),
         Command::Predict(args) => commands::predict::run(args),
+        Command::Cam(args) => commands::cam::run(args),
         Command::Weights(args) => commands::weights::run(args),
         Command::Demo(args) => commands::demo::run(args),
+        Command::Bench(args) => commands::bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

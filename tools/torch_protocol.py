@@ -6,6 +6,7 @@ frozen stages as the seed notebook froze them (requires_grad=False under model.t
 layers normalises with batch statistics). Random init unless --weights is given.
 
 Usage: /opt/ref/bin/python tools/torch_protocol.py DATA [--baseline 5] [--finetune 5] [--full 0] [--workers 2]
+       [--device cuda] [--json out.json]
 """
 import argparse
 import json
@@ -28,6 +29,8 @@ p.add_argument("--val", type=float, default=0.1)
 p.add_argument("--workers", type=int, default=2)
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--weights", default=None)
+p.add_argument("--device", default="cpu", help="cpu or cuda")
+p.add_argument("--json", default=None, help="also write the results here")
 a = p.parse_args()
 
 start_all = time.perf_counter()
@@ -55,6 +58,7 @@ if a.weights:
     sd = torch.load(a.weights, map_location="cpu")
     sd = {k: v for k, v in sd.items() if not k.startswith("fc.")}
     print(model.load_state_dict(sd, strict=False))
+model = model.to(a.device)
 loss_fn = torch.nn.CrossEntropyLoss()
 
 
@@ -64,6 +68,7 @@ def evaluate(loader):
     loss = 0.0
     with torch.no_grad():
         for x, y in loader:
+            x, y = x.to(a.device), y.to(a.device)
             out = model(x)
             loss += loss_fn(out, y).item() * len(y)
             correct += (out.argmax(1) == y).sum().item()
@@ -86,6 +91,7 @@ for name, epochs, lr, trainable in [("baseline", a.baseline, 1e-3, ("fc",)), ("f
     for epoch in range(epochs):
         model.train()
         for x, y in train_loader:
+            x, y = x.to(a.device), y.to(a.device)
             opt.zero_grad()
             loss_fn(model(x), y).backward()
             opt.step()
@@ -102,4 +108,8 @@ results["total_seconds"] = time.perf_counter() - start_all
 results["torch"] = torch.__version__
 results["threads"] = torch.get_num_threads()
 results["workers"] = a.workers
+results["device"] = torch.cuda.get_device_name() if a.device.startswith("cuda") else "cpu"
 print(json.dumps(results, indent=1))
+if a.json:
+    with open(a.json, "w") as f:
+        json.dump(results, f, indent=1)

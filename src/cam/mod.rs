@@ -7,6 +7,7 @@
 //! drawing: this module returns maps, `viz` draws them.
 
 pub mod postprocess;
+pub mod quality;
 
 use crate::model::inference::{values, InferenceError};
 use crate::model::ResNet18;
@@ -16,16 +17,32 @@ use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 /// The CAM methods on offer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum CamMethod {
     /// Grad-CAM: weights = mean gradient over H, W (Selvaraju et al. 2017).
+    #[value(name = "grad-cam", alias = "gradcam")]
     GradCam,
     /// Grad-CAM++: second-order weights (Chattopadhay et al. 2018).
+    #[value(name = "grad-cam++", alias = "gradcam++", alias = "grad-cam-plus-plus")]
     GradCamPlusPlus,
     /// HiResCAM: element-wise gradient ⊙ activation (Draelos & Carin 2020).
+    #[value(name = "hirescam", alias = "hi-res-cam")]
     HiResCam,
     /// LayerCAM: element-wise ReLU(gradient) ⊙ activation (Jiang et al. 2021).
+    #[value(name = "layercam", alias = "layer-cam")]
     LayerCam,
 }
 
@@ -126,4 +143,31 @@ pub fn compute(
         targets: chosen,
         probabilities,
     })
+}
+
+/// [`compute`], and with `flip_smooth` averaged with the map of the mirrored image mirrored back (pytorch-grad-cam's
+/// `aug_smooth`, restricted to horizontal flips). The mirrored pass explains the classes chosen for the original
+/// images; the probabilities reported are the original's.
+pub fn compute_smoothed(
+    model: &ResNet18,
+    x: Tensor<4>,
+    method: CamMethod,
+    targets: &[Option<usize>],
+    flip_smooth: bool,
+) -> Result<CamBatch, InferenceError> {
+    let mut first = compute(model, x.clone(), method, targets)?;
+    if !flip_smooth {
+        return Ok(first);
+    }
+    let chosen: Vec<Option<usize>> = first.targets.iter().map(|&t| Some(t)).collect();
+    let mirrored = compute(model, x.flip([3]), method, &chosen)?;
+    let (h, w) = (first.height, first.width);
+    for (map, back) in first.raw.iter_mut().zip(&mirrored.raw) {
+        for y in 0..h {
+            for x in 0..w {
+                map[y * w + x] = 0.5 * (map[y * w + x] + back[y * w + (w - 1 - x)]);
+            }
+        }
+    }
+    Ok(first)
 }

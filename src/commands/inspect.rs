@@ -269,6 +269,7 @@ fn write_outputs(
                 .filter(|i| dataset.samples[**i].class == *class)
                 .filter_map(|i| thumbnails.get(i).cloned())
                 .collect(),
+            captions: Vec::new(),
         })
         .collect();
     let columns = rows

@@ -1,5 +1,7 @@
 //! One file per subcommand; each exposes `run(&Args) -> anyhow::Result<()>`.
 
+pub mod bench;
+pub mod cam;
 pub mod demo;
 pub mod evaluate;
 pub mod inspect;

@@ -14,6 +14,7 @@ use crate::train::history::{to_csv, EpochRecord};
 use crate::train::{checkpoint, run_protocol, Checkpointing, Progress, StageOutcome, TrainingData};
 use crate::viz::{self, plots};
 use anyhow::{bail, Context};
+use burn::module::Module;
 use indicatif::ProgressBar;
 use serde::Serialize;
 use std::cell::RefCell;
@@ -102,9 +103,11 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<TrainReport> {
 
     // Weights: given, cached, or none (then say so, once, and make sure a stage can learn).
     let imagenet = super::weights::resolve_imagenet(args.weights.as_deref())?;
-    let device = crate::device::training();
-    device.seed(args.seed);
-    let fresh = ResNet18::new(Class::COUNT, &device);
+    // Initialise (and load) on the host, move to the compute device, and switch autodiff on with `train()`: one
+    // seed gives the same starting weights on every backend.
+    let host = crate::device::host();
+    host.seed(args.seed);
+    let fresh = ResNet18::new(Class::COUNT, &host);
     let (model, origin) = match &imagenet {
         Some(path) => {
             let (model, report) = weights::load_torchvision(fresh, path)
@@ -142,6 +145,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<TrainReport> {
             (fresh, WeightsOrigin::RandomInit { seed: args.seed })
         }
     };
+    let model = model.to_device(&crate::device::inference()).train();
     let full_epochs = args.full_epochs.unwrap_or(if imagenet.is_some() {
         0
     } else {

@@ -92,6 +92,17 @@ impl fmt::Display for Class {
     }
 }
 
+impl std::str::FromStr for Class {
+    type Err = String;
+
+    /// Any name [`Class::from_folder_name`] recognises.
+    fn from_str(s: &str) -> Result<Class, String> {
+        Class::from_folder_name(s).ok_or_else(|| {
+            format!("unknown class {s:?}; expected glioma, meningioma, notumor or pituitary")
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,8 @@ pub struct GridRow {
     pub label: String,
     pub colour: (u8, u8, u8),
     pub images: Vec<RgbImage>,
+    /// A line under each image (may be shorter than `images`; empty for none).
+    pub captions: Vec<String>,
 }
 
 const LABEL_WIDTH: u32 = 170;
@@ -24,11 +26,17 @@ pub fn image_grid(
 ) -> Result<RgbImage, VizError> {
     ensure_fonts()?;
     let title_height = 44;
+    let caption_height = if rows.iter().any(|r| !r.captions.is_empty()) {
+        22
+    } else {
+        0
+    };
+    let pitch = cell + caption_height + GAP;
     let width = LABEL_WIDTH + columns as u32 * (cell + GAP) + GAP;
-    let height = title_height + rows.len() as u32 * (cell + GAP) + GAP;
+    let height = title_height + rows.len() as u32 * pitch + GAP;
     let mut canvas = RgbImage::from_pixel(width, height, image::Rgb([255, 255, 255]));
     for (r, row) in rows.iter().enumerate() {
-        let y = title_height + r as u32 * (cell + GAP);
+        let y = title_height + r as u32 * pitch;
         for (c, img) in row.images.iter().take(columns).enumerate() {
             let thumb = resize_rgb(img, cell, cell).map_err(draw_error)?;
             image::imageops::replace(
@@ -50,7 +58,19 @@ pub fn image_grid(
         ))
         .map_err(draw_error)?;
         for (r, row) in rows.iter().enumerate() {
-            let y = (title_height + r as u32 * (cell + GAP) + cell / 2) as i32;
+            let top = title_height + r as u32 * pitch;
+            for (c, caption) in row.captions.iter().take(columns).enumerate() {
+                root.draw(&Text::new(
+                    caption.clone(),
+                    (
+                        (LABEL_WIDTH + c as u32 * (cell + GAP)) as i32 + 2,
+                        (top + cell + 3) as i32,
+                    ),
+                    (FONT, 14).into_font(),
+                ))
+                .map_err(draw_error)?;
+            }
+            let y = (top + cell / 2) as i32;
             let (cr, cg, cb) = row.colour;
             root.draw(&Rectangle::new(
                 [(8, y - 16), (14, y + 16)],

@@ -3,7 +3,7 @@
 use crate::common::{fixtures, temp_dir};
 use crate::model::{formula_input, max_abs_difference as max_abs, write_checkpoint};
 use burn::tensor::{Tensor, TensorData};
-use tumornet::cam::{compute, postprocess, CamMethod};
+use tumornet::cam::{compute, compute_smoothed, postprocess, CamMethod};
 use tumornet::model::weights::load_torchvision;
 use tumornet::model::ResNet18;
 
@@ -90,4 +90,172 @@ fn cams_match_pytorch_grad_cam() {
             method.name()
         );
     }
+}
+
+#[test]
+fn flip_smoothing_is_mirror_symmetric() {
+    // Smoothing averages a map with the mirrored map of the mirrored image, so the smoothed map of the mirrored
+    // image is the mirror of the smoothed map of the image. Random-init weights: the formula weights happen to
+    // make the network mirror-equivariant, which would hide the effect of smoothing.
+    let device = tumornet::device::training();
+    device.seed(7);
+    let model = ResNet18::new(4, &device);
+    // The formula input, with a bright left third so the image is clearly not mirror-symmetric.
+    let mut input: Vec<f32> = formula_input()[..3 * 224 * 224].to_vec();
+    for (i, v) in input.iter_mut().enumerate() {
+        if i % 224 < 75 {
+            *v += 2.0;
+        }
+    }
+    let x = Tensor::<4>::from_data(TensorData::new(input, [1, 3, 224, 224]), &device);
+    let a = compute_smoothed(&model, x.clone(), CamMethod::GradCam, &[Some(2)], true).expect("a");
+    let b = compute_smoothed(
+        &model,
+        x.clone().flip([3]),
+        CamMethod::GradCam,
+        &[Some(2)],
+        true,
+    )
+    .expect("b");
+    let plain = compute(&model, x, CamMethod::GradCam, &[Some(2)]).expect("plain");
+    let (h, w) = (a.height, a.width);
+    let mirrored: Vec<f32> = (0..h * w)
+        .map(|i| b.raw[0][(i / w) * w + (w - 1 - i % w)])
+        .collect();
+    let d = max_abs(&a.raw[0], &mirrored);
+    let scale = a.raw[0].iter().copied().fold(0f32, f32::max);
+    assert!(d <= 1e-4 * scale.max(1.0), "max |Δ| {d} (map max {scale})");
+    // And smoothing changes an asymmetric input's map.
+    assert!(
+        max_abs(&a.raw[0], &plain.raw[0]) > 1e-3 * scale,
+        "smoothing had no effect"
+    );
+}
+
+fn tumornet() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tumornet"))
+}
+
+fn read_npy(path: &std::path::Path) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(path).expect("npy");
+    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
+    let len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    assert_eq!((10 + len) % 64, 0, "header padded to 64 bytes");
+    let header = std::str::from_utf8(&bytes[10..10 + len]).expect("ascii header");
+    assert!(header.contains("'descr': '<f4'") && header.contains("'fortran_order': False"));
+    let shape: Vec<usize> = header
+        .split("'shape': (")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .expect("shape")
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    let values = bytes[10 + len..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    (shape, values)
+}
+
+#[test]
+fn cam_command_writes_overlays_maps_grid_and_scores_against_masks() {
+    let dir = temp_dir();
+    let weights = dir.path().join("four-class.safetensors");
+    write_checkpoint(&weights, 4, |_| {});
+    let run = dir.path().join("run");
+    let out = tumornet()
+        .args(["weights", "import"])
+        .arg(&weights)
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .expect("import");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let data = dir.path().join("data");
+    let config = tumornet::data::phantom::SynthConfig {
+        train_per_class: 0,
+        test_per_class: 1,
+        seed: 3,
+        min_size: 128,
+        max_size: 160,
+        jpeg_quality: 90,
+    };
+    tumornet::data::phantom::generate(&data, &config, &|| {}).expect("phantom");
+    let cams = dir.path().join("cams");
+    let out = tumornet()
+        .arg("cam")
+        .arg(&run)
+        .arg(&data)
+        .arg("--out")
+        .arg(&cams)
+        .args(["--method", "grad-cam,layercam", "--flip-smooth"])
+        .output()
+        .expect("cam");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("| grad-cam | all | 3 |"));
+
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cams.join("cam.json")).expect("cam.json"))
+            .expect("json");
+    let images = report["images"].as_array().expect("images");
+    assert_eq!(images.len(), 4);
+    for image in images {
+        let file = std::path::PathBuf::from(image["file"].as_str().expect("file"));
+        let original = image::image_dimensions(&file).expect("original");
+        let overlay =
+            image::image_dimensions(image["overlay"].as_str().expect("overlay")).expect("png");
+        assert_eq!(
+            overlay, original,
+            "the overlay is drawn on the image as given"
+        );
+        let methods = image["methods"].as_array().expect("methods");
+        assert_eq!(methods.len(), 2);
+        let tumour = image["true_class"] != "notumor";
+        for m in methods {
+            let (shape, values) = read_npy(std::path::Path::new(m["map"].as_str().expect("map")));
+            assert_eq!(shape, vec![224, 224]);
+            let max = values.iter().copied().fold(f32::MIN, f32::max);
+            let min = values.iter().copied().fold(f32::MAX, f32::min);
+            assert!(
+                min >= 0.0 && (max - 1.0).abs() < 1e-3,
+                "map range {min}..{max}"
+            );
+            // Tumour images are scored against their mask, no-tumour images are not; all get a deletion score.
+            assert_eq!(m["mask"].is_object(), tumour, "{m}");
+            assert!(m["deletion_drop"].is_number() && m["random_drop"].is_number());
+        }
+    }
+    let all = &report["quality"]["layercam"]["all"];
+    assert_eq!(all["masked"], 3);
+    assert_eq!(all["deletion_images"], 4);
+    assert!(image::image_dimensions(cams.join("grid.png")).is_ok());
+    assert!(std::fs::read_to_string(cams.join("quality.md"))
+        .expect("table")
+        .contains("pointing game"));
+
+    // A corrupt file among good ones: the good one is still explained, the bad one named, exit code 3.
+    let corrupt = dir.path().join("corrupt.jpg");
+    std::fs::write(&corrupt, b"not an image").expect("write");
+    let good = data.join("Testing/glioma/Te-gl_0001.jpg");
+    let out = tumornet()
+        .arg("cam")
+        .arg(&run)
+        .arg(&good)
+        .arg(&corrupt)
+        .arg("--out")
+        .arg(dir.path().join("cams2"))
+        .output()
+        .expect("cam");
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("corrupt.jpg"));
+    assert!(dir.path().join("cams2/overlays/Te-gl_0001.png").is_file());
 }

@@ -1,0 +1,155 @@
+//! `tumornet bench`: ResNet18 images/s on the chosen device, with random images and labels, so a GPU build can
+//! be measured where only the binary travels. Eval = forward pass in eval mode; train = forward, cross-entropy,
+//! backward and an Adam step with every layer learning (PyTorch's `model.train()` on a full fine-tune). The
+//! warm-up steps (kernel compilation and autotuning on a GPU) are timed separately and reported.
+
+use crate::cli::{BenchArgs, BenchMode};
+use crate::model::ResNet18;
+use crate::train::stage::loss_and_correct;
+use anyhow::Context;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::{Distribution, Tensor};
+use std::io::Write;
+use std::time::Instant;
+
+/// One measured batch size.
+#[derive(Debug, serde::Serialize)]
+pub struct BenchResult {
+    pub device: crate::device::Backend,
+    pub mode: BenchMode,
+    pub batch: usize,
+    pub warmup_steps: usize,
+    /// Wall time of the warm-up steps (first-run kernel compilation lands here).
+    pub warmup_s: f64,
+    pub steps: usize,
+    /// Median seconds per timed step.
+    pub median_step_s: f64,
+    pub images_per_s: f64,
+}
+
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.steps > 0, "--steps must be at least 1");
+    anyhow::ensure!(
+        args.batch.iter().all(|&b| b > 0),
+        "batch sizes must be at least 1"
+    );
+    for &batch in &args.batch {
+        let result = match args.mode {
+            BenchMode::Eval => bench_eval(batch, args.warmup, args.steps),
+            BenchMode::Train => bench_train(batch, args.warmup, args.steps),
+        }?;
+        println!(
+            "{} {:?} batch={}: {:.1} images/s (median step {:.1} ms; warm-up {} steps {:.1} s)",
+            result.device,
+            result.mode,
+            result.batch,
+            result.images_per_s,
+            result.median_step_s * 1e3,
+            result.warmup_steps,
+            result.warmup_s
+        );
+        if let Some(path) = &args.json {
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            writeln!(file, "{}", serde_json::to_string(&result)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn summarise(
+    mode: BenchMode,
+    batch: usize,
+    warmup_steps: usize,
+    warmup_s: f64,
+    mut times: Vec<f64>,
+) -> BenchResult {
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    BenchResult {
+        device: crate::device::backend(),
+        mode,
+        batch,
+        warmup_steps,
+        warmup_s,
+        steps: times.len(),
+        median_step_s: median,
+        images_per_s: batch as f64 / median,
+    }
+}
+
+fn bench_eval(batch: usize, warmup: usize, steps: usize) -> anyhow::Result<BenchResult> {
+    let device = crate::device::inference();
+    device.seed(0);
+    let model = ResNet18::new(4, &device);
+    let x = Tensor::<4>::random(
+        [batch, 3, 224, 224],
+        Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    let step = || -> anyhow::Result<()> {
+        // Reading the logits back waits for the device, so a step's time is its whole work.
+        model
+            .forward(x.clone())
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("reading logits: {e:?}"))?;
+        Ok(())
+    };
+    let start = Instant::now();
+    for _ in 0..warmup {
+        step()?;
+    }
+    let warmup_s = start.elapsed().as_secs_f64();
+    let mut times = Vec::with_capacity(steps);
+    for _ in 0..steps {
+        let start = Instant::now();
+        step()?;
+        times.push(start.elapsed().as_secs_f64());
+    }
+    Ok(summarise(BenchMode::Eval, batch, warmup, warmup_s, times))
+}
+
+fn bench_train(batch: usize, warmup: usize, steps: usize) -> anyhow::Result<BenchResult> {
+    let device = crate::device::training();
+    device.seed(0);
+    let mut model = ResNet18::new(4, &device);
+    let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
+    let x = Tensor::<4>::random(
+        [batch, 3, 224, 224],
+        Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    let labels: Vec<usize> = (0..batch).map(|i| i % 4).collect();
+    let mut step = |model: ResNet18| -> anyhow::Result<ResNet18> {
+        let (loss, _) = loss_and_correct(model.forward(x.clone()), &labels, &device);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let model = optim.step(1e-4, model, grads);
+        // Reading a weight back waits for the step to finish.
+        model
+            .fc
+            .weight
+            .val()
+            .inner()
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("reading weights: {e:?}"))?;
+        Ok(model)
+    };
+    let start = Instant::now();
+    for _ in 0..warmup {
+        model = step(model)?;
+    }
+    let warmup_s = start.elapsed().as_secs_f64();
+    let mut times = Vec::with_capacity(steps);
+    for _ in 0..steps {
+        let start = Instant::now();
+        model = step(model)?;
+        times.push(start.elapsed().as_secs_f64());
+    }
+    Ok(summarise(BenchMode::Train, batch, warmup, warmup_s, times))
+}
