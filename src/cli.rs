@@ -142,6 +142,8 @@ pub struct PredictArgs {
     /// Print JSON instead of one line per image.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub volume: VolumeArgs,
     /// Images per forward pass.
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
@@ -295,6 +297,32 @@ pub struct CamArgs {
     /// Seed for the random pixels of the deletion baseline.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    #[command(flatten)]
+    pub volume: VolumeArgs,
+}
+
+/// How DICOM and NIfTI inputs become slices.
+#[derive(Debug, Clone, Default, Args)]
+pub struct VolumeArgs {
+    /// Plane NIfTI volumes are cut along (after reorienting by the header's affine).
+    #[arg(long, value_enum, default_value_t = crate::data::medical::Plane::Axial)]
+    pub plane: crate::data::medical::Plane,
+    /// Slices of a NIfTI volume, or frames of a multi-frame DICOM: all, middle, 40:60 (inclusive) or 10,20,30.
+    #[arg(long, default_value = "all")]
+    pub slices: crate::data::medical::SliceSelection,
+    /// Volume of a 4-D NIfTI (from 0).
+    #[arg(long, default_value_t = 0)]
+    pub volume: usize,
+}
+
+impl VolumeArgs {
+    pub fn options(&self) -> crate::data::medical::VolumeOptions {
+        crate::data::medical::VolumeOptions {
+            plane: self.plane,
+            slices: self.slices.clone(),
+            volume: self.volume,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

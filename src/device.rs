@@ -55,6 +55,8 @@ pub enum DeviceError {
     NotCompiled(Backend),
     #[error("the backend was already chosen as {chosen}; it cannot change to {asked} within one process")]
     AlreadyChosen { chosen: Backend, asked: Backend },
+    #[error("no {backend} device could be opened: {message}")]
+    Unavailable { backend: Backend, message: String },
 }
 
 static SELECTED: OnceLock<Backend> = OnceLock::new();
@@ -66,7 +68,9 @@ pub fn select(backend: Backend) -> Result<(), DeviceError> {
     if !backend.compiled_in() {
         return Err(DeviceError::NotCompiled(backend));
     }
+    let mut first = false;
     let chosen = *SELECTED.get_or_init(|| {
+        first = true;
         if backend.is_gpu() {
             configure_kernel_cache();
         }
@@ -78,7 +82,44 @@ pub fn select(backend: Backend) -> Result<(), DeviceError> {
             asked: backend,
         });
     }
+    if first && backend.is_gpu() {
+        probe(backend)?;
+    }
     Ok(())
+}
+
+/// Open the device with a one-element tensor. A GPU runtime that finds no adapter panics (on its own threads
+/// too); that becomes an error here, with the runtime's message, instead of a crash later.
+fn probe(backend: Backend) -> Result<(), DeviceError> {
+    let hook = std::panic::take_hook();
+    let message = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+    let seen = message.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()));
+        if let (Ok(mut slot), Some(text)) = (seen.lock(), text) {
+            slot.get_or_insert(text);
+        }
+    }));
+    let result = std::panic::catch_unwind(|| {
+        let device = inference();
+        burn::tensor::Tensor::<1>::zeros([1], &device)
+            .into_data()
+            .try_to_vec::<f32>()
+            .ok();
+    });
+    std::panic::set_hook(hook);
+    result.map_err(|_| DeviceError::Unavailable {
+        backend,
+        message: message
+            .lock()
+            .ok()
+            .and_then(|m| m.clone())
+            .unwrap_or_else(|| "the runtime panicked".to_string()),
+    })
 }
 
 /// The backend in use: the one [`select`]ed, else the CPU.

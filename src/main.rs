@@ -1,7 +1,7 @@
 //! `tumornet`: parse, set up logging, run one command, map its error to an exit code.
 //!
-//! Exit codes: 0 success; 1 failure; 2 bad command line (clap); 3 bad input data (unreadable dataset, image or
-//! settings).
+//! Exit codes: 0 success; 1 failure (a GPU that will not open included); 2 bad command line (clap, or a
+//! `--device` this build lacks); 3 bad input data (unreadable dataset, image or settings).
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -13,7 +13,9 @@ fn main() -> ExitCode {
     init_logging(cli.verbose, cli.quiet);
     if let Err(error) = tumornet::device::select(cli.device) {
         eprintln!("error: {error}");
-        return ExitCode::from(2);
+        // Asking for a backend this build lacks is a usage error (2); a device that will not open is a failure (1).
+        let unavailable = matches!(error, tumornet::device::DeviceError::Unavailable { .. });
+        return ExitCode::from(if unavailable { 1 } else { 2 });
     }
     let result = match &cli.command {
         Command::Synth(args) => commands::synth::run(args),

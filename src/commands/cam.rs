@@ -9,8 +9,7 @@ use crate::cam::quality::{score_against_mask, top_pixels, MaskScores, QualityMea
 use crate::cam::{compute_smoothed, CamMethod};
 use crate::cli::{CamArgs, RawFormat};
 use crate::data::batcher::images_to_tensor;
-use crate::data::decode::decode_file;
-use crate::data::inputs::{collect_inputs, InputError};
+use crate::data::inputs::{collect_inputs, expand, Input, InputError};
 use crate::data::preprocess::{resize_mask, resize_rgb, IMAGENET_MEAN};
 use crate::data::scan::{self, ScanOptions, Split};
 use crate::data::Class;
@@ -29,7 +28,7 @@ use std::path::{Path, PathBuf};
 /// One input: where it is and what is known about it.
 #[derive(Debug, Clone)]
 struct Item {
-    path: PathBuf,
+    input: Input,
     true_class: Option<Class>,
     mask: Option<PathBuf>,
 }
@@ -51,6 +50,8 @@ pub struct MethodResult {
 /// One image's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct ImageResult {
+    /// The file, or the slice of a DICOM/NIfTI file.
+    pub input: String,
     pub file: PathBuf,
     pub true_class: Option<Class>,
     pub predicted: Class,
@@ -109,7 +110,7 @@ pub fn cam(args: &CamArgs) -> anyhow::Result<CamReport> {
         .with_context(|| format!("loading {}", args.run.display()))?;
     let evaluator = model.clone();
     let model = model.train().fork(&device);
-    let items = gather(&args.inputs)?;
+    let (items, mut errors) = gather(&args.inputs, &args.volume.options())?;
     let overlays = args.out.join("overlays");
     let maps = args.out.join("maps");
     std::fs::create_dir_all(&overlays)
@@ -120,7 +121,6 @@ pub fn cam(args: &CamArgs) -> anyhow::Result<CamReport> {
     let size = config.input_size;
     let mut names = HashSet::new();
     let mut images = Vec::with_capacity(items.len());
-    let mut errors = Vec::new();
     let mut sums: BTreeMap<(CamMethod, Option<Class>), QualitySums> = BTreeMap::new();
     let mut gallery: BTreeMap<Option<Class>, Vec<(RgbImage, String)>> = BTreeMap::new();
     let per_row = args.grid.div_ceil(Class::COUNT).max(1);
@@ -178,7 +178,7 @@ pub fn cam(args: &CamArgs) -> anyhow::Result<CamReport> {
             let (best, confidence) = crate::metrics::argmax(probabilities);
             let predicted = config.classes[best];
             let target = config.classes[first.targets[i]];
-            let name = unique_name(&item.path, &mut names);
+            let name = unique_name(&item.input, &mut names);
             // Overlay on the image as given: the map resized to its size.
             let (w, h) = loaded.original.dimensions();
             let big = resize_bilinear(
@@ -244,7 +244,8 @@ pub fn cam(args: &CamArgs) -> anyhow::Result<CamReport> {
                 });
             }
             images.push(ImageResult {
-                file: item.path.clone(),
+                input: item.input.name.clone(),
+                file: item.input.path.clone(),
                 true_class: item.true_class,
                 predicted,
                 confidence,
@@ -289,8 +290,12 @@ pub fn cam(args: &CamArgs) -> anyhow::Result<CamReport> {
 }
 
 /// The inputs: a dataset folder's Testing/ split (true classes and masks known), else files and folders (the
-/// true class guessed from the parent folder's name).
-fn gather(inputs: &[PathBuf]) -> anyhow::Result<Vec<Item>> {
+/// true class guessed from the parent folder's name), DICOM and NIfTI files expanded into slices. Inputs that
+/// cannot be read come back as errors naming them.
+fn gather(
+    inputs: &[PathBuf],
+    volume: &crate::data::medical::VolumeOptions,
+) -> anyhow::Result<(Vec<Item>, Vec<String>)> {
     if let [root] = inputs {
         if is_dataset(root) {
             let scanned = scan::scan(root, ScanOptions { strict: false })
@@ -304,31 +309,50 @@ fn gather(inputs: &[PathBuf]) -> anyhow::Result<Vec<Item>> {
             } else {
                 Split::Training
             };
-            return Ok(dataset
-                .split(split)
-                .map(|s| Item {
-                    path: s.path.clone(),
-                    true_class: Some(s.class),
-                    mask: s.mask.clone(),
-                })
-                .collect());
+            let files: Vec<_> = dataset.split(split).collect();
+            let paths: Vec<PathBuf> = files.iter().map(|s| s.path.clone()).collect();
+            // Dataset images are single images (a DICOM: its first frame), one input each.
+            let first = crate::data::medical::VolumeOptions {
+                slices: crate::data::medical::SliceSelection::List(vec![0]),
+                ..volume.clone()
+            };
+            let mut items = Vec::new();
+            let mut errors = Vec::new();
+            for (sample, input) in files.iter().zip(expand(&paths, &first)) {
+                match input {
+                    Ok(input) => items.push(Item {
+                        input,
+                        true_class: Some(sample.class),
+                        mask: sample.mask.clone(),
+                    }),
+                    Err(e) => errors.push(e),
+                }
+            }
+            return Ok((items, errors));
         }
     }
-    Ok(collect_inputs(inputs)?
-        .into_iter()
-        .map(|path| {
-            let true_class = path
-                .parent()
-                .and_then(Path::file_name)
-                .and_then(|n| n.to_str())
-                .and_then(Class::from_folder_name);
-            Item {
-                path,
-                true_class,
-                mask: None,
+    let files = collect_inputs(inputs)?;
+    let mut items = Vec::new();
+    let mut errors = Vec::new();
+    for input in expand(&files, volume) {
+        match input {
+            Ok(input) => {
+                let true_class = input
+                    .path
+                    .parent()
+                    .and_then(Path::file_name)
+                    .and_then(|n| n.to_str())
+                    .and_then(Class::from_folder_name);
+                items.push(Item {
+                    input,
+                    true_class,
+                    mask: None,
+                });
             }
-        })
-        .collect())
+            Err(e) => errors.push(e),
+        }
+    }
+    Ok((items, errors))
 }
 
 fn is_dataset(dir: &Path) -> bool {
@@ -353,9 +377,9 @@ struct Loaded {
 }
 
 fn load(item: &Item, size: u32) -> Result<Loaded, String> {
-    let original = decode_file(&item.path).map_err(|e| e.to_string())?;
+    let original = item.input.load()?;
     let input =
-        resize_rgb(&original, size, size).map_err(|e| format!("{}: {e}", item.path.display()))?;
+        resize_rgb(&original, size, size).map_err(|e| format!("{}: {e}", item.input.name))?;
     let mask = match &item.mask {
         None => None,
         Some(path) => {
@@ -417,12 +441,23 @@ fn deletion_drops(
         .collect())
 }
 
-/// A file-name stem not used before in this run (`name`, `name_2`, …).
-fn unique_name(path: &Path, used: &mut HashSet<String>) -> String {
-    let stem = path
+/// A file-name stem not used before in this run (`name`, `name_2`, …); a slice adds its plane and index
+/// (`scan_axial_88`).
+fn unique_name(input: &Input, used: &mut HashSet<String>) -> String {
+    let file = input
+        .path
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".into());
+    let file = file.strip_suffix(".gz").unwrap_or(&file);
+    let base = Path::new(file)
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "image".into());
+    let stem = match input.name.rsplit_once('#') {
+        Some((_, slice)) => format!("{base}_{}", slice.replace(':', "_")),
+        None => base,
+    };
     let mut name = stem.clone();
     let mut n = 2;
     while !used.insert(name.clone()) {

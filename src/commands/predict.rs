@@ -2,8 +2,7 @@
 
 use super::progress_bar;
 use crate::cli::PredictArgs;
-use crate::data::decode::decode_file;
-use crate::data::inputs::collect_inputs;
+use crate::data::inputs::{collect_inputs, expand, Input};
 use crate::data::preprocess::resize_rgb;
 use crate::data::Class;
 use crate::model::{inference, run};
@@ -16,6 +15,8 @@ use std::path::PathBuf;
 /// One image's prediction.
 #[derive(Debug, Clone, Serialize)]
 pub struct Prediction {
+    /// The file, or the slice of a DICOM/NIfTI file (`scan.nii.gz#axial:88`).
+    pub input: String,
     pub file: PathBuf,
     pub class: Class,
     pub confidence: f32,
@@ -51,7 +52,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
                         .collect();
                     println!(
                         "{}\t{}\t{:.3}\t({})",
-                        p.file.display(),
+                        p.input,
                         p.class,
                         p.confidence,
                         all.join(", ")
@@ -80,20 +81,23 @@ pub fn predict(args: &PredictArgs) -> anyhow::Result<Vec<Outcome>> {
         tracing::warn!("this run's weights are torchvision's random init, not a trained model: predictions are chance");
     }
     let files = collect_inputs(&args.inputs)?;
-    let bar = progress_bar(files.len() as u64, "predict");
-    let mut outcomes = Vec::with_capacity(files.len());
-    for chunk in files.chunks(args.batch_size.max(1)) {
-        let prepared: Vec<Result<image::RgbImage, String>> = chunk
+    let inputs = expand(&files, &args.volume.options());
+    let bar = progress_bar(inputs.len() as u64, "predict");
+    let mut outcomes = Vec::with_capacity(inputs.len());
+    for chunk in inputs.chunks(args.batch_size.max(1)) {
+        let prepared: Vec<Result<(&Input, image::RgbImage), String>> = chunk
             .par_iter()
-            .map(|file| {
-                let image = decode_file(file).map_err(|e| e.to_string())?;
-                resize_rgb(&image, config.input_size, config.input_size)
-                    .map_err(|e| format!("{}: {e}", file.display()))
+            .map(|input| {
+                let input = input.as_ref().map_err(Clone::clone)?;
+                let image = input.load()?;
+                let resized = resize_rgb(&image, config.input_size, config.input_size)
+                    .map_err(|e| format!("{}: {e}", input.name))?;
+                Ok((input, resized))
             })
             .collect();
         let ready: Vec<image::RgbImage> = prepared
             .iter()
-            .filter_map(|r| r.as_ref().ok().cloned())
+            .filter_map(|r| r.as_ref().ok().map(|(_, image)| image.clone()))
             .collect();
         let mut rows = if ready.is_empty() {
             Vec::new()
@@ -101,12 +105,12 @@ pub fn predict(args: &PredictArgs) -> anyhow::Result<Vec<Outcome>> {
             inference::probabilities(&model, &ready, &device)?
         }
         .into_iter();
-        for (file, prepared) in chunk.iter().zip(prepared) {
+        for prepared in prepared {
             outcomes.push(match prepared {
                 Err(e) => Err(e),
-                Ok(_) => {
+                Ok((input, _)) => {
                     let row = rows.next().context("one probability row per image")?;
-                    Ok(prediction(file.clone(), &config.classes, &row))
+                    Ok(prediction(input, &config.classes, &row))
                 }
             });
         }
@@ -116,10 +120,11 @@ pub fn predict(args: &PredictArgs) -> anyhow::Result<Vec<Outcome>> {
     Ok(outcomes)
 }
 
-fn prediction(file: PathBuf, classes: &[Class], row: &[f32]) -> Prediction {
+fn prediction(input: &Input, classes: &[Class], row: &[f32]) -> Prediction {
     let (best, confidence) = crate::metrics::argmax(row);
     Prediction {
-        file,
+        input: input.name.clone(),
+        file: input.path.clone(),
         class: classes[best],
         confidence,
         probabilities: classes.iter().copied().zip(row.iter().copied()).collect(),

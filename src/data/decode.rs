@@ -37,6 +37,8 @@ pub enum DecodeError {
         format: String,
         message: String,
     },
+    #[error(transparent)]
+    Medical(#[from] super::medical::MedicalError),
 }
 
 impl DecodeError {
@@ -48,6 +50,7 @@ impl DecodeError {
             | DecodeError::UnknownFormat { path }
             | DecodeError::TooLarge { path, .. }
             | DecodeError::Corrupt { path, .. } => path,
+            DecodeError::Medical(e) => e.path(),
         }
     }
 }
@@ -60,8 +63,29 @@ pub fn has_image_extension(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// Read and decode an image file into RGB8.
+/// Whether a dataset folder reads this file as one image: the [`IMAGE_EXTENSIONS`], and DICOM (`.dcm`, `.dicom`;
+/// its first frame). NIfTI volumes hold many slices and are read by the commands that take files.
+pub fn is_dataset_image(path: &Path) -> bool {
+    has_image_extension(path)
+        || super::medical::kind(path) == Some(super::medical::MedicalKind::Dicom)
+            && path.extension().is_some()
+}
+
+/// Read and decode an image file into RGB8 (a DICOM file: its first frame, windowed).
 pub fn decode_file(path: &Path) -> Result<RgbImage, DecodeError> {
+    if super::medical::kind(path) == Some(super::medical::MedicalKind::Dicom) {
+        let first = super::medical::dicom::read_slices(
+            path,
+            &super::medical::SliceSelection::List(vec![0]),
+        )?;
+        let slice = first
+            .into_iter()
+            .next()
+            .ok_or_else(|| DecodeError::UnknownFormat {
+                path: path.to_path_buf(),
+            })?;
+        return Ok(DynamicImage::ImageLuma8(slice.image).to_rgb8());
+    }
     let bytes = std::fs::read(path).map_err(|source| DecodeError::Io {
         path: path.to_path_buf(),
         source,
@@ -90,6 +114,9 @@ pub fn decode_bytes(bytes: &[u8], name: &Path) -> Result<RgbImage, DecodeError> 
 /// Read only the header: the image's width and height, with the same checks as [`decode_bytes`] short of
 /// decoding the pixels.
 pub fn probe_file(path: &Path) -> Result<(u32, u32), DecodeError> {
+    if super::medical::kind(path) == Some(super::medical::MedicalKind::Dicom) {
+        return Ok(decode_file(path)?.dimensions());
+    }
     let bytes = std::fs::read(path).map_err(|source| DecodeError::Io {
         path: path.to_path_buf(),
         source,

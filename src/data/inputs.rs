@@ -56,9 +56,58 @@ fn walk(dir: &Path, depth: usize, files: &mut Vec<PathBuf>) -> Result<(), InputE
     for entry in entries {
         if entry.is_dir() {
             walk(&entry, depth + 1, files)?;
-        } else if has_image_extension(&entry) {
+        } else if has_image_extension(&entry) || super::medical::kind(&entry).is_some() {
             files.push(entry);
         }
     }
     Ok(())
+}
+
+/// One image to run: a file decoded when needed, or a slice already read from a DICOM or NIfTI file.
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// The file, or the slice (`scan.nii.gz#axial:88`, `scan.dcm#frame:3`).
+    pub name: String,
+    /// The file it comes from.
+    pub path: PathBuf,
+    slice: Option<image::GrayImage>,
+}
+
+impl Input {
+    /// The image as RGB8 (grayscale slices copied to three channels).
+    pub fn load(&self) -> Result<image::RgbImage, String> {
+        match &self.slice {
+            Some(gray) => Ok(image::DynamicImage::ImageLuma8(gray.clone()).to_rgb8()),
+            None => super::decode::decode_file(&self.path).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// Expand listed files into inputs: a DICOM or NIfTI file into its chosen slices (read now), any other file into
+/// itself. A clinical file that cannot be read becomes one `Err` naming it; the rest go on.
+pub fn expand(
+    files: &[PathBuf],
+    options: &super::medical::VolumeOptions,
+) -> Vec<Result<Input, String>> {
+    let mut out = Vec::with_capacity(files.len());
+    for path in files {
+        match super::medical::kind(path) {
+            Some(kind) => match super::medical::read_slices(path, kind, options) {
+                Ok(slices) => out.extend(slices.into_iter().map(|s| {
+                    Ok(Input {
+                        name: s.name,
+                        path: s.path,
+                        slice: Some(s.image),
+                    })
+                })),
+                Err(e) => out.push(Err(e.to_string())),
+            },
+            None => out.push(Ok(Input {
+                name: path.display().to_string(),
+                path: path.clone(),
+                slice: None,
+            })),
+        }
+    }
+    out
 }

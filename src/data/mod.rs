@@ -5,6 +5,7 @@ pub mod batcher;
 pub mod classes;
 pub mod decode;
 pub mod inputs;
+pub mod medical;
 pub mod phantom;
 pub mod preprocess;
 pub mod scan;

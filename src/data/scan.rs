@@ -7,7 +7,7 @@
 //! header cannot be read, empty class folders.
 
 use super::classes::Class;
-use super::decode::{has_image_extension, probe_file};
+use super::decode::{is_dataset_image, probe_file};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -234,7 +234,7 @@ pub fn scan(root: &Path, options: ScanOptions) -> Result<ScanReport, ScanError> 
         collect_files(dir, 0, &mut visited, &mut files, &mut warnings);
         let before = candidates.len();
         for file in files {
-            if has_image_extension(&file) {
+            if is_dataset_image(&file) {
                 candidates.push((*split, *class, file));
             } else if !is_hidden(&file_name(&file)) {
                 warnings.push(warning(

@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod dataset;
 mod inspect;
+mod medical;
 mod model;
 mod phantom;
 mod preprocess;

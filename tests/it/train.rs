@@ -86,6 +86,7 @@ fn train_writes_checkpoints_history_metrics_and_figures() {
         inputs: vec![data.join("Testing")],
         json: true,
         batch_size: 4,
+        volume: Default::default(),
     };
     let outcomes = tumornet::commands::predict::predict(&predict).expect("predict");
     assert_eq!(outcomes.len(), 8);

@@ -1,0 +1,207 @@
+//! DICOM through dicom-rs: single files and the frames of multi-frame files. Values go through the modality LUT
+//! (rescale slope/intercept), then the file's first window (centre/width) when it has one, else a robust
+//! percentile window; MONOCHROME1 is inverted so that bright means dense/intense as in MONOCHROME2.
+
+use super::{percentile_window, window_linear, MedicalError, SliceSelection};
+use dicom_dictionary_std::tags;
+use dicom_object::{open_file, DefaultDicomObject};
+use dicom_pixeldata::{ConvertOptions, PixelDecoder, PixelRepresentation};
+use image::GrayImage;
+use std::io::Read;
+use std::path::Path;
+
+/// Whether the file has the `DICM` marker after its 128-byte preamble.
+pub fn has_preamble_marker(path: &Path) -> bool {
+    let mut head = [0u8; 132];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .map(|()| &head[128..] == b"DICM")
+        .unwrap_or(false)
+}
+
+/// One decoded frame, before windowing.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub rows: u32,
+    pub columns: u32,
+    /// Values after the modality LUT (rescale slope and intercept), row-major; the mean of the channels for
+    /// colour images.
+    pub values: Vec<f32>,
+    /// The file's first window (centre, width), if any.
+    pub window: Option<(f64, f64)>,
+    /// MONOCHROME1: low values are bright.
+    pub inverted: bool,
+}
+
+impl Frame {
+    /// The frame as 8-bit grayscale: windowed, and inverted for MONOCHROME1.
+    pub fn to_gray(&self) -> GrayImage {
+        let (center, width) = self
+            .window
+            .unwrap_or_else(|| percentile_window(&self.values));
+        let mut bytes = window_linear(&self.values, center, width);
+        if self.inverted {
+            for b in &mut bytes {
+                *b = 255 - *b;
+            }
+        }
+        GrayImage::from_raw(self.columns, self.rows, bytes)
+            .unwrap_or_else(|| GrayImage::new(self.columns, self.rows))
+    }
+}
+
+fn open(path: &Path) -> Result<DefaultDicomObject, MedicalError> {
+    open_file(path).map_err(|e| MedicalError::Dicom {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// Decode the chosen frames of a DICOM file.
+pub fn read_frames(
+    path: &Path,
+    selection: &SliceSelection,
+) -> Result<Vec<(usize, Frame)>, MedicalError> {
+    let object = open(path)?;
+    if object
+        .element_opt(tags::PIXEL_DATA)
+        .ok()
+        .flatten()
+        .is_none()
+    {
+        return Err(MedicalError::NoPixelData(path.to_path_buf()));
+    }
+    let syntax_uid = object.meta().transfer_syntax().to_string();
+    let unsupported = || {
+        let name = dicom_transfer_syntax_registry::TransferSyntaxRegistry
+            .get(&syntax_uid)
+            .map(|ts| format!("{} ({syntax_uid})", ts.name()))
+            .unwrap_or_else(|| syntax_uid.clone());
+        MedicalError::UnsupportedSyntax {
+            path: path.to_path_buf(),
+            syntax: name,
+        }
+    };
+    use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
+    match dicom_transfer_syntax_registry::TransferSyntaxRegistry.get(&syntax_uid) {
+        Some(ts) if ts.can_decode_all() => {}
+        _ => return Err(unsupported()),
+    }
+    let decoded = object
+        .decode_pixel_data()
+        .map_err(|e| MedicalError::Dicom {
+            path: path.to_path_buf(),
+            message: format!("decoding pixel data: {e}"),
+        })?;
+    let frames = decoded.number_of_frames() as usize;
+    // A single-frame file is its one frame whatever the selection (which is meant for volumes and multi-frame
+    // files given alongside it).
+    let selection = if frames == 1 {
+        &SliceSelection::All
+    } else {
+        selection
+    };
+    let indices = selection
+        .indices(frames)
+        .map_err(|index| MedicalError::NoSuchSlice {
+            path: path.to_path_buf(),
+            index,
+            count: frames,
+            what: "frames",
+        })?;
+    let window = decoded
+        .window()
+        .ok()
+        .flatten()
+        .and_then(|w| w.first())
+        .filter(|w| w.width > 0.0)
+        .map(|w| (w.center, w.width));
+    let inverted = decoded.photometric_interpretation().as_str() == "MONOCHROME1";
+    let samples = usize::from(decoded.samples_per_pixel().max(1));
+    let (rows, columns) = (decoded.rows(), decoded.columns());
+    indices
+        .into_iter()
+        .map(|index| {
+            let failed = |message: String| MedicalError::Dicom {
+                path: path.to_path_buf(),
+                message: format!("frame {index}: {message}"),
+            };
+            let raw: Vec<f32> = if decoded.bits_allocated() == 32 {
+                // dicom-pixeldata converts 1-, 8- and 16-bit samples; 32-bit ones (RT dose grids, some
+                // parametric maps) are read here, then rescaled the same way.
+                let bytes = decoded
+                    .frame_data(index as u32)
+                    .map_err(|e| failed(e.to_string()))?;
+                let signed = decoded.pixel_representation() == PixelRepresentation::Signed;
+                let (slope, intercept) = decoded
+                    .rescale()
+                    .ok()
+                    .and_then(|r| r.first().map(|r| (r.slope, r.intercept)))
+                    .unwrap_or((1.0, 0.0));
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| {
+                        let word = [c[0], c[1], c[2], c[3]];
+                        let v = if signed {
+                            f64::from(i32::from_le_bytes(word))
+                        } else {
+                            f64::from(u32::from_le_bytes(word))
+                        };
+                        (v * slope + intercept) as f32
+                    })
+                    .collect()
+            } else {
+                decoded
+                    .to_vec_frame_with_options::<f32>(index as u32, &ConvertOptions::new())
+                    .map_err(|e| failed(e.to_string()))?
+            };
+            let values = if samples > 1 {
+                raw.chunks_exact(samples)
+                    .map(|px| px.iter().sum::<f32>() / samples as f32)
+                    .collect()
+            } else {
+                raw
+            };
+            if values.len() != (rows * columns) as usize {
+                return Err(MedicalError::Dicom {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "frame {index} has {} values for {rows}×{columns} pixels",
+                        values.len()
+                    ),
+                });
+            }
+            Ok((
+                index,
+                Frame {
+                    rows,
+                    columns,
+                    values,
+                    window,
+                    inverted,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// The chosen frames as named slices (`file.dcm` for a single-frame file, `file.dcm#frame:3` otherwise).
+pub fn read_slices(
+    path: &Path,
+    selection: &SliceSelection,
+) -> Result<Vec<super::Slice>, MedicalError> {
+    let frames = read_frames(path, selection)?;
+    let multi = frames.len() > 1 || frames.first().is_some_and(|(i, _)| *i > 0);
+    Ok(frames
+        .into_iter()
+        .map(|(index, frame)| super::Slice {
+            name: if multi {
+                format!("{}#frame:{index}", path.display())
+            } else {
+                path.display().to_string()
+            },
+            path: path.to_path_buf(),
+            image: frame.to_gray(),
+        })
+        .collect())
+}

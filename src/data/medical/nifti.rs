@@ -1,0 +1,283 @@
+//! NIfTI-1 volumes (`.nii`, `.nii.gz`) through the `nifti` crate. The voxel array is reoriented to the closest
+//! RAS+ axes by the header's affine (sform when its code is set, else qform, else the voxel sizes — as nibabel
+//! does), then cut along a plane and laid out as radiology viewers show it: anterior or superior up, the patient's
+//! right on the image's left (axial, coronal), anterior on the left (sagittal). One robust window (0.5th–99.5th
+//! percentile of the volume) maps every slice to 8 bits, so slices of a volume stay comparable.
+
+use super::{percentile_window, window_linear, MedicalError, Plane, Slice, VolumeOptions};
+use image::GrayImage;
+use ndarray::{Array3, Axis};
+use nifti::{IntoNdArray, NiftiHeader, NiftiObject, ReaderOptions};
+use std::path::Path;
+
+/// A 3-D volume in RAS+ voxel order: `data[[r, a, s]]` grows to the patient's right, anterior, superior.
+#[derive(Debug, Clone)]
+pub struct CanonicalVolume {
+    pub data: Array3<f32>,
+}
+
+/// The header's voxel-to-world affine (rows of a 3×4 matrix), chosen as nibabel chooses it.
+pub fn affine(header: &NiftiHeader) -> [[f64; 4]; 3] {
+    let f = |v: f32| f64::from(v);
+    if header.sform_code > 0 {
+        return [
+            header.srow_x.map(f),
+            header.srow_y.map(f),
+            header.srow_z.map(f),
+        ];
+    }
+    let pix = header.pixdim;
+    if header.qform_code > 0 {
+        // NIfTI-1 quaternion → rotation (nifti1.h, method 2).
+        let (b, c, d) = (
+            f(header.quatern_b),
+            f(header.quatern_c),
+            f(header.quatern_d),
+        );
+        let a = (1.0 - (b * b + c * c + d * d)).max(0.0).sqrt();
+        let r = [
+            [
+                a * a + b * b - c * c - d * d,
+                2.0 * (b * c - a * d),
+                2.0 * (b * d + a * c),
+            ],
+            [
+                2.0 * (b * c + a * d),
+                a * a + c * c - b * b - d * d,
+                2.0 * (c * d - a * b),
+            ],
+            [
+                2.0 * (b * d - a * c),
+                2.0 * (c * d + a * b),
+                a * a + d * d - c * c - b * b,
+            ],
+        ];
+        let qfac = if pix[0] < 0.0 { -1.0 } else { 1.0 };
+        let zooms = [f(pix[1]), f(pix[2]), f(pix[3]) * qfac];
+        let offset = [
+            f(header.quatern_x),
+            f(header.quatern_y),
+            f(header.quatern_z),
+        ];
+        return std::array::from_fn(|i| {
+            [
+                r[i][0] * zooms[0],
+                r[i][1] * zooms[1],
+                r[i][2] * zooms[2],
+                offset[i],
+            ]
+        });
+    }
+    // No transform: voxel sizes, axes taken as they are (nibabel's fallback centres the volume; the orientation,
+    // which is all that is used here, is the same).
+    [
+        [f(pix[1]).abs().max(1e-6), 0.0, 0.0, 0.0],
+        [0.0, f(pix[2]).abs().max(1e-6), 0.0, 0.0],
+        [0.0, 0.0, f(pix[3]).abs().max(1e-6), 0.0],
+    ]
+}
+
+/// For each voxel axis, the world axis (0 = R, 1 = A, 2 = S) it points along most and whether it points the
+/// opposite way — nibabel's `io_orientation`, by the largest remaining component.
+pub fn orientation(affine: &[[f64; 4]; 3]) -> [(usize, bool); 3] {
+    let mut used = [false; 3];
+    let mut out = [(0, false); 3];
+    // Assign the voxel axes in order of how clearly they point somewhere.
+    let mut order: Vec<usize> = (0..3).collect();
+    let strength = |j: usize| {
+        (0..3).map(|i| affine[i][j].abs()).fold(0.0, f64::max)
+            / (0..3)
+                .map(|i| affine[i][j].powi(2))
+                .sum::<f64>()
+                .sqrt()
+                .max(1e-12)
+    };
+    order.sort_by(|&a, &b| strength(b).total_cmp(&strength(a)));
+    for j in order {
+        let (world, value) = (0..3)
+            .filter(|i| !used[*i])
+            .map(|i| (i, affine[i][j]))
+            .fold((usize::MAX, 0.0f64), |best, (i, v)| {
+                if best.0 == usize::MAX || v.abs() > best.1.abs() {
+                    (i, v)
+                } else {
+                    best
+                }
+            });
+        used[world] = true;
+        out[j] = (world, value < 0.0);
+    }
+    out
+}
+
+/// Read a NIfTI file's `volume`-th 3-D volume, with scaling applied, reoriented to RAS+.
+pub fn read_canonical(path: &Path, volume: usize) -> Result<CanonicalVolume, MedicalError> {
+    let error = |message: String| MedicalError::Nifti {
+        path: path.to_path_buf(),
+        message,
+    };
+    let object = ReaderOptions::new()
+        .read_file(path)
+        .map_err(|e| error(e.to_string()))?;
+    let header = object.header().clone();
+    let data = object
+        .into_volume()
+        .into_ndarray::<f32>()
+        .map_err(|e| error(e.to_string()))?;
+    let shape = data.shape().to_vec();
+    if shape.len() < 3 {
+        return Err(error(format!(
+            "{}-D data; a volume needs 3 dimensions",
+            shape.len()
+        )));
+    }
+    let volumes: usize = shape[3..].iter().product();
+    if volume >= volumes {
+        return Err(MedicalError::NoSuchSlice {
+            path: path.to_path_buf(),
+            index: volume,
+            count: volumes,
+            what: "volumes",
+        });
+    }
+    // Higher dimensions flattened; take one 3-D volume.
+    let (nx, ny, nz) = (shape[0], shape[1], shape[2]);
+    let flat = data
+        .as_standard_layout()
+        .into_owned()
+        .into_shape_with_order((nx, ny, nz, volumes))
+        .map_err(|e| error(e.to_string()))?;
+    let mut cube = flat.index_axis(Axis(3), volume).to_owned();
+    let axes = orientation(&affine(&header));
+    // Flip voxel axes that point backwards, then permute so that axis k runs along world axis k.
+    for (j, (_, flipped)) in axes.iter().enumerate() {
+        if *flipped {
+            cube.invert_axis(Axis(j));
+        }
+    }
+    let mut permutation = [0usize; 3];
+    for (j, (world, _)) in axes.iter().enumerate() {
+        permutation[*world] = j;
+    }
+    let data = cube
+        .permuted_axes(permutation)
+        .as_standard_layout()
+        .to_owned();
+    Ok(CanonicalVolume { data })
+}
+
+impl CanonicalVolume {
+    /// Number of slices along `plane`.
+    pub fn count(&self, plane: Plane) -> usize {
+        let s = self.data.shape();
+        match plane {
+            Plane::Sagittal => s[0],
+            Plane::Coronal => s[1],
+            Plane::Axial => s[2],
+        }
+    }
+
+    /// Slice `index` as displayed (row-major values, width, height).
+    pub fn slice(&self, plane: Plane, index: usize) -> (Vec<f32>, usize, usize) {
+        let d = &self.data;
+        let [nr, na, ns] = [d.shape()[0], d.shape()[1], d.shape()[2]];
+        match plane {
+            // Rows: anterior at the top; columns: the patient's right on the left.
+            Plane::Axial => {
+                let values = (0..na)
+                    .rev()
+                    .flat_map(|a| (0..nr).rev().map(move |r| d[[r, a, index]]))
+                    .collect();
+                (values, nr, na)
+            }
+            // Rows: superior at the top; columns: right on the left.
+            Plane::Coronal => {
+                let values = (0..ns)
+                    .rev()
+                    .flat_map(|s| (0..nr).rev().map(move |r| d[[r, index, s]]))
+                    .collect();
+                (values, nr, ns)
+            }
+            // Rows: superior at the top; columns: anterior on the left.
+            Plane::Sagittal => {
+                let values = (0..ns)
+                    .rev()
+                    .flat_map(|s| (0..na).rev().map(move |a| d[[index, a, s]]))
+                    .collect();
+                (values, na, ns)
+            }
+        }
+    }
+}
+
+/// The chosen slices of a NIfTI volume, named `file#plane:index`.
+pub fn read_slices(path: &Path, options: &VolumeOptions) -> Result<Vec<Slice>, MedicalError> {
+    let volume = read_canonical(path, options.volume)?;
+    let count = volume.count(options.plane);
+    let indices = options
+        .slices
+        .indices(count)
+        .map_err(|index| MedicalError::NoSuchSlice {
+            path: path.to_path_buf(),
+            index,
+            count,
+            what: "slices",
+        })?;
+    let (center, width) = percentile_window(volume.data.as_slice().unwrap_or(&[]));
+    Ok(indices
+        .into_iter()
+        .map(|index| {
+            let (values, w, h) = volume.slice(options.plane, index);
+            let bytes = window_linear(&values, center, width);
+            Slice {
+                name: format!("{}#{}:{index}", path.display(), options.plane.name()),
+                path: path.to_path_buf(),
+                image: GrayImage::from_raw(w as u32, h as u32, bytes)
+                    .unwrap_or_else(|| GrayImage::new(w as u32, h as u32)),
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn orientation_of_common_affines() {
+        let ras = [
+            [1.0, 0.0, 0.0, 0.0],
+            [0.0, 1.0, 0.0, 0.0],
+            [0.0, 0.0, 1.0, 0.0],
+        ];
+        assert_eq!(orientation(&ras), [(0, false), (1, false), (2, false)]);
+        // LPS (DICOM-like): x to the left, y posterior.
+        let lps = [
+            [-1.0, 0.0, 0.0, 0.0],
+            [0.0, -1.0, 0.0, 0.0],
+            [0.0, 0.0, 2.0, 0.0],
+        ];
+        assert_eq!(orientation(&lps), [(0, true), (1, true), (2, false)]);
+        // Voxel axes permuted: i runs superior, j anterior, k right; slightly oblique.
+        let permuted = [
+            [0.0, 0.1, 1.0, 0.0],
+            [0.05, 1.0, 0.0, 0.0],
+            [1.0, 0.0, 0.1, 0.0],
+        ];
+        assert_eq!(orientation(&permuted), [(2, false), (1, false), (0, false)]);
+    }
+
+    #[test]
+    fn axial_slices_put_anterior_up_and_right_on_the_left() {
+        // RAS volume 3×4×2 with a marker at the right-anterior corner of slice 1.
+        let mut data = Array3::<f32>::zeros((3, 4, 2));
+        data[[2, 3, 1]] = 7.0;
+        let volume = CanonicalVolume { data };
+        let (values, w, h) = volume.slice(Plane::Axial, 1);
+        assert_eq!((w, h), (3, 4));
+        assert_eq!(values[0], 7.0, "top-left = most anterior, patient's right");
+        let (values, w, h) = volume.slice(Plane::Sagittal, 2);
+        assert_eq!((w, h), (4, 2));
+        assert_eq!(values[0], 7.0, "top-left = most superior, anterior");
+    }
+}

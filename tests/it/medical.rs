@@ -1,0 +1,315 @@
+//! DICOM and NIfTI input against what pydicom 3.0.2 and nibabel 5.4.2 read from the same files
+//! (fixtures and reference values by tools/medical_reference.py).
+
+use crate::common::{fixtures, temp_dir};
+use tumornet::data::medical::{
+    self, dicom, nifti, MedicalError, MedicalKind, Plane, SliceSelection, VolumeOptions,
+};
+
+fn dir() -> std::path::PathBuf {
+    fixtures().join("medical")
+}
+
+fn reference() -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir().join("reference.json")).expect("reference"))
+        .expect("json")
+}
+
+fn read_f32(name: &str) -> Vec<f32> {
+    std::fs::read(dir().join(name))
+        .expect("fixture")
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+#[test]
+fn dicom_values_match_pydicom_in_every_supported_encoding() {
+    let expected = read_f32("MR_small.frame0.f32");
+    for name in [
+        "MR_small.dcm",
+        "MR_small_implicit.dcm",
+        "MR_small_bigendian.dcm",
+        "MR_small_RLE.dcm",
+        "MR_small_jp2klossless.dcm",
+    ] {
+        let frames = dicom::read_frames(&dir().join(name), &SliceSelection::All)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(frames.len(), 1, "{name}");
+        let frame = &frames[0].1;
+        assert_eq!((frame.rows, frame.columns), (64, 64), "{name}");
+        assert_eq!(
+            frame.values, expected,
+            "{name}: values differ from pydicom's"
+        );
+        assert_eq!(frame.window, Some((600.0, 1600.0)), "{name}");
+        assert!(!frame.inverted);
+    }
+    // CT: rescale slope 1, intercept -1024 applied.
+    let ct = dicom::read_frames(&dir().join("CT_small.dcm"), &SliceSelection::All).expect("ct");
+    assert_eq!(ct[0].1.values, read_f32("CT_small.frame0.f32"));
+    assert_eq!(ct[0].1.window, None);
+}
+
+#[test]
+fn multi_frame_and_monochrome1() {
+    let reference = reference();
+    let r = &reference["dicom"]["rtdose.dcm"];
+    let frames =
+        dicom::read_frames(&dir().join("rtdose.dcm"), &SliceSelection::All).expect("rtdose");
+    assert_eq!(frames.len(), 15);
+    assert_eq!(frames[0].1.values, read_f32("rtdose.frame0.f32"));
+    for (i, (index, frame)) in frames.iter().enumerate() {
+        assert_eq!(*index, i);
+        let sum: f64 = frame.values.iter().map(|v| f64::from(*v)).sum();
+        let want = r["frame_sums"][i].as_f64().expect("sum");
+        assert!(
+            (sum - want).abs() <= want.abs() * 1e-9,
+            "frame {i}: {sum} vs {want}"
+        );
+    }
+    let slices = dicom::read_slices(&dir().join("rtdose.dcm"), &"3:4".parse().expect("range"))
+        .expect("slices");
+    assert_eq!(slices.len(), 2);
+    assert!(
+        slices[0].name.ends_with("rtdose.dcm#frame:3"),
+        "{}",
+        slices[0].name
+    );
+    let single = dicom::read_slices(&dir().join("MR_small.dcm"), &SliceSelection::All).expect("mr");
+    assert!(
+        single[0].name.ends_with("MR_small.dcm"),
+        "{}",
+        single[0].name
+    );
+
+    // MONOCHROME1 is the same pixels shown inverted.
+    let m1 = dicom::read_frames(
+        &dir().join("MR_small_monochrome1.dcm"),
+        &SliceSelection::All,
+    )
+    .expect("m1");
+    assert!(m1[0].1.inverted);
+    let plain = single[0].image.clone();
+    let inverted = m1[0].1.to_gray();
+    assert!(plain
+        .pixels()
+        .zip(inverted.pixels())
+        .all(|(a, b)| a.0[0] == 255 - b.0[0]));
+    // The file's window: 600 ± 800 maps the MR values (127…2145) to 8 bits as the DICOM formula says.
+    let v = m1[0].1.values[0];
+    let want = medical::window_linear(&[v], 600.0, 1600.0)[0];
+    assert_eq!(plain.as_raw()[0], want);
+}
+
+#[test]
+fn unsupported_syntaxes_truncated_and_foreign_files_are_named_errors() {
+    let jls = dir().join("MR_small_jpeg_ls_lossless.dcm");
+    match dicom::read_frames(&jls, &SliceSelection::All) {
+        Err(e @ MedicalError::UnsupportedSyntax { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("MR_small_jpeg_ls_lossless.dcm") && text.contains("JPEG-LS"),
+                "{text}"
+            );
+        }
+        other => panic!("expected an unsupported-syntax error, got {other:?}"),
+    }
+    let tmp = temp_dir();
+    let bytes = std::fs::read(dir().join("MR_small.dcm")).expect("mr");
+    let truncated = tmp.path().join("truncated.dcm");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("write");
+    let err = dicom::read_frames(&truncated, &SliceSelection::All).expect_err("truncated");
+    assert!(err.to_string().contains("truncated.dcm"), "{err}");
+    let empty = tmp.path().join("empty.dcm");
+    std::fs::write(&empty, b"").expect("write");
+    assert!(dicom::read_frames(&empty, &SliceSelection::All).is_err());
+    let frame = dicom::read_frames(&dir().join("rtdose.dcm"), &SliceSelection::List(vec![15]));
+    assert!(matches!(
+        frame,
+        Err(MedicalError::NoSuchSlice {
+            index: 15,
+            count: 15,
+            ..
+        })
+    ));
+
+    let bytes = std::fs::read(dir().join("colin27_lps.nii.gz")).expect("nii");
+    let cut = tmp.path().join("cut.nii.gz");
+    std::fs::write(&cut, &bytes[..bytes.len() / 3]).expect("write");
+    let err = nifti::read_canonical(&cut, 0).expect_err("truncated nifti");
+    assert!(err.to_string().contains("cut.nii.gz"), "{err}");
+
+    // Kinds by name, and by the DICM marker for a file without an extension.
+    let bare = tmp.path().join("IM0001");
+    std::fs::write(
+        &bare,
+        std::fs::read(dir().join("MR_small.dcm")).expect("mr"),
+    )
+    .expect("write");
+    assert_eq!(medical::kind(&bare), Some(MedicalKind::Dicom));
+    assert_eq!(medical::kind(&cut), Some(MedicalKind::Nifti));
+    assert_eq!(medical::kind(std::path::Path::new("a.jpg")), None);
+}
+
+#[test]
+fn nifti_slices_match_nibabel_canonical_orientation() {
+    let reference = reference();
+    for (name, base) in [
+        ("anatomical.nii", "anatomical"),
+        ("four_d.nii.gz", "four_d"),
+        ("colin27_lps.nii.gz", "colin27_lps"),
+    ] {
+        let r = &reference["nifti"][name];
+        let path = dir().join(name);
+        let header = ::nifti::NiftiHeader::from_file(&path).expect("header");
+        let ours = nifti::affine(&header);
+        for (i, row) in ours.iter().enumerate() {
+            for (j, v) in row.iter().enumerate() {
+                let want = r["affine"][i][j].as_f64().expect("affine");
+                assert!(
+                    (v - want).abs() < 1e-4,
+                    "{name}: affine[{i}][{j}] {v} vs {want}"
+                );
+            }
+        }
+        let volume = nifti::read_canonical(&path, r["volume"].as_u64().expect("v") as usize)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let shape: Vec<usize> = r["canonical_shape"]
+            .as_array()
+            .expect("shape")
+            .iter()
+            .map(|v| v.as_u64().expect("dim") as usize)
+            .collect();
+        assert_eq!(volume.data.shape(), &shape[..], "{name}");
+        for plane in [Plane::Axial, Plane::Coronal, Plane::Sagittal] {
+            let index = r[plane.name()].as_u64().expect("index") as usize;
+            let (values, _, _) = volume.slice(plane, index);
+            assert_eq!(
+                values,
+                read_f32(&format!("{base}.{}.f32", plane.name())),
+                "{name} {}",
+                plane.name()
+            );
+        }
+    }
+    // Names, the 4th dimension and bounds.
+    let options = VolumeOptions {
+        plane: Plane::Coronal,
+        slices: "27".parse().expect("index"),
+        volume: 0,
+    };
+    let slices = nifti::read_slices(&dir().join("colin27_lps.nii.gz"), &options).expect("slices");
+    assert_eq!(slices.len(), 1);
+    assert!(
+        slices[0].name.ends_with("colin27_lps.nii.gz#coronal:27"),
+        "{}",
+        slices[0].name
+    );
+    assert_eq!(slices[0].image.dimensions(), (46, 46));
+    let err = nifti::read_canonical(&dir().join("four_d.nii.gz"), 2).expect_err("two volumes");
+    assert!(
+        matches!(
+            err,
+            MedicalError::NoSuchSlice {
+                index: 2,
+                count: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn predict_reads_dicom_and_nifti_one_line_per_slice() {
+    let tmp = temp_dir();
+    let weights = tmp.path().join("four-class.safetensors");
+    crate::model::write_checkpoint(&weights, 4, |_| {});
+    let run = tmp.path().join("run");
+    let tumornet = || std::process::Command::new(env!("CARGO_BIN_EXE_tumornet"));
+    let out = tumornet()
+        .args(["weights", "import"])
+        .arg(&weights)
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .expect("import");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = tumornet()
+        .arg("predict")
+        .arg(&run)
+        .arg(dir().join("colin27_lps.nii.gz"))
+        .arg(dir().join("MR_small.dcm"))
+        .arg(dir().join("rtdose.dcm"))
+        .args(["--plane", "coronal", "--slices", "26:28"])
+        .output()
+        .expect("predict");
+    // rtdose has 15 frames, so 26:28 does not exist there: it is named, the exit code is 3, and the others are
+    // still predicted (a single-frame DICOM is its one frame whatever --slices says).
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("rtdose.dcm: slice 26 does not exist (15 frames)"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let names: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.split('\t').next())
+        .collect();
+    assert_eq!(names.len(), 4, "{stdout}");
+    assert!(
+        names[0].ends_with("colin27_lps.nii.gz#coronal:26"),
+        "{stdout}"
+    );
+    assert!(
+        names[2].ends_with("colin27_lps.nii.gz#coronal:28"),
+        "{stdout}"
+    );
+    assert!(names[3].ends_with("MR_small.dcm"), "{stdout}");
+    let out = tumornet()
+        .arg("predict")
+        .arg(&run)
+        .arg(dir().join("rtdose.dcm"))
+        .args(["--slices", "middle", "--json"])
+        .output()
+        .expect("predict");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0]["input"]
+        .as_str()
+        .expect("input")
+        .ends_with("rtdose.dcm#frame:7"));
+}
+
+#[test]
+fn dicom_files_count_as_images_in_dataset_folders() {
+    let tmp = temp_dir();
+    for (split, class) in [("Training", "glioma"), ("Testing", "no_tumor")] {
+        let folder = tmp.path().join(split).join(class);
+        std::fs::create_dir_all(&folder).expect("mkdir");
+        std::fs::copy(dir().join("MR_small.dcm"), folder.join("IM0001.dcm")).expect("copy");
+    }
+    let report = tumornet::data::scan::scan(tmp.path(), Default::default()).expect("scan");
+    assert_eq!(report.dataset.samples.len(), 2, "{:?}", report.warnings);
+    assert!(report
+        .dataset
+        .samples
+        .iter()
+        .all(|s| (s.width, s.height) == (64, 64)));
+    let image =
+        tumornet::data::decode::decode_file(&report.dataset.samples[0].path).expect("decode");
+    assert_eq!(image.dimensions(), (64, 64));
+}
