@@ -3,7 +3,7 @@
 writes what pydicom 3 and nibabel read from them (reference.json, *.f32), for tests/it/medical.rs.
 
 DICOM: pydicom's test files (MIT; see tests/fixtures/medical/NOTICE): MR_small in five encodings (explicit/implicit
-little endian, explicit big endian, RLE, JPEG 2000 lossless) plus its JPEG-LS copy (unsupported, for the error),
+little endian, explicit big endian, RLE, JPEG 2000 lossless) plus its JPEG-LS copy and JPEG-lossy.dcm (12-bit extended JPEG) (unsupported, for the errors),
 CT_small (rescale slope/intercept), rtdose (15 frames), and MR_small rewritten as MONOCHROME1. Values are
 pydicom's pixel_array after apply_modality_lut.
 NIfTI: nibabel's anatomical.nii (big-endian int16, MIT), a 4-D volume made here, and a cut of the Colin27 T1 in
@@ -34,7 +34,8 @@ def f32(name, array):
 
 
 for name in ["MR_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm", "MR_small_RLE.dcm",
-             "MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm", "CT_small.dcm", "rtdose.dcm"]:
+             "MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm", "CT_small.dcm", "rtdose.dcm",
+             "JPEG-lossy.dcm"]:
     shutil.copy(get_testdata_file(name), os.path.join(out, name))
 
 ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"))

@@ -115,6 +115,18 @@ fn unsupported_syntaxes_truncated_and_foreign_files_are_named_errors() {
         }
         other => panic!("expected an unsupported-syntax error, got {other:?}"),
     }
+    // 12-bit extended JPEG: the registry knows the syntax, its decoder cannot read 12 bits.
+    let extended = dir().join("JPEG-lossy.dcm");
+    match dicom::read_frames(&extended, &SliceSelection::All) {
+        Err(e @ MedicalError::UnsupportedSyntax { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("JPEG-lossy.dcm") && text.contains("1.2.840.10008.1.2.4.51"),
+                "{text}"
+            );
+        }
+        other => panic!("expected an unsupported-syntax error, got {other:?}"),
+    }
     let tmp = temp_dir();
     let bytes = std::fs::read(dir().join("MR_small.dcm")).expect("mr");
     let truncated = tmp.path().join("truncated.dcm");

@@ -87,12 +87,32 @@ pub fn read_frames(
         Some(ts) if ts.can_decode_all() => {}
         _ => return Err(unsupported()),
     }
-    let decoded = object
-        .decode_pixel_data()
-        .map_err(|e| MedicalError::Dicom {
-            path: path.to_path_buf(),
-            message: format!("decoding pixel data: {e}"),
-        })?;
+    // A compressed syntax the registry claims but whose decoder fails (12-bit extended JPEG, say) is reported
+    // as that syntax unsupported, with the decoder's reason.
+    let native = [
+        "1.2.840.10008.1.2",
+        "1.2.840.10008.1.2.1",
+        "1.2.840.10008.1.2.2",
+    ]
+    .contains(&syntax_uid.as_str());
+    let decoded = object.decode_pixel_data().map_err(|e| {
+        if native {
+            MedicalError::Dicom {
+                path: path.to_path_buf(),
+                message: format!("decoding pixel data: {e}"),
+            }
+        } else {
+            match unsupported() {
+                MedicalError::UnsupportedSyntax { path, syntax } => {
+                    MedicalError::UnsupportedSyntax {
+                        path,
+                        syntax: format!("{syntax} (its decoder failed: {e})"),
+                    }
+                }
+                other => other,
+            }
+        }
+    })?;
     let frames = decoded.number_of_frames() as usize;
     // A single-frame file is its one frame whatever the selection (which is meant for volumes and multi-frame
     // files given alongside it).

@@ -136,7 +136,7 @@ pub struct VolumeOptions {
 pub enum MedicalError {
     #[error("{}: not a readable DICOM file: {message}", path.display())]
     Dicom { path: PathBuf, message: String },
-    #[error("{}: transfer syntax {syntax} is not supported (convert it to an uncompressed, RLE, JPEG or JPEG 2000 syntax, e.g. with `gdcmconv --raw`)", path.display())]
+    #[error("{}: transfer syntax {syntax} is not supported (convert it to an uncompressed, RLE, baseline or lossless JPEG, or JPEG 2000 syntax, e.g. with `gdcmconv --raw`)", path.display())]
     UnsupportedSyntax { path: PathBuf, syntax: String },
     #[error("{}: no pixel data", .0.display())]
     NoPixelData(PathBuf),
