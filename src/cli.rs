@@ -42,6 +42,8 @@ pub enum Command {
     Weights(WeightsArgs),
     /// Run the whole pipeline on a generated phantom set and write everything into one folder.
     Demo(DemoArgs),
+    /// HTTP API and web page: POST /api/predict (image, DICOM or NIfTI) → class, probabilities, Grad-CAM overlay.
+    Serve(ServeArgs),
     /// Measure ResNet18 images/s (training steps or inference) on the chosen --device, random data.
     Bench(BenchArgs),
 }
@@ -330,4 +332,28 @@ pub enum RawFormat {
     Npy,
     Png,
     None,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Run folder (from `train` or `weights import`).
+    pub run: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: std::net::SocketAddr,
+    /// Largest upload, in MiB.
+    #[arg(long, default_value_t = 32)]
+    pub max_upload_mib: usize,
+    /// Requests computed at once (the rest wait, up to the timeout).
+    #[arg(long, default_value_t = 2)]
+    pub concurrency: usize,
+    /// Seconds a request may take, waiting included.
+    #[arg(long, default_value_t = 30)]
+    pub timeout: u64,
+    /// CAM method for the overlay.
+    #[arg(long, value_enum, default_value_t = crate::cam::CamMethod::GradCam)]
+    pub method: crate::cam::CamMethod,
+    /// Weight of the image in the overlay.
+    #[arg(long, default_value_t = 0.5)]
+    pub image_weight: f32,
 }

@@ -8,5 +8,6 @@ pub mod device;
 pub mod metrics;
 pub mod model;
 pub mod rng;
+pub mod server;
 pub mod train;
 pub mod viz;

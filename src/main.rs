@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         Command::Cam(args) => commands::cam::run(args),
         Command::Weights(args) => commands::weights::run(args),
         Command::Demo(args) => commands::demo::run(args),
+        Command::Serve(args) => commands::serve::run(args),
         Command::Bench(args) => commands::bench::run(args),
     };
     match result {
@@ -42,12 +43,14 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         decode::DecodeError, inputs::InputError, phantom::PhantomError, scan::ScanError,
     };
     use tumornet::model::{run::RunError, weights::WeightsError};
+    use tumornet::server::ServerError;
     let bad_input = error.chain().any(|e| {
         e.is::<ScanError>()
             || e.is::<DecodeError>()
             || e.is::<InputError>()
             || e.is::<WeightsError>()
             || e.is::<RunError>()
+            || matches!(e.downcast_ref::<ServerError>(), Some(ServerError::Run(_)))
             || matches!(
                 e.downcast_ref::<PhantomError>(),
                 Some(PhantomError::Config(_))

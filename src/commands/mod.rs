@@ -6,6 +6,7 @@ pub mod demo;
 pub mod evaluate;
 pub mod inspect;
 pub mod predict;
+pub mod serve;
 pub mod synth;
 pub mod train;
 pub mod weights;

@@ -9,4 +9,5 @@ mod medical;
 mod model;
 mod phantom;
 mod preprocess;
+mod serve;
 mod train;

@@ -44,7 +44,17 @@ pub struct Slice {
 }
 
 /// The anatomical plane NIfTI volumes are cut along.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Plane {
     /// Perpendicular to inferior–superior; anterior up, the patient's right on the left (radiological).

@@ -1,0 +1,390 @@
+//! The HTTP API: `POST /api/predict` (an image, DICOM or NIfTI file as multipart or as the raw body) → class,
+//! probabilities and a Grad-CAM overlay; `GET /healthz`; `GET /` a page to drop an image on.
+//!
+//! Inference is CPU-bound: it runs on blocking threads, at most `concurrency` at a time; requests beyond that wait
+//! for a slot until the request timeout. Bad input is a 4xx JSON error (`{"error": …}`), never a 5xx: 400 for a
+//! file that is not a readable image, 413 for a body over the limit, 408 for a request that runs out of time,
+//! 503 when no slot frees in time.
+
+use crate::cam::postprocess::{finish, resize_bilinear};
+use crate::cam::{compute, CamMethod};
+use crate::data::batcher::images_to_tensor;
+use crate::data::decode::decode_bytes;
+use crate::data::medical::{self, MedicalKind, SliceSelection, VolumeOptions};
+use crate::data::preprocess::resize_rgb;
+use crate::data::Class;
+use crate::model::run::{self, RunConfig};
+use crate::model::ResNet18;
+use crate::viz::colormap;
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use burn::module::Module;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub run: PathBuf,
+    pub addr: SocketAddr,
+    /// Largest request body, in bytes.
+    pub max_body: usize,
+    /// Requests computed at once.
+    pub concurrency: usize,
+    /// Time for a whole request, waiting for a slot included.
+    pub timeout: Duration,
+    pub method: CamMethod,
+    /// Weight of the image in the overlay.
+    pub image_weight: f32,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Run(#[from] run::RunError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("server stopped: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+struct AppState {
+    model: Mutex<ResNet18>,
+    config: RunConfig,
+    slots: Arc<tokio::sync::Semaphore>,
+    timeout: Duration,
+    method: CamMethod,
+    image_weight: f32,
+    max_body: usize,
+}
+
+/// A prediction as the API returns it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ApiPrediction {
+    /// The upload's name, with the slice for a DICOM/NIfTI file (`scan.nii.gz#axial:88`).
+    pub input: String,
+    pub class: Class,
+    pub confidence: f32,
+    pub probabilities: BTreeMap<Class, f32>,
+    /// The CAM method and the class it explains.
+    pub cam_method: CamMethod,
+    pub cam_target: Class,
+    /// PNG of the overlay on the image as uploaded, base64.
+    pub overlay_png: String,
+    /// Milliseconds of computing (decode, forward, CAM).
+    pub compute_ms: u64,
+}
+
+/// Query parameters of `POST /api/predict`.
+#[derive(Debug, Default, Deserialize)]
+pub struct PredictQuery {
+    /// The file's name (raw bodies): its extension tells DICOM and NIfTI apart.
+    pub name: Option<String>,
+    /// NIfTI: plane; slice index (default: the middle). DICOM: frame index.
+    pub plane: Option<medical::Plane>,
+    pub slice: Option<usize>,
+}
+
+/// An API error: status and message, sent as `{"error": message}`.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, message.into())
+}
+
+/// Load the run and build the router (tests serve it on an ephemeral port).
+pub fn router(config: &ServerConfig) -> Result<Router, ServerError> {
+    let device = crate::device::inference();
+    let (model, run_config) = run::load_run(&config.run, &device)?;
+    let state = Arc::new(AppState {
+        model: Mutex::new(model.train().fork(&crate::device::training())),
+        config: run_config,
+        slots: Arc::new(tokio::sync::Semaphore::new(config.concurrency.max(1))),
+        timeout: config.timeout,
+        method: config.method,
+        image_weight: config.image_weight,
+        max_body: config.max_body,
+    });
+    Ok(Router::new()
+        .route("/", get(index))
+        .route("/healthz", get(healthz))
+        .route("/api/predict", post(predict))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(config.max_body))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            config.timeout,
+        ))
+        .with_state(state))
+}
+
+/// Serve until Ctrl-C.
+pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
+    let app = router(&config)?;
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: config.addr,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(ServerError::Serve)?;
+    tracing::info!("serving {} on http://{local}/", config.run.display());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(ServerError::Serve)
+}
+
+async fn index() -> Html<&'static str> {
+    Html(include_str!("index.html"))
+}
+
+async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "status": "ok",
+        "stage": state.config.stage,
+        "classes": state.config.classes,
+        "free_slots": state.slots.available_permits(),
+    }))
+}
+
+async fn not_found() -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        "no such route; try POST /api/predict".into(),
+    )
+}
+
+async fn predict(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<PredictQuery>,
+    request: Request,
+) -> Result<Json<ApiPrediction>, ApiError> {
+    let (name, bytes) = read_upload(request, &query, &state).await?;
+    if bytes.is_empty() {
+        return Err(bad("the upload is empty"));
+    }
+    let permit = tokio::time::timeout(state.timeout, state.slots.clone().acquire_owned())
+        .await
+        .map_err(|_| {
+            ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is busy; try again".into(),
+            )
+        })?
+        .map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into()))?;
+    let worker = state.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        explain(&worker, &name, &bytes, &query)
+    })
+    .await
+    .map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("worker failed: {e}"),
+        )
+    })?;
+    result.map(Json)
+}
+
+/// The upload's name and bytes: the `file` field (or the first field with data) of a multipart form, else the
+/// raw body.
+async fn read_upload(
+    request: Request,
+    query: &PredictQuery,
+    state: &AppState,
+) -> Result<(String, Vec<u8>), ApiError> {
+    let too_large = |e: &dyn std::fmt::Display| {
+        let text = e.to_string();
+        if text.contains("length limit") || text.contains("too large") {
+            ApiError(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the upload exceeds the limit of {} bytes", state.max_body),
+            )
+        } else {
+            bad(format!("cannot read the request body: {text}"))
+        }
+    };
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if content_type.starts_with("multipart/form-data") {
+        let mut form = Multipart::from_request(request, &())
+            .await
+            .map_err(|e| bad(format!("malformed multipart form: {e}")))?;
+        while let Some(field) = form.next_field().await.map_err(|e| too_large(&e))? {
+            let name = field
+                .file_name()
+                .map(str::to_string)
+                .or_else(|| query.name.clone())
+                .unwrap_or_else(|| "upload".into());
+            let data = field.bytes().await.map_err(|e| too_large(&e))?;
+            if !data.is_empty() {
+                return Ok((name, data.to_vec()));
+            }
+        }
+        return Err(bad("the multipart form has no file"));
+    }
+    if content_type.starts_with("text/") || content_type.starts_with("application/json") {
+        return Err(ApiError(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "send an image file (multipart/form-data or the raw bytes), not {content_type}"
+            ),
+        ));
+    }
+    let body = axum::body::to_bytes(request.into_body(), state.max_body)
+        .await
+        .map_err(|e| too_large(&e))?;
+    Ok((
+        query.name.clone().unwrap_or_else(|| "upload".into()),
+        body.to_vec(),
+    ))
+}
+
+/// Decode, classify and explain one upload.
+fn explain(
+    state: &AppState,
+    name: &str,
+    bytes: &[u8],
+    query: &PredictQuery,
+) -> Result<ApiPrediction, ApiError> {
+    let start = std::time::Instant::now();
+    let (input, image) = decode_upload(name, bytes, query)?;
+    let size = state.config.input_size;
+    let resized = resize_rgb(&image, size, size).map_err(|e| bad(format!("{name}: {e}")))?;
+    let model = state
+        .model
+        .lock()
+        .map_err(|_| {
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "model lock poisoned".into(),
+            )
+        })?
+        .clone();
+    let device = crate::device::training();
+    let x = images_to_tensor(std::slice::from_ref(&resized), &device)
+        .map_err(|e| bad(format!("{name}: {e}")))?;
+    let cam = compute(&model, x, state.method, &[None])
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let probabilities = &cam.probabilities[0];
+    let (best, confidence) = crate::metrics::argmax(probabilities);
+    let map = finish(
+        &cam.raw[0],
+        cam.height,
+        cam.width,
+        size as usize,
+        size as usize,
+    );
+    let (w, h) = image.dimensions();
+    let big = resize_bilinear(&map, size as usize, size as usize, h as usize, w as usize);
+    let overlay = colormap::overlay(&image, &big, state.image_weight)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let mut png = Vec::new();
+    image::DynamicImage::ImageRgb8(overlay)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let classes = &state.config.classes;
+    Ok(ApiPrediction {
+        input,
+        class: classes[best],
+        confidence,
+        probabilities: classes
+            .iter()
+            .copied()
+            .zip(probabilities.iter().copied())
+            .collect(),
+        cam_method: state.method,
+        cam_target: classes[cam.targets[0]],
+        overlay_png: base64::engine::general_purpose::STANDARD.encode(png),
+        compute_ms: start.elapsed().as_millis() as u64,
+    })
+}
+
+/// An upload as one RGB image: JPEG/PNG/… directly; DICOM and NIfTI (by name or the DICM marker) through a
+/// temporary file, taking the requested (or middle) slice.
+fn decode_upload(
+    name: &str,
+    bytes: &[u8],
+    query: &PredictQuery,
+) -> Result<(String, image::RgbImage), ApiError> {
+    let lower = name.to_ascii_lowercase();
+    let kind = if lower.ends_with(".nii") || lower.ends_with(".nii.gz") {
+        Some(MedicalKind::Nifti)
+    } else if lower.ends_with(".dcm")
+        || lower.ends_with(".dicom")
+        || bytes.get(128..132) == Some(b"DICM")
+    {
+        Some(MedicalKind::Dicom)
+    } else {
+        None
+    };
+    let Some(kind) = kind else {
+        let image = decode_bytes(bytes, Path::new(name)).map_err(|e| bad(e.to_string()))?;
+        return Ok((name.to_string(), image));
+    };
+    let suffix = match kind {
+        MedicalKind::Nifti if lower.ends_with(".gz") => ".nii.gz",
+        MedicalKind::Nifti => ".nii",
+        MedicalKind::Dicom => ".dcm",
+    };
+    let file = tempfile::Builder::new()
+        .prefix("tumornet-upload-")
+        .suffix(suffix)
+        .tempfile()
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    std::fs::write(file.path(), bytes)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let options = VolumeOptions {
+        plane: query.plane.unwrap_or_default(),
+        slices: query
+            .slice
+            .map_or(SliceSelection::Middle, |i| SliceSelection::List(vec![i])),
+        volume: 0,
+    };
+    let slices = medical::read_slices(file.path(), kind, &options).map_err(|e| {
+        // Name the upload, not the temporary file.
+        bad(e
+            .to_string()
+            .replace(&file.path().display().to_string(), name))
+    })?;
+    let slice = slices
+        .into_iter()
+        .next()
+        .ok_or_else(|| bad(format!("{name}: no slice to read")))?;
+    let input = match slice.name.rsplit_once('#') {
+        Some((_, part)) => format!("{name}#{part}"),
+        None => name.to_string(),
+    };
+    Ok((
+        input,
+        image::DynamicImage::ImageLuma8(slice.image).to_rgb8(),
+    ))
+}

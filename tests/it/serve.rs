@@ -1,0 +1,254 @@
+//! The HTTP API on loopback: answers, errors as 4xx JSON, DICOM/NIfTI uploads (a raw HTTP/1.1 client, so
+//! malformed requests can be sent too).
+
+use crate::common::{fixtures, temp_dir};
+use base64::Engine;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+struct Server {
+    addr: SocketAddr,
+    _runtime: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+fn start(max_body: usize) -> Server {
+    let dir = temp_dir();
+    let weights = dir.path().join("four-class.safetensors");
+    crate::model::write_checkpoint(&weights, 4, |_| {});
+    let run = dir.path().join("run");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tumornet"))
+        .args(["weights", "import"])
+        .arg(&weights)
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .expect("import");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = tumornet::server::ServerConfig {
+        run,
+        addr: "127.0.0.1:0".parse().expect("addr"),
+        max_body,
+        concurrency: 2,
+        timeout: Duration::from_secs(60),
+        method: tumornet::cam::CamMethod::GradCam,
+        image_weight: 0.5,
+    };
+    let app = tumornet::server::router(&config).expect("router");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(config.addr))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    runtime.spawn(async move { axum::serve(listener, app).await });
+    Server {
+        addr,
+        _runtime: runtime,
+        _dir: dir,
+    }
+}
+
+/// One request on its own connection; returns the status and the body.
+fn http(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .expect("timeout");
+    let request = format!(
+        "{head}\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).expect("write head");
+    // The server may answer (413) and close before the whole body is sent.
+    let _ = stream.write_all(body);
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = String::from_utf8_lossy(&response[..split]).to_string();
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let mut body = response[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    (status, body)
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(end) = data.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&data[..end]).expect("size").trim(), 16)
+                .expect("hex size");
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&data[end + 2..end + 2 + size]);
+        data = &data[end + 2 + size + 2..];
+    }
+    out
+}
+
+fn json(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)))
+}
+
+fn phantom_image() -> (Vec<u8>, (u32, u32)) {
+    let dir = temp_dir();
+    let config = tumornet::data::phantom::SynthConfig {
+        train_per_class: 1,
+        test_per_class: 0,
+        seed: 4,
+        min_size: 160,
+        max_size: 200,
+        jpeg_quality: 90,
+    };
+    tumornet::data::phantom::generate(dir.path(), &config, &|| {}).expect("phantom");
+    let path = dir.path().join("Training/glioma/Tr-gl_0001.jpg");
+    (
+        std::fs::read(&path).expect("jpeg"),
+        image::image_dimensions(&path).expect("size"),
+    )
+}
+
+#[test]
+fn predict_health_page_and_errors() {
+    let server = start(256 * 1024);
+    let addr = server.addr;
+
+    let (status, body) = http(addr, "GET /healthz HTTP/1.1", b"");
+    assert_eq!(status, 200);
+    assert_eq!(json(&body)["status"], "ok");
+    let (status, body) = http(addr, "GET / HTTP/1.1", b"");
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("id=\"overlay\""));
+
+    // A raw JPEG body.
+    let (jpeg, size) = phantom_image();
+    let (status, body) = http(
+        addr,
+        "POST /api/predict?name=scan.jpg HTTP/1.1\r\nContent-Type: image/jpeg",
+        &jpeg,
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let answer = json(&body);
+    assert_eq!(answer["input"], "scan.jpg");
+    let probabilities = answer["probabilities"].as_object().expect("probabilities");
+    let sum: f64 = probabilities.values().map(|v| v.as_f64().expect("p")).sum();
+    assert!((sum - 1.0).abs() < 1e-4, "{sum}");
+    assert!(probabilities.contains_key(answer["class"].as_str().expect("class")));
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(answer["overlay_png"].as_str().expect("overlay"))
+        .expect("base64");
+    let overlay = image::load_from_memory_with_format(&png, image::ImageFormat::Png).expect("png");
+    assert_eq!(
+        (overlay.width(), overlay.height()),
+        size,
+        "overlay at the upload's size"
+    );
+
+    // The same image as a multipart form field.
+    let boundary = "XyZboundary";
+    let mut form = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"form.jpg\"\r\n\
+         Content-Type: image/jpeg\r\n\r\n"
+    )
+    .into_bytes();
+    form.extend_from_slice(&jpeg);
+    form.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let (status, body) = http(
+        addr,
+        &format!(
+            "POST /api/predict HTTP/1.1\r\nContent-Type: multipart/form-data; boundary={boundary}"
+        ),
+        &form,
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(json(&body)["input"], "form.jpg");
+
+    // DICOM and NIfTI uploads.
+    let dicom = std::fs::read(fixtures().join("medical/MR_small.dcm")).expect("dcm");
+    let (status, body) = http(
+        addr,
+        "POST /api/predict?name=MR_small.dcm HTTP/1.1\r\nContent-Type: application/dicom",
+        &dicom,
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let nifti = std::fs::read(fixtures().join("medical/colin27_lps.nii.gz")).expect("nii");
+    let (status, body) = http(
+        addr,
+        "POST /api/predict?name=head.nii.gz&plane=coronal HTTP/1.1\r\nContent-Type: application/octet-stream",
+        &nifti,
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(json(&body)["input"], "head.nii.gz#coronal:27");
+
+    // Bad input: 4xx JSON errors, never 5xx.
+    let cases: Vec<(String, Vec<u8>, u16, &str)> = vec![
+        (
+            "POST /api/predict?name=x.jpg HTTP/1.1\r\nContent-Type: image/jpeg".into(),
+            b"not an image at all".to_vec(),
+            400,
+            "x.jpg",
+        ),
+        (
+            "POST /api/predict HTTP/1.1\r\nContent-Type: image/png".into(),
+            Vec::new(),
+            400,
+            "empty",
+        ),
+        (
+            "POST /api/predict HTTP/1.1\r\nContent-Type: text/plain".into(),
+            b"hello".to_vec(),
+            415,
+            "text/plain",
+        ),
+        (
+            "POST /api/predict HTTP/1.1\r\nContent-Type: image/jpeg".into(),
+            vec![0u8; 300 * 1024],
+            413,
+            "limit",
+        ),
+        (
+            format!("POST /api/predict HTTP/1.1\r\nContent-Type: multipart/form-data; boundary={boundary}"),
+            b"--XyZboundary\r\nbroken".to_vec(),
+            400,
+            "multipart",
+        ),
+        (
+            "POST /api/predict?name=bad.dcm HTTP/1.1\r\nContent-Type: application/dicom".into(),
+            dicom[..dicom.len() / 2].to_vec(),
+            400,
+            "bad.dcm",
+        ),
+        ("GET /etc/passwd HTTP/1.1".into(), Vec::new(), 404, "no such route"),
+        ("GET /../../etc/passwd HTTP/1.1".into(), Vec::new(), 404, "no such route"),
+    ];
+    for (head, body, want, needle) in cases {
+        let (status, answer) = http(addr, &head, &body);
+        assert_eq!(status, want, "{head}: {}", String::from_utf8_lossy(&answer));
+        let text = json(&answer)["error"].as_str().expect("error").to_string();
+        assert!(text.contains(needle), "{head}: {text}");
+    }
+    // Still healthy.
+    assert_eq!(http(addr, "GET /healthz HTTP/1.1", b"").0, 200);
+}
