@@ -16,6 +16,7 @@ use crate::data::Class;
 use crate::model::run::{self, RunConfig};
 use crate::model::ResNet18;
 use crate::viz::colormap;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -129,6 +130,7 @@ pub fn router(config: &ServerConfig) -> Result<Router, ServerError> {
         .route("/", get(index))
         .route("/healthz", get(healthz))
         .route("/api/predict", post(predict))
+        .route("/api/example", get(example))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(config.max_body))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -170,6 +172,54 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> 
     }))
 }
 
+/// Query of `GET /api/example`.
+#[derive(Debug, Deserialize)]
+pub struct ExampleQuery {
+    pub class: Class,
+    #[serde(default = "one")]
+    pub number: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// A phantom test image of a class (seed 0, as `tumornet synth` makes it), as PNG: something to try the page on.
+async fn example(query: Result<Query<ExampleQuery>, QueryRejection>) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| bad(e.body_text()))?;
+    let png = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
+        use crate::data::phantom::{render, ImageId, SynthConfig};
+        let config = SynthConfig {
+            train_per_class: 0,
+            test_per_class: query.number.max(1),
+            seed: 0,
+            min_size: 256,
+            max_size: 256,
+            jpeg_quality: 90,
+        };
+        let id = ImageId {
+            split: crate::data::scan::Split::Testing,
+            class: query.class,
+            number: query.number.clamp(1, 10_000),
+        };
+        let rendered = render(&config, id)
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let mut png = Vec::new();
+        image::DynamicImage::ImageLuma8(rendered.image)
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        Ok(png)
+    })
+    .await
+    .map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("worker failed: {e}"),
+        )
+    })??;
+    Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
+}
+
 async fn not_found() -> ApiError {
     ApiError(
         StatusCode::NOT_FOUND,
@@ -179,9 +229,10 @@ async fn not_found() -> ApiError {
 
 async fn predict(
     State(state): State<Arc<AppState>>,
-    Query(query): Query<PredictQuery>,
+    query: Result<Query<PredictQuery>, QueryRejection>,
     request: Request,
 ) -> Result<Json<ApiPrediction>, ApiError> {
+    let Query(query) = query.map_err(|e| bad(e.body_text()))?;
     let (name, bytes) = read_upload(request, &query, &state).await?;
     if bytes.is_empty() {
         return Err(bad("the upload is empty"));

@@ -240,6 +240,13 @@ fn predict_health_page_and_errors() {
             400,
             "bad.dcm",
         ),
+        (
+            "POST /api/predict?plane=diagonal HTTP/1.1\r\nContent-Type: image/jpeg".into(),
+            jpeg.clone(),
+            400,
+            "plane",
+        ),
+        ("GET /api/example?class=astrocytoma HTTP/1.1".into(), Vec::new(), 400, "class"),
         ("GET /etc/passwd HTTP/1.1".into(), Vec::new(), 404, "no such route"),
         ("GET /../../etc/passwd HTTP/1.1".into(), Vec::new(), 404, "no such route"),
     ];
@@ -251,4 +258,84 @@ fn predict_health_page_and_errors() {
     }
     // Still healthy.
     assert_eq!(http(addr, "GET /healthz HTTP/1.1", b"").0, 200);
+}
+
+fn chromium() -> Option<std::path::PathBuf> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .filter_map(|name| {
+            std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|dir| dir.join(name))
+                    .find(|p| p.is_file())
+            })
+        })
+        .next()
+}
+
+#[test]
+fn the_page_uploads_a_phantom_image_in_a_headless_browser() {
+    let Some(browser) = chromium() else {
+        // .ci/run installs chromium and sets TUMORNET_REQUIRE_BROWSER, so CI cannot skip this silently; a
+        // developer's `cargo test` without a browser skips it with this note.
+        assert!(
+            std::env::var_os("TUMORNET_REQUIRE_BROWSER").is_none(),
+            "no chromium on PATH (Debian: apt-get install chromium)"
+        );
+        eprintln!("SKIPPED: no chromium on PATH (Debian: apt-get install chromium)");
+        return;
+    };
+    let server = start(32 * 1024 * 1024);
+    // The page fetches a phantom glioma image from /api/example, uploads it through the same form path a dropped
+    // file takes, and renders the answer.
+    let url = format!("http://{}/?example=glioma", server.addr);
+    let profile = temp_dir();
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new(&browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--hide-scrollbars",
+                "--virtual-time-budget=60000",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(&url)
+            .output()
+            .expect("run chromium");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let dom = run(&["--dump-dom"]);
+    let class = dom
+        .split("id=\"result-class\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        ["glioma", "meningioma", "notumor", "pituitary"].contains(&class.as_str()),
+        "no predicted class in the page: {dom}"
+    );
+    assert!(
+        dom.contains("id=\"overlay\" alt=\"Grad-CAM overlay\" src=\"data:image/png;base64,"),
+        "the overlay did not render: {dom}"
+    );
+    assert!(dom.contains("phantom-glioma.png"), "{dom}");
+    // Keep a screenshot with the test output.
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-page.png");
+    let _ = std::fs::remove_file(&shot);
+    run(&[
+        "--window-size=820,1150",
+        &format!("--screenshot={}", shot.display()),
+    ]);
+    let (w, h) = image::image_dimensions(&shot).expect("screenshot");
+    assert!(w >= 800 && h >= 1000, "{w}×{h}");
+    eprintln!("screenshot: {}", shot.display());
 }
