@@ -86,3 +86,46 @@ fn bad_input_exits_with_code_3_and_names_the_folder() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn demo_quick_runs_the_pipeline_end_to_end() {
+    let dir = temp_dir();
+    let out_dir = dir.path().join("demo");
+    let out = tumornet()
+        .args(["-q", "demo", "--quick", "--out"])
+        .arg(&out_dir)
+        // No cached ImageNet weights may leak in from the machine: an empty cache.
+        .env("TUMORNET_CACHE", dir.path().join("cache"))
+        .output()
+        .expect("demo");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = std::fs::read_to_string(out_dir.join("summary.md")).expect("summary.md");
+    assert!(summary.contains("No ImageNet weights"), "{summary}");
+    for stage in ["Baseline", "Fine-tuned", "Full"] {
+        assert!(summary.contains(stage), "{stage} missing: {summary}");
+    }
+    let read = |path: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(out_dir.join(path)).expect(path)).expect(path)
+    };
+    let metrics = read("run/metrics.json");
+    for stage in ["baseline", "finetune", "full"] {
+        let accuracy = metrics["stages"][stage]["test"]["accuracy"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{stage}: {metrics}"));
+        assert!((0.0..=1.0).contains(&accuracy));
+    }
+    let cam = read("cam/cam.json");
+    assert_eq!(cam["images"].as_array().expect("images").len(), 24);
+    assert_eq!(cam["quality"]["grad-cam"]["all"]["masked"], 18);
+    assert!(read("inspect/inspect.json").is_object());
+    for figure in ["inspect/analysis.png", "run/curves.png", "cam/grid.png"] {
+        assert!(
+            image::image_dimensions(out_dir.join(figure)).is_ok(),
+            "{figure}"
+        );
+    }
+}
