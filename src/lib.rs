@@ -7,6 +7,7 @@ pub mod data;
 pub mod device;
 pub mod metrics;
 pub mod model;
+pub mod paths;
 pub mod rng;
 pub mod server;
 pub mod train;

@@ -38,6 +38,7 @@ struct Item {
 pub struct MethodResult {
     pub method: CamMethod,
     /// Path of the raw map, when written.
+    #[serde(serialize_with = "crate::paths::lossy_option")]
     pub map: Option<PathBuf>,
     /// Scores against the true mask (tumour images with a mask only).
     pub mask: Option<MaskScores>,
@@ -52,12 +53,14 @@ pub struct MethodResult {
 pub struct ImageResult {
     /// The file, or the slice of a DICOM/NIfTI file.
     pub input: String,
+    #[serde(serialize_with = "crate::paths::lossy")]
     pub file: PathBuf,
     pub true_class: Option<Class>,
     pub predicted: Class,
     pub confidence: f32,
     /// The class the maps explain.
     pub target: Class,
+    #[serde(serialize_with = "crate::paths::lossy")]
     pub overlay: PathBuf,
     pub methods: Vec<MethodResult>,
 }
@@ -65,6 +68,7 @@ pub struct ImageResult {
 /// Everything `cam.json` holds.
 #[derive(Debug, Serialize)]
 pub struct CamReport {
+    #[serde(serialize_with = "crate::paths::lossy")]
     pub run: PathBuf,
     pub methods: Vec<CamMethod>,
     pub flip_smooth: bool,

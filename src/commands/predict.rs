@@ -17,6 +17,7 @@ use std::path::PathBuf;
 pub struct Prediction {
     /// The file, or the slice of a DICOM/NIfTI file (`scan.nii.gz#axial:88`).
     pub input: String,
+    #[serde(serialize_with = "crate::paths::lossy")]
     pub file: PathBuf,
     pub class: Class,
     pub confidence: f32,

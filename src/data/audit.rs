@@ -60,8 +60,10 @@ pub fn hash_distance(a: &[u64; 4], b: &[u64; 4]) -> u32 {
 /// A pair of images in different splits that look the same.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DuplicatePair {
+    #[serde(serialize_with = "crate::paths::lossy")]
     pub first: PathBuf,
     pub first_split: Split,
+    #[serde(serialize_with = "crate::paths::lossy")]
     pub second: PathBuf,
     pub second_split: Split,
     /// pHash Hamming distance (0–256).

@@ -28,7 +28,7 @@ pub fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, InputError> {
         if path.is_file() {
             files.push(path.clone());
         } else if path.is_dir() {
-            walk(path, 0, &mut files)?;
+            walk(path, 0, &mut std::collections::HashSet::new(), &mut files)?;
         } else {
             return Err(InputError::NotFound(path.clone()));
         }
@@ -39,8 +39,15 @@ pub fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, InputError> {
     Ok(files)
 }
 
-fn walk(dir: &Path, depth: usize, files: &mut Vec<PathBuf>) -> Result<(), InputError> {
-    if depth > 16 {
+/// Every image under `dir`, each folder once: a symbolic link back up the tree (a loop) is not followed again.
+fn walk(
+    dir: &Path,
+    depth: usize,
+    seen: &mut std::collections::HashSet<PathBuf>,
+    files: &mut Vec<PathBuf>,
+) -> Result<(), InputError> {
+    let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    if depth > 16 || !seen.insert(canonical) {
         return Ok(());
     }
     let io = |source| InputError::Io {
@@ -55,7 +62,7 @@ fn walk(dir: &Path, depth: usize, files: &mut Vec<PathBuf>) -> Result<(), InputE
     entries.sort();
     for entry in entries {
         if entry.is_dir() {
-            walk(&entry, depth + 1, files)?;
+            walk(&entry, depth + 1, seen, files)?;
         } else if has_image_extension(&entry) || super::medical::kind(&entry).is_some() {
             files.push(entry);
         }

@@ -77,6 +77,7 @@ impl fmt::Display for Split {
 /// One image of the dataset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
+    #[serde(serialize_with = "crate::paths::lossy")]
     pub path: PathBuf,
     pub split: Split,
     pub class: Class,
@@ -84,12 +85,14 @@ pub struct Sample {
     pub width: u32,
     pub height: u32,
     /// The paired true mask, when the dataset has a `masks/` tree and it holds this image's mask.
+    #[serde(serialize_with = "crate::paths::lossy_option")]
     pub mask: Option<PathBuf>,
 }
 
 /// A scanned dataset: samples sorted by split, class, then path.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Dataset {
+    #[serde(serialize_with = "crate::paths::lossy")]
     pub root: PathBuf,
     pub samples: Vec<Sample>,
 }
@@ -120,6 +123,7 @@ impl Dataset {
 /// Something in the dataset folder that was skipped, with the reason.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScanWarning {
+    #[serde(serialize_with = "crate::paths::lossy")]
     pub path: PathBuf,
     pub kind: WarningKind,
     pub detail: String,

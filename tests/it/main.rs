@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per area.
 
+mod bad_inputs;
 mod cam;
 mod cli;
 mod common;
