@@ -259,3 +259,121 @@ fn resume_after_an_interruption_matches_an_uninterrupted_run() {
         }
     }
 }
+
+/// The binary killed with SIGKILL in the middle of training, then `--resume`d: it continues from the last complete
+/// epoch and ends with the same history and test metrics as an uninterrupted run with the same seed.
+#[test]
+fn sigkill_then_resume_matches_an_uninterrupted_run() {
+    let dir = temp_dir();
+    let data = dir.path().join("data");
+    let config = SynthConfig {
+        train_per_class: 4,
+        test_per_class: 2,
+        seed: 8,
+        min_size: 128,
+        max_size: 160,
+        jpeg_quality: 90,
+    };
+    generate(&data, &config, &|| {}).expect("phantom");
+    let train = |out: &std::path::Path, resume: bool| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tumornet"));
+        command
+            .args(["-q", "train"])
+            .arg(&data)
+            .arg("--out")
+            .arg(out)
+            .args([
+                "--seed",
+                "4",
+                "--baseline-epochs",
+                "2",
+                "--finetune-epochs",
+                "3",
+                "--full-epochs",
+                "2",
+                "--batch-size",
+                "8",
+                "--validation-fraction",
+                "0.25",
+            ])
+            .env("TUMORNET_CACHE", dir.path().join("no-cache"));
+        if resume {
+            command.arg("--resume");
+        }
+        command
+    };
+    let whole = dir.path().join("whole");
+    let out = train(&whole, false).output().expect("train");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let killed = dir.path().join("killed");
+    let mut child = train(&killed, false)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let state = killed.join("checkpoint/state.json");
+    let epochs_done = || -> usize {
+        std::fs::read(&state)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["history"].as_array().map(Vec::len))
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while epochs_done() < 3 {
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "finished before it could be killed"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no third epoch within 10 minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    let at_kill = epochs_done();
+    assert!(
+        (3..7).contains(&at_kill),
+        "killed after {at_kill} epochs of 7"
+    );
+    assert!(
+        !killed.join("metrics.json").exists(),
+        "killed before the end"
+    );
+
+    let out = train(&killed, true).output().expect("resume");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Same history (the timing columns aside) and the same test metrics.
+    let history = |run: &std::path::Path| -> Vec<String> {
+        std::fs::read_to_string(run.join("history.csv"))
+            .expect("history")
+            .lines()
+            .map(|l| l.split(',').take(7).collect::<Vec<_>>().join(","))
+            .collect()
+    };
+    assert_eq!(history(&whole), history(&killed));
+    let metrics = |run: &std::path::Path| -> serde_json::Value {
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(run.join("metrics.json")).expect("metrics"))
+                .expect("json");
+        v["stages"]
+            .as_object()
+            .expect("stages")
+            .iter()
+            .map(|(k, s)| (k.clone(), s["test"].clone()))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    assert_eq!(metrics(&whole), metrics(&killed));
+}
