@@ -5,6 +5,7 @@ pub mod classifier;
 pub mod inference;
 pub mod resnet;
 pub mod run;
+pub mod unet;
 pub mod weights;
 
 pub use resnet::ResNet18;

@@ -1,0 +1,148 @@
+//! The segmentation network: a U-Net whose encoder is the classifier's ResNet18 (its weights copied from a run)
+//! and whose decoder is segmentation_models_pytorch's `Unet("resnet18")` decoder: five blocks of nearest ×2
+//! upsampling, concatenation with the encoder feature of that size (layer3, layer2, layer1, stem; none for the
+//! last), and two 3×3 conv–BN–ReLU; decoder channels (256, 128, 64, 32, 16); a 3×3 head to one channel of mask
+//! logits. Input sides must be multiples of 32 (128×128 → 128×128).
+
+use super::resnet::{ResNet18, FEATURE_CHANNELS};
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use burn::tensor::{Device, Tensor};
+
+/// smp's decoder channels for a five-stage encoder.
+pub const DECODER_CHANNELS: [usize; 5] = [256, 128, 64, 32, 16];
+
+fn conv3x3(in_channels: usize, out_channels: usize, bias: bool, device: &Device) -> Conv2d {
+    Conv2dConfig::new([in_channels, out_channels], [3, 3])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .with_bias(bias)
+        .init(device)
+}
+
+/// Upsample, concatenate the skip, two conv–BN–ReLU.
+#[derive(Module, Debug)]
+pub struct DecoderBlock {
+    pub conv1: Conv2d,
+    pub bn1: BatchNorm,
+    pub conv2: Conv2d,
+    pub bn2: BatchNorm,
+}
+
+impl DecoderBlock {
+    pub fn new(
+        in_channels: usize,
+        skip_channels: usize,
+        out_channels: usize,
+        device: &Device,
+    ) -> Self {
+        DecoderBlock {
+            conv1: conv3x3(in_channels + skip_channels, out_channels, false, device),
+            bn1: BatchNormConfig::new(out_channels).init(device),
+            conv2: conv3x3(out_channels, out_channels, false, device),
+            bn2: BatchNormConfig::new(out_channels).init(device),
+        }
+    }
+
+    /// `x` `[N, C, h, w]` (and `skip` `[N, S, 2h, 2w]`) → `[N, out, 2h, 2w]`.
+    pub fn forward(&self, x: Tensor<4>, skip: Option<Tensor<4>>) -> Tensor<4> {
+        let [_, _, h, w] = x.dims();
+        let up = interpolate(
+            x,
+            InterpolateOptions::new(InterpolateMode::Nearest).with_output_size([2 * h, 2 * w]),
+        ); // [N, C, 2h, 2w]
+        let x = match skip {
+            Some(skip) => Tensor::cat(vec![up, skip], 1), // [N, C + S, 2h, 2w]
+            None => up,
+        };
+        let x = relu(self.bn1.forward(self.conv1.forward(x)));
+        relu(self.bn2.forward(self.conv2.forward(x)))
+    }
+}
+
+/// ResNet18 encoder + U-Net decoder + 1-channel head.
+#[derive(Module, Debug)]
+pub struct UNet {
+    pub encoder: ResNet18,
+    pub blocks: Vec<DecoderBlock>,
+    pub head: Conv2d,
+}
+
+impl UNet {
+    /// A U-Net around `encoder` (typically the fine-tuned classifier of a run; its weights are kept as they are),
+    /// with a freshly initialised decoder on `device`.
+    pub fn new(encoder: ResNet18, device: &Device) -> Self {
+        // Skips for blocks 0..4: layer3, layer2, layer1, stem, none.
+        let skips = [
+            FEATURE_CHANNELS[3],
+            FEATURE_CHANNELS[2],
+            FEATURE_CHANNELS[1],
+            FEATURE_CHANNELS[0],
+            0,
+        ];
+        let mut in_channels = FEATURE_CHANNELS[4];
+        let blocks = DECODER_CHANNELS
+            .iter()
+            .zip(skips)
+            .map(|(&out, skip)| {
+                let block = DecoderBlock::new(in_channels, skip, out, device);
+                in_channels = out;
+                block
+            })
+            .collect();
+        UNet {
+            encoder,
+            blocks,
+            head: conv3x3(DECODER_CHANNELS[4], 1, true, device),
+        }
+    }
+
+    /// Mask logits `[N, 1, H, W]` for a normalised batch `[N, 3, H, W]` (H and W multiples of 32).
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let f = self.encoder.features(x);
+        let skips = [
+            Some(f.layer3),
+            Some(f.layer2),
+            Some(f.layer1),
+            Some(f.stem),
+            None,
+        ];
+        let mut d = f.layer4; // [N, 512, H/32, W/32]
+        for (block, skip) in self.blocks.iter().zip(skips) {
+            d = block.forward(d, skip);
+        }
+        self.head.forward(d) // [N, 1, H, W]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::inference::values;
+    use burn::tensor::Distribution;
+
+    #[test]
+    fn a_128_pixel_batch_gives_128_pixel_logits_and_the_encoder_is_the_classifiers() {
+        let device = crate::device::inference();
+        device.seed(11);
+        let classifier = ResNet18::new(4, &device);
+        let unet = UNet::new(classifier.clone(), &device);
+        let x = Tensor::<4>::random([2, 3, 128, 128], Distribution::Normal(0.0, 1.0), &device);
+        let logits = unet.forward(x.clone());
+        assert_eq!(logits.dims(), [2, 1, 128, 128]);
+        assert_eq!(unet.blocks.len(), 5);
+        // The encoder computes exactly what the classifier computes.
+        let a = values(unet.encoder.features(x.clone()).layer4).expect("unet");
+        let b = values(classifier.features(x).layer4).expect("classifier");
+        assert_eq!(a, b);
+        // The decoder's size: segmentation_models_pytorch 0.6.0's Unet("resnet18") decoder + head has
+        // 3,151,552 + 145 parameters (counted at dev time); ours counts BatchNorm running statistics too
+        // (2 × 992 channels).
+        let decoder: usize =
+            unet.blocks.iter().map(|b| b.num_params()).sum::<usize>() + unet.head.num_params();
+        assert_eq!(decoder, 3_151_552 + 145 + 2 * 992);
+    }
+}
