@@ -350,6 +350,9 @@ pub struct ServeArgs {
     /// Seconds a request may take, waiting included.
     #[arg(long, default_value_t = 30)]
     pub timeout: u64,
+    /// Seconds a client has to send its request headers (cuts off slow-loris clients).
+    #[arg(long, default_value_t = 10)]
+    pub header_timeout: u64,
     /// CAM method for the overlay.
     #[arg(long, value_enum, default_value_t = crate::cam::CamMethod::GradCam)]
     pub method: crate::cam::CamMethod,

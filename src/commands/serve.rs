@@ -11,6 +11,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         max_body: args.max_upload_mib.max(1) * 1024 * 1024,
         concurrency: args.concurrency.max(1),
         timeout: std::time::Duration::from_secs(args.timeout.max(1)),
+        header_timeout: std::time::Duration::from_secs(args.header_timeout.max(1)),
         method: args.method,
         image_weight: args.image_weight,
     };

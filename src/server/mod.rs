@@ -42,6 +42,8 @@ pub struct ServerConfig {
     pub concurrency: usize,
     /// Time for a whole request, waiting for a slot included.
     pub timeout: Duration,
+    /// Time a client has to send its request headers (slow-loris clients are cut off after it).
+    pub header_timeout: Duration,
     pub method: CamMethod,
     /// Weight of the image in the overlay.
     pub image_weight: f32,
@@ -151,12 +153,52 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         })?;
     let local = listener.local_addr().map_err(ServerError::Serve)?;
     tracing::info!("serving {} on http://{local}/", config.run.display());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .map_err(ServerError::Serve)
+    serve_on(listener, app, config.header_timeout, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await;
+    Ok(())
+}
+
+/// Accept connections on `listener` until `shutdown` completes; each connection (HTTP/1.1 or HTTP/2) must send its
+/// request headers within `header_timeout`. (axum's own `serve` sets no such limit, so a slow-loris client could
+/// hold a connection for ever.)
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    header_timeout: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!("accepting a connection: {e}");
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let mut builder = Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            if let Err(e) = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!("connection ended: {e}");
+            }
+        });
+    }
 }
 
 async fn index() -> Html<&'static str> {

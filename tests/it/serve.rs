@@ -36,6 +36,7 @@ fn start(max_body: usize) -> Server {
         max_body,
         concurrency: 2,
         timeout: Duration::from_secs(60),
+        header_timeout: Duration::from_secs(2),
         method: tumornet::cam::CamMethod::GradCam,
         image_weight: 0.5,
     };
@@ -49,7 +50,12 @@ fn start(max_body: usize) -> Server {
         .block_on(tokio::net::TcpListener::bind(config.addr))
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    runtime.spawn(async move { axum::serve(listener, app).await });
+    runtime.spawn(tumornet::server::serve_on(
+        listener,
+        app,
+        config.header_timeout,
+        std::future::pending(),
+    ));
     Server {
         addr,
         _runtime: runtime,
@@ -256,6 +262,39 @@ fn predict_health_page_and_errors() {
         let text = json(&answer)["error"].as_str().expect("error").to_string();
         assert!(text.contains(needle), "{head}: {text}");
     }
+    // A slow-loris client (headers dribbled, never finished) is cut off after the header timeout (2 s here).
+    let mut loris = TcpStream::connect(addr).expect("connect");
+    loris
+        .write_all(b"POST /api/predict HTTP/1.1\r\nHost: x\r\n")
+        .expect("start");
+    loris
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let start = std::time::Instant::now();
+    let mut buffer = [0u8; 256];
+    loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "slow-loris connection still open"
+        );
+        if loris.write_all(b"X-Dribble: 1\r\n").is_err() {
+            break;
+        }
+        match loris.read(&mut buffer) {
+            Ok(_) => break, // closed (0) or answered
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    let held = start.elapsed();
+    assert!(
+        held >= Duration::from_millis(1500),
+        "closed too early: {held:?}"
+    );
     // Still healthy.
     assert_eq!(http(addr, "GET /healthz HTTP/1.1", b"").0, 200);
 }
