@@ -2,14 +2,9 @@
 //! everything else is still processed. Small odd files come from tools/make_bad_inputs.py
 //! (tests/fixtures/bad); truncations, empty files, links and odd names are made here from good files.
 
-use crate::common::{fixtures, temp_dir};
+use crate::common::{fixtures, import_formula_run, temp_dir, tumornet};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn tumornet() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tumornet"))
-}
 
 /// Fill `dir` with the corpus; returns (names that must be read, names that must be refused).
 fn corpus(dir: &Path, good_jpeg: &Path) -> (Vec<String>, Vec<String>) {
@@ -85,30 +80,11 @@ fn phantom(dir: &Path) -> PathBuf {
     dir.join("Testing/glioma/Te-gl_0001.jpg")
 }
 
-fn import_run(dir: &Path) -> PathBuf {
-    let weights = dir.join("four-class.safetensors");
-    crate::model::write_checkpoint(&weights, 4, |_| {});
-    let run = dir.join("run");
-    let out = tumornet()
-        .args(["weights", "import"])
-        .arg(&weights)
-        .arg("--out")
-        .arg(&run)
-        .output()
-        .expect("import");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    run
-}
-
 #[test]
 fn predict_and_cam_read_what_they_can_and_name_the_rest() {
     let tmp = temp_dir();
     let good_jpeg = phantom(&tmp.path().join("phantom"));
-    let run = import_run(tmp.path());
+    let run = import_formula_run(tmp.path());
     let dir = tmp.path().join("corpus");
     let (good, bad) = corpus(&dir, &good_jpeg);
 

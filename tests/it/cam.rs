@@ -1,6 +1,6 @@
 //! CAM parity with pytorch-grad-cam 1.5.7 (fixtures by tools/gradcam_reference.py on the formula weights).
 
-use crate::common::{fixtures, temp_dir};
+use crate::common::{fixtures, import_formula_run, temp_dir, tumornet};
 use crate::model::{formula_input, max_abs_difference as max_abs, write_checkpoint};
 use burn::tensor::{Tensor, TensorData};
 use tumornet::cam::{compute, compute_smoothed, postprocess, CamMethod};
@@ -132,10 +132,6 @@ fn flip_smoothing_is_mirror_symmetric() {
     );
 }
 
-fn tumornet() -> std::process::Command {
-    std::process::Command::new(env!("CARGO_BIN_EXE_tumornet"))
-}
-
 fn read_npy(path: &std::path::Path) -> (Vec<usize>, Vec<f32>) {
     let bytes = std::fs::read(path).expect("npy");
     assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
@@ -161,21 +157,7 @@ fn read_npy(path: &std::path::Path) -> (Vec<usize>, Vec<f32>) {
 #[test]
 fn cam_command_writes_overlays_maps_grid_and_scores_against_masks() {
     let dir = temp_dir();
-    let weights = dir.path().join("four-class.safetensors");
-    write_checkpoint(&weights, 4, |_| {});
-    let run = dir.path().join("run");
-    let out = tumornet()
-        .args(["weights", "import"])
-        .arg(&weights)
-        .arg("--out")
-        .arg(&run)
-        .output()
-        .expect("import");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let run = import_formula_run(dir.path());
     let data = dir.path().join("data");
     let config = tumornet::data::phantom::SynthConfig {
         train_per_class: 0,

@@ -1,11 +1,6 @@
 //! The binary: exit codes and messages a user sees.
 
-use crate::common::temp_dir;
-use std::process::Command;
-
-fn tumornet() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tumornet"))
-}
+use crate::common::{temp_dir, tumornet};
 
 #[test]
 fn synth_then_inspect_through_the_binary() {

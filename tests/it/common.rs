@@ -10,6 +10,32 @@ pub fn fixtures() -> PathBuf {
         .join("fixtures")
 }
 
+/// The `tumornet` binary under test.
+pub fn tumornet() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tumornet"))
+}
+
+/// A run folder in `dir` made by `tumornet weights import` from a 4-class formula checkpoint (deterministic
+/// weights, no training): for tests of the commands that need a model.
+pub fn import_formula_run(dir: &Path) -> PathBuf {
+    let weights = dir.join("four-class.safetensors");
+    crate::model::write_checkpoint(&weights, 4, |_| {});
+    let run = dir.join("run");
+    let out = tumornet()
+        .args(["weights", "import"])
+        .arg(&weights)
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .expect("import");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    run
+}
+
 /// A fresh temporary folder, removed when dropped.
 pub fn temp_dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temporary folder")

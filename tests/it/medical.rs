@@ -1,7 +1,7 @@
 //! DICOM and NIfTI input against what pydicom 3.0.2 and nibabel 5.4.2 read from the same files
 //! (fixtures and reference values by tools/medical_reference.py).
 
-use crate::common::{fixtures, temp_dir};
+use crate::common::{fixtures, import_formula_run, temp_dir, tumornet};
 use tumornet::data::medical::{
     self, dicom, nifti, MedicalError, MedicalKind, Plane, SliceSelection, VolumeOptions,
 };
@@ -236,22 +236,7 @@ fn nifti_slices_match_nibabel_canonical_orientation() {
 #[test]
 fn predict_reads_dicom_and_nifti_one_line_per_slice() {
     let tmp = temp_dir();
-    let weights = tmp.path().join("four-class.safetensors");
-    crate::model::write_checkpoint(&weights, 4, |_| {});
-    let run = tmp.path().join("run");
-    let tumornet = || std::process::Command::new(env!("CARGO_BIN_EXE_tumornet"));
-    let out = tumornet()
-        .args(["weights", "import"])
-        .arg(&weights)
-        .arg("--out")
-        .arg(&run)
-        .output()
-        .expect("import");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let run = import_formula_run(tmp.path());
     let out = tumornet()
         .arg("predict")
         .arg(&run)

@@ -3,7 +3,7 @@
 //! The weights follow a formula that `tools/resnet_reference.py` computes too; the expected outputs are what
 //! PyTorch 2.15 / torchvision 0.29.2 produced from them (tests/fixtures/resnet).
 
-use crate::common::{fixtures, temp_dir};
+use crate::common::{fixtures, temp_dir, tumornet};
 use burn::tensor::{Tensor, TensorData};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -339,10 +339,6 @@ fn wrong_shapes_unknown_tensors_and_bad_files_are_named() {
     let error = load_torchvision(ResNet18::new(4, &device), &dir.path().join("none.pth"))
         .expect_err("none");
     assert!(matches!(error, WeightsError::NotFound(_)));
-}
-
-fn tumornet() -> std::process::Command {
-    std::process::Command::new(env!("CARGO_BIN_EXE_tumornet"))
 }
 
 #[test]

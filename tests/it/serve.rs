@@ -1,7 +1,7 @@
 //! The HTTP API on loopback: answers, errors as 4xx JSON, DICOM/NIfTI uploads (a raw HTTP/1.1 client, so
 //! malformed requests can be sent too).
 
-use crate::common::{fixtures, temp_dir};
+use crate::common::{fixtures, import_formula_run, temp_dir};
 use base64::Engine;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -15,21 +15,7 @@ struct Server {
 
 fn start(max_body: usize) -> Server {
     let dir = temp_dir();
-    let weights = dir.path().join("four-class.safetensors");
-    crate::model::write_checkpoint(&weights, 4, |_| {});
-    let run = dir.path().join("run");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tumornet"))
-        .args(["weights", "import"])
-        .arg(&weights)
-        .arg("--out")
-        .arg(&run)
-        .output()
-        .expect("import");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let run = import_formula_run(dir.path());
     let config = tumornet::server::ServerConfig {
         run,
         addr: "127.0.0.1:0".parse().expect("addr"),
