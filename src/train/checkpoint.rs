@@ -3,6 +3,9 @@
 //! `checkpoint/state.json` is replaced atomically to point at it, then older folders are removed. A run killed at
 //! any moment resumes from the last complete epoch.
 //!
+//! Every file of an epoch folder is recorded in `state.json` with its BLAKE3 hash, and checked before a resume
+//! loads it: a damaged or half-written file is named and refused rather than loaded.
+//!
 //! burn keys optimizer state by parameter ids, which are random per process; the ids are saved in visit order
 //! and given back to the reloaded learner, so its optimizer state applies again.
 
@@ -37,6 +40,9 @@ pub struct CurrentStage {
     pub folder: String,
     pub parameter_ids: Vec<u64>,
     pub seconds_so_far: f64,
+    /// BLAKE3 (hex) of each file in the folder, by file name.
+    #[serde(default)]
+    pub checksums: std::collections::BTreeMap<String, String>,
 }
 
 /// Everything needed to continue a run.
@@ -104,6 +110,52 @@ pub fn epoch_folder(
     Ok((name, path))
 }
 
+/// BLAKE3 (hex) of every file in an epoch folder, by file name.
+pub fn checksum_folder(
+    folder: &Path,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let mut sums = std::collections::BTreeMap::new();
+    for entry in
+        std::fs::read_dir(folder).map_err(|e| anyhow::anyhow!("{}: {e}", folder.display()))?
+    {
+        let path = entry?.path();
+        if path.is_file() {
+            let bytes =
+                std::fs::read(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            sums.insert(name, blake3::hash(&bytes).to_hex().to_string());
+        }
+    }
+    Ok(sums)
+}
+
+/// Check an epoch folder against the hashes recorded for it; the first missing or damaged file is named.
+pub fn verify_folder(
+    folder: &Path,
+    checksums: &std::collections::BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    for (name, want) in checksums {
+        let path = folder.join(name);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            anyhow::anyhow!(
+                "checkpoint file {} is missing ({e}); cannot resume",
+                path.display()
+            )
+        })?;
+        if blake3::hash(&bytes).to_hex().as_str() != want {
+            anyhow::bail!(
+                "checkpoint file {} is damaged (its BLAKE3 hash differs from the one recorded); cannot resume — \
+                 start the run again without --resume",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Remove the checkpoint once the run is complete.
 pub fn clear(run: &Path) -> anyhow::Result<()> {
     let dir = run.join(CHECKPOINT_DIR);
@@ -156,4 +208,35 @@ pub fn assign_parameter_ids<M: Module>(module: M, ids: &[u64]) -> anyhow::Result
         );
     }
     Ok(module.map(&mut AssignIds { ids, next: 0 }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksums_catch_damaged_and_missing_files() {
+        let dir = tempfile::tempdir().expect("temp");
+        std::fs::write(dir.path().join("learner.safetensors"), b"weights").expect("write");
+        std::fs::write(dir.path().join("optimizer.bpk"), b"moments").expect("write");
+        let sums = checksum_folder(dir.path()).expect("sums");
+        assert_eq!(sums.len(), 2);
+        verify_folder(dir.path(), &sums).expect("intact");
+        std::fs::write(dir.path().join("optimizer.bpk"), b"momentz").expect("damage");
+        let err = verify_folder(dir.path(), &sums)
+            .expect_err("damaged")
+            .to_string();
+        assert!(
+            err.contains("optimizer.bpk") && err.contains("damaged"),
+            "{err}"
+        );
+        std::fs::remove_file(dir.path().join("learner.safetensors")).expect("remove");
+        let err = verify_folder(dir.path(), &sums)
+            .expect_err("missing")
+            .to_string();
+        assert!(
+            err.contains("learner.safetensors") && err.contains("missing"),
+            "{err}"
+        );
+    }
 }

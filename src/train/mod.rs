@@ -135,6 +135,7 @@ pub fn run_protocol(
         let mut resumed_best: Option<(Score, ResNet18)> = None;
         if let Some(c) = &current {
             let folder = run.join(checkpoint::CHECKPOINT_DIR).join(&c.folder);
+            checkpoint::verify_folder(&folder, &c.checksums)?;
             let classes = model.num_classes();
             let load = |file: &str| {
                 crate::model::weights::load_torchvision(
@@ -196,6 +197,7 @@ pub fn run_protocol(
             optimizer
                 .save(path.join("optimizer.bpk"))
                 .map_err(|e| anyhow::anyhow!("saving the optimizer: {e:?}"))?;
+            let checksums = checkpoint::checksum_folder(&path)?;
             state.current = Some(CurrentStage {
                 stage: name.to_string(),
                 epochs_done,
@@ -203,6 +205,7 @@ pub fn run_protocol(
                 folder,
                 parameter_ids: ids,
                 seconds_so_far: previous_seconds + start.elapsed().as_secs_f64(),
+                checksums,
             });
             state.history = records.to_vec();
             checkpoint::write_state(run, &state)?;
