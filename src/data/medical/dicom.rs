@@ -4,8 +4,10 @@
 
 use super::{percentile_window, window_linear, MedicalError, SliceSelection};
 use dicom_dictionary_std::tags;
+use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
 use dicom_object::{open_file, DefaultDicomObject};
 use dicom_pixeldata::{ConvertOptions, PixelDecoder, PixelRepresentation};
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use image::GrayImage;
 use std::io::Read;
 use std::path::Path;
@@ -71,46 +73,31 @@ pub fn read_frames(
     {
         return Err(MedicalError::NoPixelData(path.to_path_buf()));
     }
-    let syntax_uid = object.meta().transfer_syntax().to_string();
-    let unsupported = || {
-        let name = dicom_transfer_syntax_registry::TransferSyntaxRegistry
-            .get(&syntax_uid)
-            .map(|ts| format!("{} ({syntax_uid})", ts.name()))
-            .unwrap_or_else(|| syntax_uid.clone());
-        MedicalError::UnsupportedSyntax {
-            path: path.to_path_buf(),
-            syntax: name,
-        }
+    let syntax_uid = object.meta().transfer_syntax();
+    let syntax = TransferSyntaxRegistry.get(syntax_uid);
+    let unsupported = |reason: Option<String>| MedicalError::UnsupportedSyntax {
+        path: path.to_path_buf(),
+        syntax: match (syntax, reason) {
+            (Some(ts), None) => format!("{} ({syntax_uid})", ts.name()),
+            (Some(ts), Some(why)) => {
+                format!("{} ({syntax_uid}) (its decoder failed: {why})", ts.name())
+            }
+            (None, _) => syntax_uid.to_string(),
+        },
     };
-    use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
-    match dicom_transfer_syntax_registry::TransferSyntaxRegistry.get(&syntax_uid) {
-        Some(ts) if ts.can_decode_all() => {}
-        _ => return Err(unsupported()),
-    }
+    let Some(ts) = syntax.filter(|ts| ts.can_decode_all()) else {
+        return Err(unsupported(None));
+    };
     // A compressed syntax the registry claims but whose decoder fails (12-bit extended JPEG, say) is reported
     // as that syntax unsupported, with the decoder's reason.
-    let native = [
-        "1.2.840.10008.1.2",
-        "1.2.840.10008.1.2.1",
-        "1.2.840.10008.1.2.2",
-    ]
-    .contains(&syntax_uid.as_str());
     let decoded = object.decode_pixel_data().map_err(|e| {
-        if native {
+        if ts.is_codec_free() {
             MedicalError::Dicom {
                 path: path.to_path_buf(),
                 message: format!("decoding pixel data: {e}"),
             }
         } else {
-            match unsupported() {
-                MedicalError::UnsupportedSyntax { path, syntax } => {
-                    MedicalError::UnsupportedSyntax {
-                        path,
-                        syntax: format!("{syntax} (its decoder failed: {e})"),
-                    }
-                }
-                other => other,
-            }
+            unsupported(Some(e.to_string()))
         }
     })?;
     let frames = decoded.number_of_frames() as usize;

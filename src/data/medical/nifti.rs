@@ -167,46 +167,33 @@ pub fn read_canonical(path: &Path, volume: usize) -> Result<CanonicalVolume, Med
 }
 
 impl CanonicalVolume {
-    /// Number of slices along `plane`.
-    pub fn count(&self, plane: Plane) -> usize {
-        let s = self.data.shape();
+    /// The RAS+ axis a plane cuts across: sagittal R (0), coronal A (1), axial S (2).
+    fn axis(plane: Plane) -> usize {
         match plane {
-            Plane::Sagittal => s[0],
-            Plane::Coronal => s[1],
-            Plane::Axial => s[2],
+            Plane::Sagittal => 0,
+            Plane::Coronal => 1,
+            Plane::Axial => 2,
         }
     }
 
-    /// Slice `index` as displayed (row-major values, width, height).
+    /// Number of slices along `plane`.
+    pub fn count(&self, plane: Plane) -> usize {
+        self.data.shape()[Self::axis(plane)]
+    }
+
+    /// Slice `index` as displayed (row-major values, width, height). The two remaining RAS+ axes, in order,
+    /// become columns and rows, both reversed: axial — rows anterior at the top, columns the patient's right on
+    /// the left; coronal — superior at the top, right on the left; sagittal — superior at the top, anterior on
+    /// the left.
     pub fn slice(&self, plane: Plane, index: usize) -> (Vec<f32>, usize, usize) {
-        let d = &self.data;
-        let [nr, na, ns] = [d.shape()[0], d.shape()[1], d.shape()[2]];
-        match plane {
-            // Rows: anterior at the top; columns: the patient's right on the left.
-            Plane::Axial => {
-                let values = (0..na)
-                    .rev()
-                    .flat_map(|a| (0..nr).rev().map(move |r| d[[r, a, index]]))
-                    .collect();
-                (values, nr, na)
-            }
-            // Rows: superior at the top; columns: right on the left.
-            Plane::Coronal => {
-                let values = (0..ns)
-                    .rev()
-                    .flat_map(|s| (0..nr).rev().map(move |r| d[[r, index, s]]))
-                    .collect();
-                (values, nr, ns)
-            }
-            // Rows: superior at the top; columns: anterior on the left.
-            Plane::Sagittal => {
-                let values = (0..ns)
-                    .rev()
-                    .flat_map(|s| (0..na).rev().map(move |a| d[[index, a, s]]))
-                    .collect();
-                (values, na, ns)
-            }
-        }
+        let mut view = self
+            .data
+            .index_axis(Axis(Self::axis(plane)), index)
+            .reversed_axes(); // [rows, columns]
+        view.invert_axis(Axis(0));
+        view.invert_axis(Axis(1));
+        let (height, width) = view.dim();
+        (view.iter().copied().collect(), width, height)
     }
 }
 
