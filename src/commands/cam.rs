@@ -4,7 +4,7 @@
 //! against them (pointing game, energy in mask, thresholded Dice/IoU); every image also gets a deletion score.
 
 use super::progress_bar;
-use crate::cam::postprocess::{finish, resize_bilinear};
+use crate::cam::postprocess::finish;
 use crate::cam::quality::{score_against_mask, top_pixels, MaskScores, QualityMeans, QualitySums};
 use crate::cam::{compute_smoothed, CamMethod};
 use crate::cli::{CamArgs, RawFormat};
@@ -184,17 +184,16 @@ pub fn cam(args: &CamArgs) -> anyhow::Result<CamReport> {
             let target = config.classes[first.targets[i]];
             let name = unique_name(&item.input, &mut names);
             // Overlay on the image as given: the map resized to its size.
-            let (w, h) = loaded.original.dimensions();
-            let big = resize_bilinear(
-                &first_maps[i],
-                size as usize,
-                size as usize,
-                h as usize,
-                w as usize,
-            );
             let overlay_path = overlays.join(format!("{name}.png"));
+            let side = size as usize;
             viz::save_png(
-                &colormap::overlay(&loaded.original, &big, args.image_weight)?,
+                &colormap::overlay_resized(
+                    &loaded.original,
+                    &first_maps[i],
+                    side,
+                    side,
+                    args.image_weight,
+                )?,
                 &overlay_path,
             )?;
             let row = gallery

@@ -84,7 +84,7 @@ pub fn decode_file(path: &Path) -> Result<RgbImage, DecodeError> {
             .ok_or_else(|| DecodeError::UnknownFormat {
                 path: path.to_path_buf(),
             })?;
-        return Ok(DynamicImage::ImageLuma8(slice.image).to_rgb8());
+        return Ok(super::medical::gray_to_rgb(&slice.image));
     }
     let bytes = std::fs::read(path).map_err(|source| DecodeError::Io {
         path: path.to_path_buf(),

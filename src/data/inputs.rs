@@ -84,7 +84,7 @@ impl Input {
     /// The image as RGB8 (grayscale slices copied to three channels).
     pub fn load(&self) -> Result<image::RgbImage, String> {
         match &self.slice {
-            Some(gray) => Ok(image::DynamicImage::ImageLuma8(gray.clone()).to_rgb8()),
+            Some(gray) => Ok(super::medical::gray_to_rgb(gray)),
             None => super::decode::decode_file(&self.path).map_err(|e| e.to_string()),
         }
     }

@@ -6,7 +6,7 @@
 //! file that is not a readable image, 413 for a body over the limit, 408 for a request that runs out of time,
 //! 503 when no slot frees in time.
 
-use crate::cam::postprocess::{finish, resize_bilinear};
+use crate::cam::postprocess::finish;
 use crate::cam::{compute, CamMethod};
 use crate::data::batcher::images_to_tensor;
 use crate::data::decode::decode_bytes;
@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How the server runs.
@@ -65,7 +65,8 @@ pub enum ServerError {
 }
 
 struct AppState {
-    model: Mutex<ResNet18>,
+    /// Cloned per request (burn modules share their parameters between clones).
+    model: ResNet18,
     config: RunConfig,
     slots: Arc<tokio::sync::Semaphore>,
     timeout: Duration,
@@ -115,12 +116,45 @@ fn bad(message: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, message.into())
 }
 
+fn internal(error: impl std::fmt::Display) -> ApiError {
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+}
+
+/// A body that could not be read: 413 when it is over the limit, else 400 (never a 5xx: it is the client's body).
+fn unreadable_body(status: StatusCode, detail: String, limit: usize) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError(
+            status,
+            format!("the upload exceeds the limit of {limit} bytes"),
+        )
+    } else {
+        bad(format!("cannot read the request body: {detail}"))
+    }
+}
+
+/// Run CPU-bound work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| internal(format!("worker failed: {e}")))?
+}
+
+fn png_bytes(image: image::DynamicImage) -> Result<Vec<u8>, ApiError> {
+    let mut png = Vec::new();
+    image
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(internal)?;
+    Ok(png)
+}
+
 /// Load the run and build the router (tests serve it on an ephemeral port).
 pub fn router(config: &ServerConfig) -> Result<Router, ServerError> {
     let device = crate::device::inference();
     let (model, run_config) = run::load_run(&config.run, &device)?;
     let state = Arc::new(AppState {
-        model: Mutex::new(model.train().fork(&crate::device::training())),
+        model: model.train().fork(&crate::device::training()),
         config: run_config,
         slots: Arc::new(tokio::sync::Semaphore::new(config.concurrency.max(1))),
         timeout: config.timeout,
@@ -229,7 +263,7 @@ fn one() -> usize {
 /// A phantom test image of a class (seed 0, as `tumornet synth` makes it), as PNG: something to try the page on.
 async fn example(query: Result<Query<ExampleQuery>, QueryRejection>) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| bad(e.body_text()))?;
-    let png = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
+    let png = blocking(move || {
         use crate::data::phantom::{render, ImageId, SynthConfig};
         let config = SynthConfig {
             train_per_class: 0,
@@ -244,21 +278,10 @@ async fn example(query: Result<Query<ExampleQuery>, QueryRejection>) -> Result<R
             class: query.class,
             number: query.number.clamp(1, 10_000),
         };
-        let rendered = render(&config, id)
-            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        let mut png = Vec::new();
-        image::DynamicImage::ImageLuma8(rendered.image)
-            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        Ok(png)
+        let rendered = render(&config, id).map_err(internal)?;
+        png_bytes(image::DynamicImage::ImageLuma8(rendered.image))
     })
-    .await
-    .map_err(|e| {
-        ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("worker failed: {e}"),
-        )
-    })??;
+    .await?;
     Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
 }
 
@@ -289,18 +312,12 @@ async fn predict(
         })?
         .map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into()))?;
     let worker = state.clone();
-    let result = tokio::task::spawn_blocking(move || {
+    let prediction = blocking(move || {
         let _permit = permit;
         explain(&worker, &name, &bytes, &query)
     })
-    .await
-    .map_err(|e| {
-        ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("worker failed: {e}"),
-        )
-    })?;
-    result.map(Json)
+    .await?;
+    Ok(Json(prediction))
 }
 
 /// The upload's name and bytes: the `file` field (or the first field with data) of a multipart form, else the
@@ -310,17 +327,7 @@ async fn read_upload(
     query: &PredictQuery,
     state: &AppState,
 ) -> Result<(String, Vec<u8>), ApiError> {
-    let too_large = |e: &dyn std::fmt::Display| {
-        let text = e.to_string();
-        if text.contains("length limit") || text.contains("too large") {
-            ApiError(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the upload exceeds the limit of {} bytes", state.max_body),
-            )
-        } else {
-            bad(format!("cannot read the request body: {text}"))
-        }
-    };
+    let limit = state.max_body;
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -331,13 +338,16 @@ async fn read_upload(
         let mut form = Multipart::from_request(request, &())
             .await
             .map_err(|e| bad(format!("malformed multipart form: {e}")))?;
-        while let Some(field) = form.next_field().await.map_err(|e| too_large(&e))? {
+        let unreadable = |e: axum::extract::multipart::MultipartError| {
+            unreadable_body(e.status(), e.body_text(), limit)
+        };
+        while let Some(field) = form.next_field().await.map_err(unreadable)? {
             let name = field
                 .file_name()
                 .map(str::to_string)
                 .or_else(|| query.name.clone())
                 .unwrap_or_else(|| "upload".into());
-            let data = field.bytes().await.map_err(|e| too_large(&e))?;
+            let data = field.bytes().await.map_err(unreadable)?;
             if !data.is_empty() {
                 return Ok((name, data.to_vec()));
             }
@@ -352,9 +362,10 @@ async fn read_upload(
             ),
         ));
     }
-    let body = axum::body::to_bytes(request.into_body(), state.max_body)
+    // Read through the extractor so that the DefaultBodyLimit layer applies.
+    let body = axum::body::Bytes::from_request(request, &())
         .await
-        .map_err(|e| too_large(&e))?;
+        .map_err(|e| unreadable_body(e.status(), e.body_text(), limit))?;
     Ok((
         query.name.clone().unwrap_or_else(|| "upload".into()),
         body.to_vec(),
@@ -372,38 +383,18 @@ fn explain(
     let (input, image) = decode_upload(name, bytes, query)?;
     let size = state.config.input_size;
     let resized = resize_rgb(&image, size, size).map_err(|e| bad(format!("{name}: {e}")))?;
-    let model = state
-        .model
-        .lock()
-        .map_err(|_| {
-            ApiError(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "model lock poisoned".into(),
-            )
-        })?
-        .clone();
+    let model = state.model.clone();
     let device = crate::device::training();
     let x = images_to_tensor(std::slice::from_ref(&resized), &device)
         .map_err(|e| bad(format!("{name}: {e}")))?;
-    let cam = compute(&model, x, state.method, &[None])
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let cam = compute(&model, x, state.method, &[None]).map_err(internal)?;
     let probabilities = &cam.probabilities[0];
     let (best, confidence) = crate::metrics::argmax(probabilities);
-    let map = finish(
-        &cam.raw[0],
-        cam.height,
-        cam.width,
-        size as usize,
-        size as usize,
-    );
-    let (w, h) = image.dimensions();
-    let big = resize_bilinear(&map, size as usize, size as usize, h as usize, w as usize);
-    let overlay = colormap::overlay(&image, &big, state.image_weight)
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let mut png = Vec::new();
-    image::DynamicImage::ImageRgb8(overlay)
-        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let side = size as usize;
+    let map = finish(&cam.raw[0], cam.height, cam.width, side, side);
+    let overlay = colormap::overlay_resized(&image, &map, side, side, state.image_weight)
+        .map_err(internal)?;
+    let png = png_bytes(image::DynamicImage::ImageRgb8(overlay))?;
     let classes = &state.config.classes;
     Ok(ApiPrediction {
         input,
@@ -429,16 +420,9 @@ fn decode_upload(
     query: &PredictQuery,
 ) -> Result<(String, image::RgbImage), ApiError> {
     let lower = name.to_ascii_lowercase();
-    let kind = if lower.ends_with(".nii") || lower.ends_with(".nii.gz") {
-        Some(MedicalKind::Nifti)
-    } else if lower.ends_with(".dcm")
-        || lower.ends_with(".dicom")
-        || bytes.get(128..132) == Some(b"DICM")
-    {
-        Some(MedicalKind::Dicom)
-    } else {
-        None
-    };
+    // Uploads are in memory, so the DICOM marker is looked for whatever the name says.
+    let kind = medical::kind_by_name(Path::new(&lower))
+        .or_else(|| medical::dicom::has_marker(bytes).then_some(MedicalKind::Dicom));
     let Some(kind) = kind else {
         let image = decode_bytes(bytes, Path::new(name)).map_err(|e| bad(e.to_string()))?;
         return Ok((name.to_string(), image));
@@ -452,9 +436,8 @@ fn decode_upload(
         .prefix("tumornet-upload-")
         .suffix(suffix)
         .tempfile()
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    std::fs::write(file.path(), bytes)
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        .map_err(internal)?;
+    std::fs::write(file.path(), bytes).map_err(internal)?;
     let options = VolumeOptions {
         plane: query.plane.unwrap_or_default(),
         slices: query
@@ -476,8 +459,5 @@ fn decode_upload(
         Some((_, part)) => format!("{name}#{part}"),
         None => name.to_string(),
     };
-    Ok((
-        input,
-        image::DynamicImage::ImageLuma8(slice.image).to_rgb8(),
-    ))
+    Ok((input, medical::gray_to_rgb(&slice.image)))
 }

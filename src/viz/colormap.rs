@@ -39,6 +39,22 @@ pub fn overlay(image: &RgbImage, map: &[f32], image_weight: f32) -> Result<RgbIm
         .ok_or_else(|| VizError::Draw("buffer size".into()))
 }
 
+/// [`overlay`] for a map computed at another size (`map_height`×`map_width`, e.g. the model's 224×224 input): the
+/// map is first resized to the image with OpenCV-style bilinear interpolation, as pytorch-grad-cam resizes CAMs.
+pub fn overlay_resized(
+    image: &RgbImage,
+    map: &[f32],
+    map_height: usize,
+    map_width: usize,
+    image_weight: f32,
+) -> Result<RgbImage, VizError> {
+    let (w, h) = image.dimensions();
+    let resized = crate::cam::postprocess::resize_bilinear(
+        map, map_height, map_width, h as usize, w as usize,
+    );
+    overlay(image, &resized, image_weight)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

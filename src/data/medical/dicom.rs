@@ -12,13 +12,17 @@ use image::GrayImage;
 use std::io::Read;
 use std::path::Path;
 
+/// Whether `head` (a file's first bytes) has the `DICM` marker after the 128-byte preamble.
+pub fn has_marker(head: &[u8]) -> bool {
+    head.get(128..132) == Some(b"DICM")
+}
+
 /// Whether the file has the `DICM` marker after its 128-byte preamble.
-pub fn has_preamble_marker(path: &Path) -> bool {
+pub fn file_has_marker(path: &Path) -> bool {
     let mut head = [0u8; 132];
     std::fs::File::open(path)
         .and_then(|mut f| f.read_exact(&mut head))
-        .map(|()| &head[128..] == b"DICM")
-        .unwrap_or(false)
+        .is_ok_and(|()| has_marker(&head))
 }
 
 /// One decoded frame, before windowing.

@@ -17,20 +17,25 @@ pub enum MedicalKind {
     Nifti,
 }
 
-/// The kind of `path` by its name (`.dcm`, `.dicom`, `.nii`, `.nii.gz`, any case) or, for a file without an
-/// image extension, by the `DICM` marker at byte 128.
-pub fn kind(path: &Path) -> Option<MedicalKind> {
-    let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
+/// The kind a file name says (`.dcm`, `.dicom`, `.nii`, `.nii.gz`, any case).
+pub fn kind_by_name(name: &Path) -> Option<MedicalKind> {
+    let name = name.file_name()?.to_string_lossy().to_ascii_lowercase();
     if name.ends_with(".nii") || name.ends_with(".nii.gz") {
-        return Some(MedicalKind::Nifti);
+        Some(MedicalKind::Nifti)
+    } else if name.ends_with(".dcm") || name.ends_with(".dicom") {
+        Some(MedicalKind::Dicom)
+    } else {
+        None
     }
-    if name.ends_with(".dcm") || name.ends_with(".dicom") {
-        return Some(MedicalKind::Dicom);
-    }
-    if crate::data::decode::has_image_extension(path) || !path.is_file() {
-        return None;
-    }
-    dicom::has_preamble_marker(path).then_some(MedicalKind::Dicom)
+}
+
+/// The kind of `path` by its name or, for a file without an image extension, by the `DICM` marker at byte 128
+/// (image files are not opened to look).
+pub fn kind(path: &Path) -> Option<MedicalKind> {
+    kind_by_name(path).or_else(|| {
+        let sniff = !crate::data::decode::has_image_extension(path) && path.is_file();
+        (sniff && dicom::file_has_marker(path)).then_some(MedicalKind::Dicom)
+    })
 }
 
 /// A slice ready for preprocessing.
@@ -41,6 +46,11 @@ pub struct Slice {
     /// The file it was read from.
     pub path: PathBuf,
     pub image: GrayImage,
+}
+
+/// A grayscale slice as the three equal channels every image becomes (torchvision's `convert("RGB")`).
+pub fn gray_to_rgb(gray: &GrayImage) -> image::RgbImage {
+    image::DynamicImage::ImageLuma8(gray.clone()).to_rgb8()
 }
 
 /// The anatomical plane NIfTI volumes are cut along.
