@@ -4,6 +4,7 @@
 //! warm-up steps (kernel compilation and autotuning on a GPU) are timed separately and reported.
 
 use crate::cli::{BenchArgs, BenchMode};
+use crate::model::inference::values;
 use crate::model::ResNet18;
 use crate::train::stage::loss_and_correct;
 use anyhow::Context;
@@ -61,28 +62,43 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn summarise(
+/// Time `steps` steps after `warmup` untimed ones; each step takes the state the last one returned (the model a
+/// training step updated, or nothing).
+fn measure<S>(
     mode: BenchMode,
     batch: usize,
-    warmup_steps: usize,
-    warmup_s: f64,
-    mut times: Vec<f64>,
-) -> BenchResult {
+    warmup: usize,
+    steps: usize,
+    mut state: S,
+    mut step: impl FnMut(S) -> anyhow::Result<S>,
+) -> anyhow::Result<BenchResult> {
+    let start = Instant::now();
+    for _ in 0..warmup {
+        state = step(state)?;
+    }
+    let warmup_s = start.elapsed().as_secs_f64();
+    let mut times = Vec::with_capacity(steps);
+    for _ in 0..steps {
+        let start = Instant::now();
+        state = step(state)?;
+        times.push(start.elapsed().as_secs_f64());
+    }
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
-    BenchResult {
+    Ok(BenchResult {
         device: crate::device::backend(),
         mode,
         batch,
-        warmup_steps,
+        warmup_steps: warmup,
         warmup_s,
         steps: times.len(),
         median_step_s: median,
         images_per_s: batch as f64 / median,
-    }
+    })
 }
 
-fn bench_eval(batch: usize, warmup: usize, steps: usize) -> anyhow::Result<BenchResult> {
+/// Inference images/s at `batch` (also what `cargo bench --bench eval` reports).
+pub fn bench_eval(batch: usize, warmup: usize, steps: usize) -> anyhow::Result<BenchResult> {
     let device = crate::device::inference();
     device.seed(0);
     let model = ResNet18::new(4, &device);
@@ -91,33 +107,18 @@ fn bench_eval(batch: usize, warmup: usize, steps: usize) -> anyhow::Result<Bench
         Distribution::Normal(0.0, 1.0),
         &device,
     );
-    let step = || -> anyhow::Result<()> {
-        // Reading the logits back waits for the device, so a step's time is its whole work.
-        model
-            .forward(x.clone())
-            .into_data()
-            .try_to_vec::<f32>()
-            .map_err(|e| anyhow::anyhow!("reading logits: {e:?}"))?;
+    // Reading the logits back waits for the device, so a step's time is its whole work.
+    measure(BenchMode::Eval, batch, warmup, steps, (), |()| {
+        values(model.forward(x.clone()))?;
         Ok(())
-    };
-    let start = Instant::now();
-    for _ in 0..warmup {
-        step()?;
-    }
-    let warmup_s = start.elapsed().as_secs_f64();
-    let mut times = Vec::with_capacity(steps);
-    for _ in 0..steps {
-        let start = Instant::now();
-        step()?;
-        times.push(start.elapsed().as_secs_f64());
-    }
-    Ok(summarise(BenchMode::Eval, batch, warmup, warmup_s, times))
+    })
 }
 
-fn bench_train(batch: usize, warmup: usize, steps: usize) -> anyhow::Result<BenchResult> {
+/// Training-step images/s at `batch`: forward, cross-entropy, backward, Adam, every layer learning.
+pub fn bench_train(batch: usize, warmup: usize, steps: usize) -> anyhow::Result<BenchResult> {
     let device = crate::device::training();
     device.seed(0);
-    let mut model = ResNet18::new(4, &device);
+    let model = ResNet18::new(4, &device);
     let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
     let x = Tensor::<4>::random(
         [batch, 3, 224, 224],
@@ -125,31 +126,12 @@ fn bench_train(batch: usize, warmup: usize, steps: usize) -> anyhow::Result<Benc
         &device,
     );
     let labels: Vec<usize> = (0..batch).map(|i| i % 4).collect();
-    let mut step = |model: ResNet18| -> anyhow::Result<ResNet18> {
+    measure(BenchMode::Train, batch, warmup, steps, model, |model| {
         let (loss, _) = loss_and_correct(model.forward(x.clone()), &labels, &device);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let model = optim.step(1e-4, model, grads);
         // Reading a weight back waits for the step to finish.
-        model
-            .fc
-            .weight
-            .val()
-            .inner()
-            .into_data()
-            .try_to_vec::<f32>()
-            .map_err(|e| anyhow::anyhow!("reading weights: {e:?}"))?;
+        values(model.fc.weight.val())?;
         Ok(model)
-    };
-    let start = Instant::now();
-    for _ in 0..warmup {
-        model = step(model)?;
-    }
-    let warmup_s = start.elapsed().as_secs_f64();
-    let mut times = Vec::with_capacity(steps);
-    for _ in 0..steps {
-        let start = Instant::now();
-        model = step(model)?;
-        times.push(start.elapsed().as_secs_f64());
-    }
-    Ok(summarise(BenchMode::Train, batch, warmup, warmup_s, times))
+    })
 }
