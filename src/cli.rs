@@ -3,6 +3,16 @@
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
+/// A subcommand's arguments from an argument list (without the command name), with the defaults declared
+/// here: for commands that run other commands (`demo`), so those defaults live in one place.
+pub fn args_from<A: clap::Args + clap::FromArgMatches>(
+    argv: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Result<A, clap::Error> {
+    let command = A::augment_args(clap::Command::new("tumornet"));
+    let matches = command.try_get_matches_from(std::iter::once("tumornet".into()).chain(argv))?;
+    A::from_arg_matches(&matches)
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "tumornet",

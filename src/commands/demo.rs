@@ -3,7 +3,7 @@
 //! at hand), explain the test images with Grad-CAM and score the maps against the true masks (`cam/`), and write
 //! `summary.md`. Segmentation and the HTML report join as they land.
 
-use crate::cli::{CamArgs, DemoArgs, InspectArgs, RawFormat, SynthArgs, TrainArgs};
+use crate::cli::{args_from, CamArgs, DemoArgs, InspectArgs, SynthArgs, TrainArgs};
 use anyhow::Context;
 use std::time::Instant;
 
@@ -43,82 +43,73 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let data = args.out.join("data");
     let mut timings = Vec::new();
 
+    // Each phase's arguments as a user would type them; everything not given takes the command's default.
+    let argv = |items: &[&dyn AsRef<std::ffi::OsStr>]| -> Vec<std::ffi::OsString> {
+        items.iter().map(|a| a.as_ref().to_os_string()).collect()
+    };
+    let seed = args.seed.to_string();
+
     let t = Instant::now();
-    super::synth::run(&SynthArgs {
-        out: data.clone(),
-        train: plan.train_per_class,
-        test: plan.test_per_class,
-        seed: args.seed,
-        min_size: 256,
-        max_size: 512,
-        jpeg_quality: 90,
-        force: true,
-    })
-    .context("demo: generating the phantom set")?;
+    let synth: SynthArgs = args_from(argv(&[
+        &data,
+        &"--train",
+        &plan.train_per_class.to_string(),
+        &"--test",
+        &plan.test_per_class.to_string(),
+        &"--seed",
+        &seed,
+        &"--force",
+    ]))?;
+    super::synth::run(&synth).context("demo: generating the phantom set")?;
     timings.push(("phantom set", t.elapsed().as_secs_f64()));
 
     let t = Instant::now();
-    super::inspect::run(&InspectArgs {
-        data: data.clone(),
-        out: args.out.join("inspect"),
-        strict: true,
-        near_threshold: crate::data::audit::DEFAULT_NEAR_THRESHOLD,
-        samples: 6,
-    })
-    .context("demo: inspecting the phantom set")?;
+    let inspect: InspectArgs = args_from(argv(&[
+        &data,
+        &"--out",
+        &args.out.join("inspect"),
+        &"--strict",
+    ]))?;
+    super::inspect::run(&inspect).context("demo: inspecting the phantom set")?;
     timings.push(("inspect", t.elapsed().as_secs_f64()));
 
     let t = Instant::now();
     let run = args.out.join("run");
-    let imagenet = super::weights::resolve_imagenet(None)?;
-    let full_epochs = if imagenet.is_some() {
-        0
-    } else {
-        plan.offline_full_epochs
+    // The `full` stage only when no ImageNet weights are at hand (then `train` would run it anyway).
+    let full_epochs = match super::weights::resolve_imagenet(None)? {
+        Some(_) => 0,
+        None => plan.offline_full_epochs,
     };
-    let report = super::train::train(&TrainArgs {
-        data: data.clone(),
-        out: run.clone(),
-        seed: args.seed,
-        weights: None,
-        baseline_epochs: plan.baseline_epochs,
-        finetune_epochs: plan.finetune_epochs,
-        full_epochs: Some(full_epochs),
-        baseline_lr: 1e-3,
-        finetune_lr: 1e-4,
-        full_lr: 1e-3,
-        sgd: false,
-        momentum: 0.9,
-        weight_decay: 0.0,
-        constant_lr: false,
-        batch_size: 32,
-        validation_fraction: 0.1,
-        recalibrate_bn: false,
-        strict: true,
-        force: true,
-        resume: false,
-    })
-    .context("demo: training")?;
+    let train: TrainArgs = args_from(argv(&[
+        &data,
+        &"--out",
+        &run,
+        &"--seed",
+        &seed,
+        &"--baseline-epochs",
+        &plan.baseline_epochs.to_string(),
+        &"--finetune-epochs",
+        &plan.finetune_epochs.to_string(),
+        &"--full-epochs",
+        &full_epochs.to_string(),
+        &"--strict",
+        &"--force",
+    ]))?;
+    let report = super::train::train(&train).context("demo: training")?;
     timings.push(("train + evaluate", t.elapsed().as_secs_f64()));
 
     let t = Instant::now();
-    let cams = super::cam::cam(&CamArgs {
-        run: run.clone(),
-        inputs: vec![data.clone()],
-        out: args.out.join("cam"),
-        method: vec![crate::cam::CamMethod::GradCam],
-        target: None,
-        image_weight: 0.5,
-        flip_smooth: false,
-        raw: RawFormat::None,
-        threshold: 0.5,
-        delete_fraction: 0.2,
-        grid: 24,
-        batch_size: 16,
-        seed: args.seed,
-        volume: Default::default(),
-    })
-    .context("demo: Grad-CAM")?;
+    let cam: CamArgs = args_from(argv(&[
+        &run,
+        &data,
+        &"--out",
+        &args.out.join("cam"),
+        &"--raw",
+        &"none",
+        &"--seed",
+        &seed,
+    ]))?;
+    let cams = super::cam::cam(&cam).context("demo: Grad-CAM")?;
     timings.push(("Grad-CAM + quality", t.elapsed().as_secs_f64()));
 
     let mut summary = String::from("# TumorNet demo\n\n");
@@ -127,7 +118,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         plan.train_per_class,
         plan.test_per_class,
         args.seed,
-        if imagenet.is_some() {
+        if report.weights_origin.is_pretrained() {
             "Started from ImageNet weights."
         } else {
             "**No ImageNet weights** (run `tumornet weights fetch` where there is internet): the frozen stages \
