@@ -6,7 +6,7 @@
 use super::progress_bar;
 use crate::cam::postprocess::finish;
 use crate::cam::quality::{score_against_mask, top_pixels, MaskScores, QualityMeans, QualitySums};
-use crate::cam::{compute_smoothed, CamMethod};
+use crate::cam::{compute_smoothed, CamBatch, CamMethod};
 use crate::cli::{CamArgs, RawFormat};
 use crate::data::batcher::images_to_tensor;
 use crate::data::inputs::{collect_inputs, expand, Input, InputError};
@@ -123,6 +123,11 @@ pub fn cam(args: &CamArgs) -> anyhow::Result<CamReport> {
         std::fs::create_dir_all(&maps).with_context(|| format!("creating {}", maps.display()))?;
     }
     let size = config.input_size;
+    let side = size as usize;
+    // The class every map explains when --target is given (else each image's predicted class).
+    let target = args
+        .target
+        .and_then(|t| config.classes.iter().position(|c| *c == t));
     let mut names = HashSet::new();
     let mut images = Vec::with_capacity(items.len());
     let mut sums: BTreeMap<(CamMethod, Option<Class>), QualitySums> = BTreeMap::new();
@@ -145,31 +150,23 @@ pub fn cam(args: &CamArgs) -> anyhow::Result<CamReport> {
         }
         let inputs: Vec<RgbImage> = ready.iter().map(|(_, l)| l.input.clone()).collect();
         let x = images_to_tensor(&inputs, &device)?;
-        let targets: Vec<Option<usize>> = ready
-            .iter()
-            .map(|_| {
-                args.target
-                    .and_then(|t| config.classes.iter().position(|c| *c == t))
-            })
-            .collect();
+        let targets = vec![target; ready.len()];
         let mut per_method = Vec::with_capacity(args.method.len());
         for &method in &args.method {
             let batch = compute_smoothed(&model, x.clone(), method, &targets, args.flip_smooth)?;
             let finished: Vec<Vec<f32>> = batch
                 .raw
                 .iter()
-                .map(|raw| finish(raw, batch.height, batch.width, size as usize, size as usize))
+                .map(|raw| finish(raw, batch.height, batch.width, side, side))
                 .collect();
             let deletion = if args.delete_fraction > 0.0 {
                 Some(deletion_drops(
                     &evaluator,
                     &inputs,
                     &finished,
-                    &batch.targets,
-                    &batch.probabilities,
+                    &batch,
                     args.delete_fraction,
-                    args.seed,
-                    chunk_index,
+                    (args.seed, chunk_index),
                 )?)
             } else {
                 None
@@ -185,7 +182,6 @@ pub fn cam(args: &CamArgs) -> anyhow::Result<CamReport> {
             let name = unique_name(&item.input, &mut names);
             // Overlay on the image as given: the map resized to its size.
             let overlay_path = overlays.join(format!("{name}.png"));
-            let side = size as usize;
             viz::save_png(
                 &colormap::overlay_resized(
                     &loaded.original,
@@ -214,7 +210,7 @@ pub fn cam(args: &CamArgs) -> anyhow::Result<CamReport> {
                     RawFormat::None => None,
                     RawFormat::Npy => {
                         let path = maps.join(format!("{name}.{}.npy", method.name()));
-                        write_npy(&path, &finished[i], size as usize, size as usize)?;
+                        write_npy(&path, &finished[i], side, side)?;
                         Some(path)
                     }
                     RawFormat::Png => {
@@ -401,18 +397,15 @@ fn load(item: &Item, size: u32) -> Result<Loaded, String> {
     })
 }
 
-/// For each image: (target confidence − confidence with the map's top pixels set to the ImageNet mean colour,
-/// the same with as many random pixels).
-#[allow(clippy::too_many_arguments)]
+/// For each image of `cams`: (target confidence − confidence with the map's top pixels set to the ImageNet mean
+/// colour, the same with as many random pixels, drawn from the stream of `(seed, chunk)`).
 fn deletion_drops(
     model: &ResNet18,
     inputs: &[RgbImage],
     maps: &[Vec<f32>],
-    targets: &[usize],
-    probabilities: &[Vec<f32>],
+    cams: &CamBatch,
     fraction: f64,
-    seed: u64,
-    chunk: usize,
+    (seed, chunk): (u64, usize),
 ) -> anyhow::Result<Vec<(f64, f64)>> {
     let mean = image::Rgb(IMAGENET_MEAN.map(|m| (m * 255.0).round() as u8));
     let remove = |image: &RgbImage, pixels: &[usize]| {
@@ -437,8 +430,8 @@ fn deletion_drops(
     let p_chance = inference::probabilities(model, &by_chance, &device)?;
     Ok((0..inputs.len())
         .map(|i| {
-            let t = targets[i];
-            let p = f64::from(probabilities[i][t]);
+            let t = cams.targets[i];
+            let p = f64::from(cams.probabilities[i][t]);
             (p - f64::from(p_cam[i][t]), p - f64::from(p_chance[i][t]))
         })
         .collect())
