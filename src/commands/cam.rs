@@ -308,26 +308,16 @@ fn gather(
             } else {
                 Split::Training
             };
-            let files: Vec<_> = dataset.split(split).collect();
-            let paths: Vec<PathBuf> = files.iter().map(|s| s.path.clone()).collect();
-            // Dataset images are single images (a DICOM: its first frame), one input each.
-            let first = crate::data::medical::VolumeOptions {
-                slices: crate::data::medical::SliceSelection::List(vec![0]),
-                ..volume.clone()
-            };
-            let mut items = Vec::new();
-            let mut errors = Vec::new();
-            for (sample, input) in files.iter().zip(expand(&paths, &first)) {
-                match input {
-                    Ok(input) => items.push(Item {
-                        input,
-                        true_class: Some(sample.class),
-                        mask: sample.mask.clone(),
-                    }),
-                    Err(e) => errors.push(e),
-                }
-            }
-            return Ok((items, errors));
+            // Dataset samples are single images (a DICOM: its first frame), read when their batch comes.
+            let items = dataset
+                .split(split)
+                .map(|sample| Item {
+                    input: Input::file(&sample.path),
+                    true_class: Some(sample.class),
+                    mask: sample.mask.clone(),
+                })
+                .collect();
+            return Ok((items, Vec::new()));
         }
     }
     let files = collect_inputs(inputs)?;

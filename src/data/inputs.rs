@@ -81,6 +81,15 @@ pub struct Input {
 }
 
 impl Input {
+    /// A file read as one image when loaded ([`decode_file`](super::decode::decode_file): a DICOM's first frame).
+    pub fn file(path: &Path) -> Input {
+        Input {
+            name: path.display().to_string(),
+            path: path.to_path_buf(),
+            slice: None,
+        }
+    }
+
     /// The image as RGB8 (grayscale slices copied to three channels).
     pub fn load(&self) -> Result<image::RgbImage, String> {
         match &self.slice {
@@ -109,11 +118,7 @@ pub fn expand(
                 })),
                 Err(e) => out.push(Err(e.to_string())),
             },
-            None => out.push(Ok(Input {
-                name: path.display().to_string(),
-                path: path.clone(),
-                slice: None,
-            })),
+            None => out.push(Ok(Input::file(path))),
         }
     }
     out
