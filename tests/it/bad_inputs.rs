@@ -2,7 +2,7 @@
 //! everything else is still processed. Small odd files come from tools/make_bad_inputs.py
 //! (tests/fixtures/bad); truncations, empty files, links and odd names are made here from good files.
 
-use crate::common::{fixtures, import_formula_run, temp_dir, tumornet};
+use crate::common::{fixtures, import_formula_run, small_phantom, temp_dir, tumornet};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -68,15 +68,7 @@ fn corpus(dir: &Path, good_jpeg: &Path) -> (Vec<String>, Vec<String>) {
 }
 
 fn phantom(dir: &Path) -> PathBuf {
-    let config = tumornet::data::phantom::SynthConfig {
-        train_per_class: 1,
-        test_per_class: 1,
-        seed: 5,
-        min_size: 128,
-        max_size: 160,
-        jpeg_quality: 90,
-    };
-    tumornet::data::phantom::generate(dir, &config, &|| {}).expect("phantom");
+    small_phantom(dir, 1, 1, 5);
     dir.join("Testing/glioma/Te-gl_0001.jpg")
 }
 

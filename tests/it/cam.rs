@@ -1,6 +1,6 @@
 //! CAM parity with pytorch-grad-cam 1.5.7 (fixtures by tools/gradcam_reference.py on the formula weights).
 
-use crate::common::{fixtures, import_formula_run, temp_dir, tumornet};
+use crate::common::{fixtures, import_formula_run, small_phantom, temp_dir, tumornet};
 use crate::model::{formula_input, max_abs_difference as max_abs, write_checkpoint};
 use burn::tensor::{Tensor, TensorData};
 use tumornet::cam::{compute, compute_smoothed, postprocess, CamMethod};
@@ -159,15 +159,7 @@ fn cam_command_writes_overlays_maps_grid_and_scores_against_masks() {
     let dir = temp_dir();
     let run = import_formula_run(dir.path());
     let data = dir.path().join("data");
-    let config = tumornet::data::phantom::SynthConfig {
-        train_per_class: 0,
-        test_per_class: 1,
-        seed: 3,
-        min_size: 128,
-        max_size: 160,
-        jpeg_quality: 90,
-    };
-    tumornet::data::phantom::generate(&data, &config, &|| {}).expect("phantom");
+    small_phantom(&data, 0, 1, 3);
     let cams = dir.path().join("cams");
     let out = tumornet()
         .arg("cam")

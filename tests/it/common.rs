@@ -15,11 +15,11 @@ pub fn tumornet() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_tumornet"))
 }
 
-/// A run folder in `dir` made by `tumornet weights import` from a 4-class formula checkpoint (deterministic
-/// weights, no training): for tests of the commands that need a model.
-pub fn import_formula_run(dir: &Path) -> PathBuf {
-    let weights = dir.join("four-class.safetensors");
-    crate::model::write_checkpoint(&weights, 4, |_| {});
+/// A run folder `dir/run` made by `tumornet weights import` from a formula checkpoint with `classes` outputs
+/// (deterministic weights, no training); returns it and what the import printed.
+pub fn import_checkpoint(dir: &Path, classes: usize) -> (PathBuf, std::process::Output) {
+    let weights = dir.join(format!("formula-{classes}.safetensors"));
+    crate::model::write_checkpoint(&weights, classes, |_| {});
     let run = dir.join("run");
     let out = tumornet()
         .args(["weights", "import"])
@@ -33,7 +33,25 @@ pub fn import_formula_run(dir: &Path) -> PathBuf {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    run
+    (run, out)
+}
+
+/// A 4-class run for tests of the commands that need a model.
+pub fn import_formula_run(dir: &Path) -> PathBuf {
+    import_checkpoint(dir, 4).0
+}
+
+/// A small phantom set in `dir` (128–160 px images, `train`/`test` per class).
+pub fn small_phantom(dir: &Path, train: usize, test: usize, seed: u64) {
+    let config = tumornet::data::phantom::SynthConfig {
+        train_per_class: train,
+        test_per_class: test,
+        seed,
+        min_size: 128,
+        max_size: 160,
+        jpeg_quality: 90,
+    };
+    tumornet::data::phantom::generate(dir, &config, &|| {}).expect("phantom");
 }
 
 /// A fresh temporary folder, removed when dropped.

@@ -3,7 +3,7 @@
 //! The weights follow a formula that `tools/resnet_reference.py` computes too; the expected outputs are what
 //! PyTorch 2.15 / torchvision 0.29.2 produced from them (tests/fixtures/resnet).
 
-use crate::common::{fixtures, temp_dir, tumornet};
+use crate::common::{fixtures, import_checkpoint, small_phantom, temp_dir, tumornet};
 use burn::tensor::{Tensor, TensorData};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -344,33 +344,11 @@ fn wrong_shapes_unknown_tensors_and_bad_files_are_named() {
 #[test]
 fn import_then_predict_through_the_binary() {
     let dir = temp_dir();
-    let weights = dir.path().join("imagenet.safetensors");
-    write_checkpoint(&weights, 1000, |_| {});
-    let run = dir.path().join("run");
-    let out = tumornet()
-        .args(["weights", "import"])
-        .arg(&weights)
-        .arg("--out")
-        .arg(&run)
-        .output()
-        .expect("import");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (run, out) = import_checkpoint(dir.path(), 1000);
     assert!(String::from_utf8_lossy(&out.stdout).contains("fresh 4-class head"));
 
     let data = dir.path().join("data");
-    let config = tumornet::data::phantom::SynthConfig {
-        train_per_class: 1,
-        test_per_class: 0,
-        seed: 2,
-        min_size: 128,
-        max_size: 160,
-        jpeg_quality: 90,
-    };
-    tumornet::data::phantom::generate(&data, &config, &|| {}).expect("phantom");
+    small_phantom(&data, 1, 0, 2);
     let out = tumornet()
         .arg("predict")
         .arg(&run)

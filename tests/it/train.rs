@@ -1,8 +1,7 @@
 //! `train` end to end on a tiny phantom set: every output is written, parses, and the run predicts.
 
-use crate::common::temp_dir;
+use crate::common::{small_phantom, temp_dir};
 use tumornet::cli::TrainArgs;
-use tumornet::data::phantom::{generate, SynthConfig};
 
 fn args(data: std::path::PathBuf, out: std::path::PathBuf) -> TrainArgs {
     TrainArgs {
@@ -33,15 +32,7 @@ fn args(data: std::path::PathBuf, out: std::path::PathBuf) -> TrainArgs {
 fn train_writes_checkpoints_history_metrics_and_figures() {
     let dir = temp_dir();
     let data = dir.path().join("data");
-    let config = SynthConfig {
-        train_per_class: 4,
-        test_per_class: 2,
-        seed: 9,
-        min_size: 128,
-        max_size: 160,
-        jpeg_quality: 90,
-    };
-    generate(&data, &config, &|| {}).expect("phantom");
+    small_phantom(&data, 4, 2, 9);
     let out = dir.path().join("run");
     std::env::set_var("TUMORNET_CACHE", dir.path().join("empty-cache"));
     let report = tumornet::commands::train::train(&args(data.clone(), out.clone())).expect("train");
@@ -132,15 +123,7 @@ fn resume_after_an_interruption_matches_an_uninterrupted_run() {
 
     let dir = temp_dir();
     let data_dir = dir.path().join("data");
-    let config = SynthConfig {
-        train_per_class: 4,
-        test_per_class: 2,
-        seed: 3,
-        min_size: 128,
-        max_size: 160,
-        jpeg_quality: 90,
-    };
-    generate(&data_dir, &config, &|| {}).expect("phantom");
+    small_phantom(&data_dir, 4, 2, 3);
     let data = training_data(&data_dir);
     let mut protocol = TrainConfig::protocol(7, 2, 2, 1);
     protocol.batch_size = 8;
@@ -266,15 +249,7 @@ fn resume_after_an_interruption_matches_an_uninterrupted_run() {
 fn sigkill_then_resume_matches_an_uninterrupted_run() {
     let dir = temp_dir();
     let data = dir.path().join("data");
-    let config = SynthConfig {
-        train_per_class: 4,
-        test_per_class: 2,
-        seed: 8,
-        min_size: 128,
-        max_size: 160,
-        jpeg_quality: 90,
-    };
-    generate(&data, &config, &|| {}).expect("phantom");
+    small_phantom(&data, 4, 2, 8);
     let train = |out: &std::path::Path, resume: bool| {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tumornet"));
         command
