@@ -48,8 +48,16 @@ pub enum Command {
     Predict(PredictArgs),
     /// Grad-CAM heatmaps: overlays, a grid, raw maps, and CAM quality against true masks where they exist.
     Cam(CamArgs),
+    /// Grad-CAM pseudo-masks (128×128) for a dataset's images, scored against true masks where they exist.
+    PseudoMasks(PseudoMaskArgs),
+    /// Train the U-Net (the run's ResNet18 as encoder) on pseudo-masks, with self-training rounds.
+    TrainSeg(TrainSegArgs),
+    /// Tumour masks and outlines for images (files and folders) from a segmentation run.
+    Segment(SegmentArgs),
     /// ImageNet weights: download them, or import a torchvision checkpoint as a run folder.
     Weights(WeightsArgs),
+    /// One self-contained HTML report (figures embedded) from a demo folder or a run folder and its companions.
+    Report(ReportArgs),
     /// Run the whole pipeline on a generated phantom set and write everything into one folder.
     Demo(DemoArgs),
     /// HTTP API and web page: POST /api/predict (image, DICOM or NIfTI) → class, probabilities, Grad-CAM overlay.
@@ -313,6 +321,137 @@ pub struct CamArgs {
     pub volume: VolumeArgs,
 }
 
+/// Which class a pseudo-mask's CAM explains and whether the mask may be non-empty.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Gate {
+    /// The image's label (weak supervision: image-level labels are known for the training images).
+    Label,
+    /// The classifier's prediction (what is known for an unlabelled image).
+    Prediction,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PseudoMaskArgs {
+    /// Run folder (from `train`): its classifier makes the CAMs.
+    pub run: PathBuf,
+    /// Dataset folder (Kaggle layout); both splits get masks, scored against `masks/` where it exists.
+    pub data: PathBuf,
+    /// Output folder (masks/, pseudo_masks.json, quality.md, gallery.png).
+    #[arg(long, default_value = "pseudo-masks")]
+    pub out: PathBuf,
+    /// CAM method.
+    #[arg(long, value_enum, default_value_t = crate::cam::CamMethod::GradCam)]
+    pub method: crate::cam::CamMethod,
+    /// Foreground threshold: fraction:F of the map's maximum, otsu, or top:P percent of the pixels.
+    #[arg(long, default_value = "fraction:0.5")]
+    pub threshold: crate::cam::pseudo::Threshold,
+    /// IRNet-style ignore band: map values above this and below the foreground level are left out of training.
+    #[arg(long)]
+    pub ignore_below: Option<f32>,
+    /// Keep foreground outside the head (by default it is cleared).
+    #[arg(long)]
+    pub no_head: bool,
+    /// Keep every foreground component and hole (by default: the largest component, holes filled).
+    #[arg(long)]
+    pub no_cleanup: bool,
+    /// Average each map with the un-mirrored map of the mirrored image.
+    #[arg(long)]
+    pub flip_smooth: bool,
+    /// Input scales whose maps are averaged (IRNet uses 1,0.5,1.5,2).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1.0])]
+    pub scales: Vec<f32>,
+    /// Class the CAM explains and gate of the mask: the image's label or the classifier's prediction.
+    #[arg(long, value_enum, default_value_t = Gate::Label)]
+    pub gate: Gate,
+    /// Images per batch.
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Cases in gallery.png.
+    #[arg(long, default_value_t = 12)]
+    pub gallery: usize,
+}
+
+/// What the U-Net learns from.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Supervision {
+    /// Grad-CAM pseudo-masks (the weakly supervised pipeline).
+    Pseudo,
+    /// The dataset's true masks (a fully supervised reference; needs a `masks/` tree).
+    True,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TrainSegArgs {
+    /// Run folder (from `train`): its ResNet18 becomes the U-Net's encoder and its predictions gate the masks.
+    pub run: PathBuf,
+    /// Dataset folder (Kaggle layout).
+    pub data: PathBuf,
+    /// Segmentation run folder to write.
+    #[arg(long, default_value = "segrun")]
+    pub out: PathBuf,
+    /// Pseudo-mask folder from `pseudo-masks` (made with its defaults into OUT/pseudo-masks when not given).
+    #[arg(long)]
+    pub pseudo: Option<PathBuf>,
+    /// Train on pseudo-masks, or on the true masks as a fully supervised reference.
+    #[arg(long, value_enum, default_value_t = Supervision::Pseudo)]
+    pub supervision: Supervision,
+    /// Self-training rounds: after each, the U-Net's own (gated) masks become the next round's targets.
+    #[arg(long, default_value_t = 2)]
+    pub rounds: usize,
+    /// Epochs of the first round.
+    #[arg(long, default_value_t = 6)]
+    pub epochs: usize,
+    /// Epochs of each later round.
+    #[arg(long, default_value_t = 3)]
+    pub round_epochs: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Train the encoder too (by default it stays the classifier's, frozen, BatchNorm in eval mode).
+    #[arg(long)]
+    pub train_encoder: bool,
+    /// Fraction of each class of Training/ held out for validation.
+    #[arg(long, default_value_t = 0.2)]
+    pub validation_fraction: f64,
+    /// Probability at which the U-Net's output becomes a mask.
+    #[arg(long, default_value_t = 0.5)]
+    pub threshold: f32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Cases in gallery.png.
+    #[arg(long, default_value_t = 12)]
+    pub gallery: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SegmentArgs {
+    /// Segmentation run folder (from `train-seg`).
+    pub segrun: PathBuf,
+    /// Image files and folders; a dataset folder uses its Testing/ split and scores against `masks/`.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Output folder (masks/, overlays/, segment.json, gallery.png).
+    #[arg(long, default_value = "segment-out")]
+    pub out: PathBuf,
+    /// Keep the mask of an image the classifier calls no-tumour (by default it is emptied).
+    #[arg(long)]
+    pub no_gate: bool,
+    /// Probability at which the U-Net's output becomes a mask (default: the run's).
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    #[command(flatten)]
+    pub volume: VolumeArgs,
+}
+
 /// How DICOM and NIfTI inputs become slices.
 #[derive(Debug, Clone, Default, Args)]
 pub struct VolumeArgs {
@@ -342,6 +481,28 @@ pub enum RawFormat {
     Npy,
     Png,
     None,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// A demo folder (run/, inspect/, cam/, pseudo-masks/, seg/ inside) or a run folder (its companions are
+    /// looked for beside it under those names).
+    pub dir: PathBuf,
+    /// The HTML file to write (default: DIR/report.html); report.md is written beside it.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Dataset analysis folder (from `inspect`).
+    #[arg(long)]
+    pub inspect: Option<PathBuf>,
+    /// Grad-CAM folder (from `cam`).
+    #[arg(long)]
+    pub cam: Option<PathBuf>,
+    /// Pseudo-mask folder (from `pseudo-masks`).
+    #[arg(long)]
+    pub pseudo: Option<PathBuf>,
+    /// Segmentation run (from `train-seg`).
+    #[arg(long)]
+    pub seg: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -8,6 +8,7 @@ pub mod device;
 pub mod metrics;
 pub mod model;
 pub mod paths;
+pub mod report;
 pub mod rng;
 pub mod server;
 pub mod train;

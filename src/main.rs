@@ -24,7 +24,11 @@ fn main() -> ExitCode {
         Command::Evaluate(args) => commands::evaluate::run(args),
         Command::Predict(args) => commands::predict::run(args),
         Command::Cam(args) => commands::cam::run(args),
+        Command::PseudoMasks(args) => commands::pseudo_masks::run(args),
+        Command::TrainSeg(args) => commands::train_seg::run(args),
+        Command::Segment(args) => commands::segment::run(args),
         Command::Weights(args) => commands::weights::run(args),
+        Command::Report(args) => commands::report::run(args),
         Command::Demo(args) => commands::demo::run(args),
         Command::Serve(args) => commands::serve::run(args),
         Command::Bench(args) => commands::bench::run(args),
@@ -50,6 +54,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
             || e.is::<InputError>()
             || e.is::<WeightsError>()
             || e.is::<RunError>()
+            || e.is::<tumornet::report::ReportError>()
             || matches!(e.downcast_ref::<ServerError>(), Some(ServerError::Run(_)))
             || matches!(
                 e.downcast_ref::<PhantomError>(),

@@ -20,6 +20,11 @@ pub fn lossy_option<S: Serializer, P: AsRef<Path>>(
     }
 }
 
+/// A path as text, invalid UTF-8 replaced (for display and for documents that reference files).
+pub fn lossy_string(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

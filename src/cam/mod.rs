@@ -7,6 +7,7 @@
 //! drawing: this module returns maps, `viz` draws them.
 
 pub mod postprocess;
+pub mod pseudo;
 pub mod quality;
 
 use crate::model::inference::{values, InferenceError};

@@ -27,10 +27,10 @@ use std::path::{Path, PathBuf};
 
 /// One input: where it is and what is known about it.
 #[derive(Debug, Clone)]
-struct Item {
-    input: Input,
-    true_class: Option<Class>,
-    mask: Option<PathBuf>,
+pub(crate) struct Item {
+    pub input: Input,
+    pub true_class: Option<Class>,
+    pub mask: Option<PathBuf>,
 }
 
 /// One method's result for one image.
@@ -291,7 +291,7 @@ pub fn cam(args: &CamArgs) -> anyhow::Result<CamReport> {
 /// The inputs: a dataset folder's Testing/ split (true classes and masks known), else files and folders (the
 /// true class guessed from the parent folder's name), DICOM and NIfTI files expanded into slices. Inputs that
 /// cannot be read come back as errors naming them.
-fn gather(
+pub(crate) fn gather(
     inputs: &[PathBuf],
     volume: &crate::data::medical::VolumeOptions,
 ) -> anyhow::Result<(Vec<Item>, Vec<String>)> {
@@ -429,7 +429,7 @@ fn deletion_drops(
 
 /// A file-name stem not used before in this run (`name`, `name_2`, …); a slice adds its plane and index
 /// (`scan_axial_88`).
-fn unique_name(input: &Input, used: &mut HashSet<String>) -> String {
+pub(crate) fn unique_name(input: &Input, used: &mut HashSet<String>) -> String {
     let file = input
         .path
         .file_name()

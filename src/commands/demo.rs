@@ -1,9 +1,12 @@
 //! `tumornet demo`: the whole job on a generated phantom set, into one folder: generate the set (`data/`),
 //! inspect it (`inspect/`), train the seed protocol (`run/`; plus the `full` stage when no ImageNet weights are
-//! at hand), explain the test images with Grad-CAM and score the maps against the true masks (`cam/`), and write
-//! `summary.md`. Segmentation and the HTML report join as they land.
+//! at hand), explain the test images with Grad-CAM and score the maps against the true masks (`cam/`), turn the
+//! CAMs into pseudo-masks and train the U-Net on them in self-training rounds (`seg/`, with `seg/pseudo-masks/`),
+//! and write `summary.md` and the self-contained `report.html`.
 
-use crate::cli::{args_from, CamArgs, DemoArgs, InspectArgs, SynthArgs, TrainArgs};
+use crate::cli::{
+    args_from, CamArgs, DemoArgs, InspectArgs, ReportArgs, SynthArgs, TrainArgs, TrainSegArgs,
+};
 use anyhow::Context;
 use std::time::Instant;
 
@@ -15,6 +18,9 @@ struct Plan {
     finetune_epochs: usize,
     /// Epochs of the `full` stage when no ImageNet weights are available.
     offline_full_epochs: usize,
+    /// U-Net epochs of the first and of the second (self-training) round.
+    seg_epochs: usize,
+    seg_round_epochs: usize,
 }
 
 fn plan(quick: bool) -> Plan {
@@ -25,6 +31,8 @@ fn plan(quick: bool) -> Plan {
             baseline_epochs: 2,
             finetune_epochs: 2,
             offline_full_epochs: 2,
+            seg_epochs: 1,
+            seg_round_epochs: 1,
         }
     } else {
         Plan {
@@ -33,6 +41,8 @@ fn plan(quick: bool) -> Plan {
             baseline_epochs: 5,
             finetune_epochs: 3,
             offline_full_epochs: 5,
+            seg_epochs: 3,
+            seg_round_epochs: 1,
         }
     }
 }
@@ -112,6 +122,25 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let cams = super::cam::cam(&cam).context("demo: Grad-CAM")?;
     timings.push(("Grad-CAM + quality", t.elapsed().as_secs_f64()));
 
+    let t = Instant::now();
+    let seg_dir = args.out.join("seg");
+    let train_seg: TrainSegArgs = args_from(argv(&[
+        &run,
+        &data,
+        &"--out",
+        &seg_dir,
+        &"--rounds",
+        &"2",
+        &"--epochs",
+        &plan.seg_epochs.to_string(),
+        &"--round-epochs",
+        &plan.seg_round_epochs.to_string(),
+        &"--seed",
+        &seed,
+    ]))?;
+    let seg = super::train_seg::train_seg(&train_seg).context("demo: pseudo-masks and U-Net")?;
+    timings.push(("pseudo-masks + U-Net", t.elapsed().as_secs_f64()));
+
     let mut summary = String::from("# TumorNet demo\n\n");
     summary.push_str(&format!(
         "Phantom set: {} training and {} test images per class (seed {}), in `data/`. {}\n\n",
@@ -131,17 +160,22 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     summary.push_str(&super::train::comparison_table(&report));
     summary.push_str("\n\n## Grad-CAM quality against the true masks\n\n");
     summary.push_str(&super::cam::quality_table(&cams));
+    summary.push_str("\n## Segmentation (U-Net on Grad-CAM pseudo-masks)\n\n");
+    summary.push_str(&super::train_seg::metrics_table(&seg));
     summary.push_str("\n## Time\n\n| phase | seconds |\n|---|---|\n");
     for (phase, seconds) in &timings {
         summary.push_str(&format!("| {phase} | {seconds:.1} |\n"));
     }
     summary.push_str(&format!(
         "| total | {:.1} |\n\nFigures: `inspect/analysis.png`, `run/curves.png`, `run/confusion_*.png`, \
-         `cam/grid.png`; numbers: `run/metrics.json`, `cam/cam.json`.\n",
+         `cam/grid.png`, `seg/pseudo-masks/gallery.png`, `seg/gallery.png`; numbers: `run/metrics.json`, \
+         `cam/cam.json`, `seg/seg.json`. Everything in one page: `report.html`.\n",
         start.elapsed().as_secs_f64()
     ));
     let path = args.out.join("summary.md");
     std::fs::write(&path, &summary).with_context(|| format!("writing {}", path.display()))?;
+    let report: ReportArgs = args_from(argv(&[&args.out]))?;
+    super::report::report(&report).context("demo: the HTML report")?;
     println!("\n{summary}");
     println!(
         "Demo finished in {:.0} s; everything is in {}",

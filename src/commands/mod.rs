@@ -6,9 +6,13 @@ pub mod demo;
 pub mod evaluate;
 pub mod inspect;
 pub mod predict;
+pub mod pseudo_masks;
+pub mod report;
+pub mod segment;
 pub mod serve;
 pub mod synth;
 pub mod train;
+pub mod train_seg;
 pub mod weights;
 
 use crate::data::scan::{self, ScanOptions, ScanReport};

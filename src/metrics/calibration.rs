@@ -2,9 +2,25 @@
 
 use super::argmax;
 
-/// Expected calibration error with `bins` equal-width confidence bins: Σ_b (n_b / N) · |accuracy_b − confidence_b|,
-/// where confidence is the top probability and accuracy whether its class is the true one.
-pub fn expected_calibration_error(probabilities: &[Vec<f32>], truth: &[usize], bins: usize) -> f64 {
+/// One confidence bin of a reliability diagram.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReliabilityBin {
+    /// Lower and upper edge of the bin's confidence range.
+    pub from: f64,
+    pub to: f64,
+    pub count: u64,
+    /// Mean top probability of the bin's predictions (`None` for an empty bin).
+    pub confidence: Option<f64>,
+    /// Fraction of them that were right.
+    pub accuracy: Option<f64>,
+}
+
+/// Reliability diagram with `bins` equal-width bins of the top probability.
+pub fn reliability_bins(
+    probabilities: &[Vec<f32>],
+    truth: &[usize],
+    bins: usize,
+) -> Vec<ReliabilityBin> {
     let bins = bins.max(1);
     let mut count = vec![0u64; bins];
     let mut confidence = vec![0f64; bins];
@@ -16,14 +32,33 @@ pub fn expected_calibration_error(probabilities: &[Vec<f32>], truth: &[usize], b
         confidence[bin] += f64::from(p);
         correct[bin] += if best == *t { 1.0 } else { 0.0 };
     }
-    let total: u64 = count.iter().sum();
+    (0..bins)
+        .map(|b| {
+            let n = count[b];
+            ReliabilityBin {
+                from: b as f64 / bins as f64,
+                to: (b + 1) as f64 / bins as f64,
+                count: n,
+                confidence: (n > 0).then(|| confidence[b] / n as f64),
+                accuracy: (n > 0).then(|| correct[b] / n as f64),
+            }
+        })
+        .collect()
+}
+
+/// Expected calibration error with `bins` equal-width confidence bins: Σ_b (n_b / N) · |accuracy_b − confidence_b|,
+/// where confidence is the top probability and accuracy whether its class is the true one.
+pub fn expected_calibration_error(probabilities: &[Vec<f32>], truth: &[usize], bins: usize) -> f64 {
+    let reliability = reliability_bins(probabilities, truth, bins);
+    let total: u64 = reliability.iter().map(|b| b.count).sum();
     if total == 0 {
         return 0.0;
     }
-    (0..bins)
-        .filter(|b| count[*b] > 0)
-        .map(|b| (correct[b] - confidence[b]).abs() / total as f64)
-        .sum()
+    reliability
+        .iter()
+        .filter_map(|b| Some(b.count as f64 * (b.accuracy? - b.confidence?).abs()))
+        .sum::<f64>()
+        / total as f64
 }
 
 /// One-vs-rest ROC AUC of `class`: the probability that a random positive scores above a random negative

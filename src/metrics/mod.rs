@@ -4,6 +4,7 @@ pub mod calibration;
 pub mod classification;
 pub mod intervals;
 pub mod report;
+pub mod segmentation;
 
 pub use classification::{ClassScores, ConfusionMatrix};
 

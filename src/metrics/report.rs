@@ -1,6 +1,8 @@
 //! Every classification score of one evaluation, as written to `metrics.json`.
 
-use super::calibration::{expected_calibration_error, roc_auc_one_vs_rest};
+use super::calibration::{
+    expected_calibration_error, reliability_bins, roc_auc_one_vs_rest, ReliabilityBin,
+};
 use super::intervals::{bootstrap, wilson, Z95};
 use super::{ClassScores, ConfusionMatrix};
 use crate::data::Class;
@@ -25,6 +27,8 @@ pub struct ClassificationReport {
     pub roc_auc: BTreeMap<Class, Option<f64>>,
     /// Expected calibration error, 15 bins.
     pub expected_calibration_error: f64,
+    /// The reliability diagram behind it (15 bins).
+    pub reliability: Vec<ReliabilityBin>,
     /// Rows: true class; columns: predicted class; in `classes` order.
     pub confusion: Vec<Vec<u64>>,
     pub classes: Vec<Class>,
@@ -65,6 +69,7 @@ pub fn classification_report(
         per_class,
         roc_auc,
         expected_calibration_error: expected_calibration_error(probabilities, labels, 15),
+        reliability: reliability_bins(probabilities, labels, 15),
         confusion: confusion.rows(),
         classes: classes.to_vec(),
     }

@@ -5,13 +5,16 @@
 //! logits. Input sides must be multiples of 32 (128×128 → 128×128).
 
 use super::resnet::{ResNet18, FEATURE_CHANNELS};
+use super::weights::{self, WeightsError};
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use burn::tensor::activation::relu;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor};
+use std::path::Path;
 
 /// smp's decoder channels for a five-stage encoder.
 pub const DECODER_CHANNELS: [usize; 5] = [256, 128, 64, 32, 16];
@@ -118,6 +121,68 @@ impl UNet {
     }
 }
 
+/// Save a U-Net as safetensors: the encoder under `encoder.` with torchvision's key names and layouts, the decoder
+/// under `blocks.N.` and `head.`; `metadata` goes into the header. Written to a temporary file and renamed.
+pub fn save_unet(
+    unet: &UNet,
+    path: &Path,
+    metadata: &[(&str, String)],
+) -> Result<(), WeightsError> {
+    let write_error = |message: String| WeightsError::Write {
+        path: path.to_path_buf(),
+        message,
+    };
+    let temporary = weights::temporary_path(path);
+    let mut store = SafetensorsStore::from_file(&temporary)
+        .with_key_remapping(r"downsample\.conv\.", "downsample.0.")
+        .with_key_remapping(r"downsample\.bn\.", "downsample.1.")
+        .with_to_adapter(BurnToPyTorchAdapter);
+    for (key, value) in metadata {
+        store = store.metadata(*key, value.clone());
+    }
+    unet.save_into(&mut store)
+        .map_err(|e| write_error(e.to_string()))?;
+    std::fs::rename(&temporary, path).map_err(|e| write_error(e.to_string()))
+}
+
+/// Load a U-Net saved by [`save_unet`] (an encoder with `classes` outputs) onto `device`. Every tensor must be
+/// there with its shape, and nothing else.
+pub fn load_unet(path: &Path, classes: usize, device: &Device) -> Result<UNet, WeightsError> {
+    if !path.is_file() {
+        return Err(WeightsError::NotFound(path.to_path_buf()));
+    }
+    let mut unet = UNet::new(ResNet18::new(classes, device), device);
+    let mut store = SafetensorsStore::from_file(path)
+        .with_key_remapping(r"downsample\.0\.", "downsample.conv.")
+        .with_key_remapping(r"downsample\.1\.", "downsample.bn.")
+        .with_from_adapter(PyTorchToBurnAdapter)
+        .allow_partial(true)
+        .validate(false);
+    let result = unet.load_from(&mut store).map_err(|e| WeightsError::Read {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    if !result.errors.is_empty() {
+        return Err(WeightsError::Shape {
+            path: path.to_path_buf(),
+            tensors: result.errors.iter().map(|e| format!("{e:?}")).collect(),
+        });
+    }
+    if !result.missing.is_empty() {
+        return Err(WeightsError::Missing {
+            path: path.to_path_buf(),
+            tensors: result.missing.iter().map(|(t, _)| t.clone()).collect(),
+        });
+    }
+    if !result.unused.is_empty() {
+        return Err(WeightsError::Unexpected {
+            path: path.to_path_buf(),
+            tensors: result.unused.clone(),
+        });
+    }
+    Ok(unet)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,5 +209,29 @@ mod tests {
         let decoder: usize =
             unet.blocks.iter().map(|b| b.num_params()).sum::<usize>() + unet.head.num_params();
         assert_eq!(decoder, 3_151_552 + 145 + 2 * 992);
+    }
+
+    #[test]
+    fn a_saved_unet_loads_back_with_every_tensor_and_the_same_output() {
+        let device = crate::device::inference();
+        device.seed(5);
+        let unet = UNet::new(ResNet18::new(4, &device), &device);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("unet.safetensors");
+        save_unet(&unet, &path, &[("k", "v".into())]).expect("save");
+        let loaded = load_unet(&path, 4, &device).expect("load");
+        let x = Tensor::<4>::random([1, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device);
+        assert_eq!(
+            values(unet.forward(x.clone())).expect("a"),
+            values(loaded.forward(x)).expect("b")
+        );
+        // A classifier file is not a U-Net: the decoder is missing.
+        let classifier = dir.path().join("classifier.safetensors");
+        crate::model::weights::save_torchvision(&ResNet18::new(4, &device), &classifier, &[])
+            .expect("save classifier");
+        assert!(matches!(
+            load_unet(&classifier, 4, &device),
+            Err(WeightsError::Missing { .. })
+        ));
     }
 }

@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod history;
+pub mod segmentation;
 pub mod stage;
 
 use crate::data::batcher::images_to_tensor;

@@ -3,6 +3,7 @@
 pub mod charts;
 pub mod colormap;
 pub mod grid;
+pub mod masks;
 pub mod plots;
 
 use image::RgbImage;

@@ -117,7 +117,27 @@ fn demo_quick_runs_the_pipeline_end_to_end() {
     assert_eq!(cam["images"].as_array().expect("images").len(), 24);
     assert_eq!(cam["quality"]["grad-cam"]["all"]["masked"], 18);
     assert!(read("inspect/inspect.json").is_object());
-    for figure in ["inspect/analysis.png", "run/curves.png", "cam/grid.png"] {
+    let seg = read("seg/seg.json");
+    assert_eq!(seg["round_metrics"].as_array().expect("rounds").len(), 2);
+    assert!(seg["round_metrics"][1]["test_label_gate"]["all"]["dice"].is_number());
+    assert!(summary.contains("Segmentation"), "{summary}");
+    let html = std::fs::read_to_string(out_dir.join("report.html")).expect("report.html");
+    for part in [
+        "id=\"dataset\"",
+        "id=\"grad-cam\"",
+        "id=\"segmentation\"",
+        "Reliability, stage full",
+    ] {
+        assert!(html.contains(part), "{part} missing from the report");
+    }
+    assert!(!html.contains("src=\"http"));
+    for figure in [
+        "inspect/analysis.png",
+        "run/curves.png",
+        "cam/grid.png",
+        "seg/gallery.png",
+        "seg/pseudo-masks/gallery.png",
+    ] {
         assert!(
             image::image_dimensions(out_dir.join(figure)).is_ok(),
             "{figure}"

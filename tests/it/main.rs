@@ -10,5 +10,6 @@ mod medical;
 mod model;
 mod phantom;
 mod preprocess;
+mod segmentation;
 mod serve;
 mod train;

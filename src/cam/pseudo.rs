@@ -1,0 +1,394 @@
+//! Pseudo-masks: a class activation map (values in [0, 1]) thresholded into a binary mask, with the usual
+//! weak-supervision refinements — a class gate (a predicted no-tumour image gets an empty mask), restriction to
+//! the head (the MRI's foreground), cleanup (keep the largest component, fill its holes), and an optional
+//! IRNet-style "ignore" band between a background and a foreground level that training skips.
+//!
+//! Masks are stored as 8-bit PNGs: 0 background, 255 foreground, [`IGNORE`] ignore.
+
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::fmt;
+use std::str::FromStr;
+
+/// The stored value of an "ignore" pixel.
+pub const IGNORE: u8 = 128;
+
+/// How a map becomes foreground.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum Threshold {
+    /// Foreground where the map ≥ this fraction of its maximum.
+    Fraction(f32),
+    /// Otsu's threshold of the map's histogram (256 bins over [0, 1]).
+    Otsu,
+    /// The top `p` percent of the map's pixels.
+    TopPercent(f32),
+}
+
+impl Threshold {
+    /// The default of `pseudo-masks`: half the maximum.
+    pub const DEFAULT: Threshold = Threshold::Fraction(0.5);
+
+    /// Every method at its common setting, for comparison tables.
+    pub const COMPARED: [Threshold; 5] = [
+        Threshold::Fraction(0.3),
+        Threshold::Fraction(0.5),
+        Threshold::Fraction(0.7),
+        Threshold::Otsu,
+        Threshold::TopPercent(5.0),
+    ];
+
+    /// The map level at and above which a pixel is foreground.
+    pub fn level(self, map: &[f32]) -> f32 {
+        match self {
+            Threshold::Fraction(f) => f * map.iter().copied().fold(0.0, f32::max),
+            Threshold::Otsu => otsu(map),
+            Threshold::TopPercent(p) => {
+                if map.is_empty() {
+                    return f32::INFINITY;
+                }
+                let mut sorted = map.to_vec();
+                sorted.sort_unstable_by(|a, b| b.total_cmp(a));
+                let keep = ((p / 100.0) * map.len() as f32).round().max(1.0) as usize;
+                sorted[keep.min(map.len()) - 1]
+            }
+        }
+    }
+}
+
+impl fmt::Display for Threshold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Threshold::Fraction(v) => write!(f, "fraction:{v}"),
+            Threshold::Otsu => write!(f, "otsu"),
+            Threshold::TopPercent(p) => write!(f, "top:{p}"),
+        }
+    }
+}
+
+impl FromStr for Threshold {
+    type Err = String;
+
+    /// `fraction:0.5`, `otsu`, `top:5` (percent).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let number = |v: &str, range: std::ops::RangeInclusive<f32>| {
+            v.parse::<f32>()
+                .ok()
+                .filter(|x| range.contains(x))
+                .ok_or_else(|| format!("`{text}`: expected a number in {range:?}"))
+        };
+        match text.split_once(':') {
+            None if text.eq_ignore_ascii_case("otsu") => Ok(Threshold::Otsu),
+            Some(("fraction", v)) => Ok(Threshold::Fraction(number(v, 0.0..=1.0)?)),
+            Some(("top", v)) => Ok(Threshold::TopPercent(number(v, 0.0..=100.0)?)),
+            _ => Err(format!(
+                "`{text}`: expected fraction:F (0–1), otsu, or top:P (percent)"
+            )),
+        }
+    }
+}
+
+/// Otsu's threshold of values in [0, 1] (256 bins): the level that maximises the between-class variance. The
+/// returned level is the upper edge of the last background bin; a constant map gives a level above it.
+pub fn otsu(values: &[f32]) -> f32 {
+    const BINS: usize = 256;
+    let mut histogram = [0u64; BINS];
+    for v in values {
+        let bin = ((v.clamp(0.0, 1.0) * (BINS - 1) as f32).round()) as usize;
+        histogram[bin] += 1;
+    }
+    let total = values.len() as f64;
+    let sum_all: f64 = histogram
+        .iter()
+        .enumerate()
+        .map(|(i, c)| i as f64 * *c as f64)
+        .sum();
+    let (mut weight_b, mut sum_b) = (0f64, 0f64);
+    let (mut best, mut best_bin) = (-1f64, BINS - 1);
+    for (i, count) in histogram.iter().enumerate() {
+        weight_b += *count as f64;
+        if weight_b == 0.0 {
+            continue;
+        }
+        let weight_f = total - weight_b;
+        if weight_f == 0.0 {
+            break;
+        }
+        sum_b += i as f64 * *count as f64;
+        let mean_b = sum_b / weight_b;
+        let mean_f = (sum_all - sum_b) / weight_f;
+        let between = weight_b * weight_f * (mean_b - mean_f).powi(2);
+        if between > best {
+            best = between;
+            best_bin = i;
+        }
+    }
+    (best_bin as f32 + 0.5) / (BINS - 1) as f32
+}
+
+/// Keep only the largest 4-connected component of `mask` (`width`×`height`, row-major).
+pub fn keep_largest_component(mask: &mut [bool], width: usize, height: usize) {
+    let mut label = vec![0u32; mask.len()];
+    let mut sizes = vec![0usize];
+    let mut queue = VecDeque::new();
+    for start in 0..mask.len() {
+        if !mask[start] || label[start] != 0 {
+            continue;
+        }
+        let id = sizes.len() as u32;
+        sizes.push(0);
+        label[start] = id;
+        queue.push_back(start);
+        while let Some(i) = queue.pop_front() {
+            sizes[id as usize] += 1;
+            for j in neighbours(i, width, height) {
+                if mask[j] && label[j] == 0 {
+                    label[j] = id;
+                    queue.push_back(j);
+                }
+            }
+        }
+    }
+    let Some((largest, _)) = sizes
+        .iter()
+        .enumerate()
+        .skip(1)
+        .max_by_key(|(i, size)| (**size, std::cmp::Reverse(*i)))
+    else {
+        return;
+    };
+    for (m, l) in mask.iter_mut().zip(&label) {
+        *m = *l == largest as u32;
+    }
+}
+
+/// Fill holes: background pixels not 4-connected to the border become foreground.
+pub fn fill_holes(mask: &mut [bool], width: usize, height: usize) {
+    let mut outside = vec![false; mask.len()];
+    let mut queue = VecDeque::new();
+    for y in 0..height {
+        for x in 0..width {
+            let border = x == 0 || y == 0 || x + 1 == width || y + 1 == height;
+            let i = y * width + x;
+            if border && !mask[i] {
+                outside[i] = true;
+                queue.push_back(i);
+            }
+        }
+    }
+    while let Some(i) = queue.pop_front() {
+        for j in neighbours(i, width, height) {
+            if !mask[j] && !outside[j] {
+                outside[j] = true;
+                queue.push_back(j);
+            }
+        }
+    }
+    for (m, o) in mask.iter_mut().zip(&outside) {
+        *m = !*o;
+    }
+}
+
+fn neighbours(i: usize, width: usize, height: usize) -> impl Iterator<Item = usize> {
+    let (x, y) = (i % width, i / width);
+    [
+        (x > 0).then(|| i - 1),
+        (x + 1 < width).then(|| i + 1),
+        (y > 0).then(|| i - width),
+        (y + 1 < height).then(|| i + width),
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// The head: pixels brighter than half Otsu's level of the image's intensities, the largest component with its
+/// holes filled (the dark ventricles and lesion cores belong to the head).
+pub fn head_mask(gray: &[u8], width: usize, height: usize) -> Vec<bool> {
+    let scaled: Vec<f32> = gray.iter().map(|v| f32::from(*v) / 255.0).collect();
+    let level = 0.5 * otsu(&scaled);
+    let mut mask: Vec<bool> = scaled.iter().map(|v| *v > level).collect();
+    keep_largest_component(&mut mask, width, height);
+    fill_holes(&mut mask, width, height);
+    mask
+}
+
+/// How CAMs become pseudo-masks.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PseudoMaskConfig {
+    pub threshold: Threshold,
+    /// IRNet's background level: map values ≤ this are background, those between it and the foreground level
+    /// are ignored in training (`None`: every non-foreground pixel is background).
+    pub ignore_below: Option<f32>,
+    /// Clear foreground outside the head.
+    pub head_only: bool,
+    /// Keep the largest foreground component and fill its holes.
+    pub cleanup: bool,
+}
+
+impl Default for PseudoMaskConfig {
+    fn default() -> Self {
+        PseudoMaskConfig {
+            threshold: Threshold::DEFAULT,
+            ignore_below: None,
+            head_only: true,
+            cleanup: true,
+        }
+    }
+}
+
+/// The pseudo-mask of one map (`width`×`height`, values in [0, 1]): 0, 255 or [`IGNORE`] per pixel. `tumour`
+/// is the class gate: `false` (the image was predicted no-tumour) gives an all-background mask. `head` restricts
+/// the foreground when `config.head_only`.
+pub fn pseudo_mask(
+    map: &[f32],
+    width: usize,
+    height: usize,
+    tumour: bool,
+    head: Option<&[bool]>,
+    config: &PseudoMaskConfig,
+) -> Vec<u8> {
+    if !tumour {
+        return vec![0; map.len()];
+    }
+    let level = config.threshold.level(map);
+    let inside =
+        |i: usize| !config.head_only || head.is_none_or(|h| h.get(i).copied().unwrap_or(true));
+    let mut foreground: Vec<bool> = map
+        .iter()
+        .enumerate()
+        .map(|(i, v)| *v >= level && inside(i))
+        .collect();
+    if config.cleanup {
+        keep_largest_component(&mut foreground, width, height);
+        fill_holes(&mut foreground, width, height);
+    }
+    map.iter()
+        .zip(&foreground)
+        .map(|(v, f)| match (f, config.ignore_below) {
+            (true, _) => 255,
+            (false, Some(low)) if *v > low && *v < level => IGNORE,
+            _ => 0,
+        })
+        .collect()
+}
+
+/// A stored mask as (foreground, ignore) flags.
+pub fn split_labels(mask: &[u8]) -> (Vec<bool>, Vec<bool>) {
+    mask.iter().map(|v| (*v > IGNORE, *v == IGNORE)).unzip()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_parse_and_print_back() {
+        for text in ["fraction:0.5", "otsu", "top:5"] {
+            let t: Threshold = text.parse().expect(text);
+            assert_eq!(t.to_string(), text);
+        }
+        assert!("fraction:1.5".parse::<Threshold>().is_err());
+        assert!("median".parse::<Threshold>().is_err());
+    }
+
+    #[test]
+    fn levels_by_hand() {
+        let map = [0.0, 0.1, 0.2, 0.4, 0.8, 1.0, 0.9, 0.05, 0.0, 0.3];
+        assert_eq!(Threshold::Fraction(0.5).level(&map), 0.5);
+        // Top 20 % of 10 pixels = the 2 largest: level 0.9.
+        assert_eq!(Threshold::TopPercent(20.0).level(&map), 0.9);
+        // Two clusters (0–0.1 and 0.9–1.0): Otsu's level separates them.
+        let bimodal: Vec<f32> = (0..100)
+            .map(|i| {
+                if i < 60 {
+                    0.05 + 0.001 * i as f32
+                } else {
+                    0.95 - 0.001 * i as f32
+                }
+            })
+            .collect();
+        let level = otsu(&bimodal);
+        assert!(level > 0.11 && level < 0.88, "{level}");
+        let foreground = bimodal.iter().filter(|v| **v >= level).count();
+        assert_eq!(foreground, 40);
+    }
+
+    #[test]
+    fn largest_component_and_hole_filling() {
+        // 6×5: a ring (with a hole) on the left and a single pixel on the right.
+        #[rustfmt::skip]
+        let bits = [
+            1, 1, 1, 0, 0, 0,
+            1, 0, 1, 0, 0, 0,
+            1, 1, 1, 0, 0, 1,
+            0, 0, 0, 0, 0, 0,
+            0, 0, 0, 0, 0, 0,
+        ];
+        let mut mask: Vec<bool> = bits.iter().map(|b| *b == 1).collect();
+        keep_largest_component(&mut mask, 6, 5);
+        assert!(!mask[2 * 6 + 5] && mask[0]);
+        assert!(!mask[6 + 1]);
+        fill_holes(&mut mask, 6, 5);
+        assert!(mask[6 + 1]);
+        assert_eq!(mask.iter().filter(|m| **m).count(), 9);
+    }
+
+    #[test]
+    fn the_class_gate_empties_the_mask_and_the_ignore_band_lies_between_the_levels() {
+        let map: Vec<f32> = (0..16).map(|i| i as f32 / 15.0).collect();
+        let config = PseudoMaskConfig {
+            threshold: Threshold::Fraction(0.7),
+            ignore_below: Some(0.2),
+            head_only: false,
+            cleanup: false,
+        };
+        assert!(pseudo_mask(&map, 4, 4, false, None, &config)
+            .iter()
+            .all(|v| *v == 0));
+        let mask = pseudo_mask(&map, 4, 4, true, None, &config);
+        for (v, m) in map.iter().zip(&mask) {
+            let expected = if *v >= 0.7 {
+                255
+            } else if *v > 0.2 {
+                IGNORE
+            } else {
+                0
+            };
+            assert_eq!(*m, expected, "map {v}");
+        }
+        let (foreground, ignore) = split_labels(&mask);
+        assert_eq!(foreground.iter().filter(|f| **f).count(), 5);
+        assert_eq!(ignore.iter().filter(|f| **f).count(), 7);
+    }
+
+    #[test]
+    fn the_head_mask_keeps_the_head_and_its_dark_inside() {
+        // 20×20: dark background, a bright disc of radius 8 with a dark core of radius 3, noise speck far away.
+        let (w, h) = (20usize, 20usize);
+        let mut gray = vec![5u8; w * h];
+        for y in 0..h {
+            for x in 0..w {
+                let d = ((x as f32 - 10.0).powi(2) + (y as f32 - 10.0).powi(2)).sqrt();
+                if d <= 8.0 {
+                    gray[y * w + x] = if d <= 3.0 { 10 } else { 200 };
+                }
+            }
+        }
+        gray[0] = 220;
+        let head = head_mask(&gray, w, h);
+        assert!(head[10 * w + 10], "the dark core belongs to the head");
+        assert!(!head[0], "a bright speck outside the head does not");
+        assert!(head[10 * w + 17] && !head[10 * w + 19]);
+        // Restricting a map that is hot everywhere keeps only the head.
+        let config = PseudoMaskConfig {
+            threshold: Threshold::Fraction(0.5),
+            cleanup: false,
+            ..PseudoMaskConfig::default()
+        };
+        let mask = pseudo_mask(&vec![1.0; w * h], w, h, true, Some(&head), &config);
+        assert_eq!(
+            mask.iter().filter(|v| **v == 255).count(),
+            head.iter().filter(|v| **v).count()
+        );
+    }
+}

@@ -1,0 +1,475 @@
+//! `tumornet pseudo-masks RUN DATA --out DIR`: for every image of a dataset folder, a class activation map of the
+//! run's classifier thresholded into a 128×128 pseudo-mask (`masks/<split>/<class>/<name>.png`: 0 background,
+//! 255 tumour, 128 ignore), `pseudo_masks.json` (the settings and one entry per image), `quality.md` (every
+//! threshold method scored against the true masks, where the dataset has them) and `gallery.png`
+//! (image | true mask | CAM | pseudo-mask).
+
+use super::progress_bar;
+use crate::cam::postprocess::finish;
+use crate::cam::pseudo::{head_mask, pseudo_mask, split_labels, PseudoMaskConfig, Threshold};
+use crate::cam::{compute_smoothed, CamMethod};
+use crate::cli::{Gate, PseudoMaskArgs};
+use crate::data::batcher::images_to_tensor;
+use crate::data::decode::decode_file;
+use crate::data::preprocess::{resize_mask, resize_rgb, SEGMENTATION_SIZE};
+use crate::data::scan::{Sample, Split};
+use crate::data::Class;
+use crate::metrics::segmentation::{MaskCounts, SegmentationScores, SegmentationSums};
+use crate::model::{run, ResNet18};
+use crate::viz::{self, colormap, grid, masks};
+use anyhow::Context;
+use burn::module::Module;
+use image::{GrayImage, RgbImage};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The manifest's file name.
+pub const MANIFEST: &str = "pseudo_masks.json";
+/// Side of every pseudo-mask (the U-Net's input size).
+pub const SIDE: u32 = SEGMENTATION_SIZE;
+
+/// One image and its pseudo-mask.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PseudoEntry {
+    pub image: PathBuf,
+    pub split: Split,
+    pub class: Class,
+    pub predicted: Class,
+    pub confidence: f32,
+    /// The class the CAM explains (the label or the prediction, by the gate).
+    pub target: Class,
+    /// The pseudo-mask, relative to the output folder.
+    pub mask: PathBuf,
+    /// The dataset's true mask, when it has one.
+    pub true_mask: Option<PathBuf>,
+}
+
+/// `pseudo_masks.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PseudoManifest {
+    pub run: PathBuf,
+    pub data: PathBuf,
+    pub method: CamMethod,
+    pub config: PseudoMaskConfig,
+    pub gate: Gate,
+    pub flip_smooth: bool,
+    pub scales: Vec<f32>,
+    pub entries: Vec<PseudoEntry>,
+    /// Per threshold method (`fraction:0.5`, `otsu`, …), per split, per true class and `all`: scores of the
+    /// pseudo-masks against the true masks (no-tumour images count as empty references).
+    pub quality: BTreeMap<String, BTreeMap<String, BTreeMap<String, SegmentationScores>>>,
+    /// Images that could not be read, each with its reason.
+    pub errors: Vec<String>,
+}
+
+pub fn run(args: &PseudoMaskArgs) -> anyhow::Result<()> {
+    let manifest = pseudo_masks(args)?;
+    print!("{}", quality_table(&manifest, Split::Training));
+    println!(
+        "Wrote {} pseudo-masks, {MANIFEST}, quality.md and gallery.png to {}",
+        manifest.entries.len(),
+        args.out.display()
+    );
+    for error in &manifest.errors {
+        eprintln!("error: {error}");
+    }
+    Ok(())
+}
+
+/// Read a pseudo-mask folder's manifest.
+pub fn read_manifest(dir: &Path) -> anyhow::Result<PseudoManifest> {
+    let path = dir.join(MANIFEST);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "{}: not a pseudo-mask folder (no {MANIFEST})",
+            dir.display()
+        )
+    })?;
+    serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))
+}
+
+/// A class activation map per image at 128×128 in [0, 1], with the model's probabilities and the explained class.
+pub struct Cams {
+    pub maps: Vec<Vec<f32>>,
+    pub probabilities: Vec<Vec<f32>>,
+    pub targets: Vec<usize>,
+}
+
+/// CAMs of `images` (as decoded) with `model` (on the training device): at each scale the image resized to
+/// `scale × input_size`, maps finished to 128×128 and averaged over the scales (each already scaled to [0, 1],
+/// as IRNet does), for `targets` (the prediction at scale 1 where `None`).
+pub fn multi_scale_cams(
+    model: &ResNet18,
+    images: &[RgbImage],
+    input_size: u32,
+    method: CamMethod,
+    targets: &[Option<usize>],
+    scales: &[f32],
+    flip_smooth: bool,
+) -> anyhow::Result<Cams> {
+    let device = crate::device::training();
+    let side = SIDE as usize;
+    let resized = |scale: f32| -> anyhow::Result<Vec<RgbImage>> {
+        let s = ((input_size as f32 * scale).round() as u32).max(32);
+        images
+            .par_iter()
+            .map(|i| resize_rgb(i, s, s).map_err(anyhow::Error::from))
+            .collect()
+    };
+    let first = compute_smoothed(
+        model,
+        images_to_tensor(&resized(1.0)?, &device)?,
+        method,
+        targets,
+        flip_smooth,
+    )?;
+    let finish_all = |batch: &crate::cam::CamBatch| -> Vec<Vec<f32>> {
+        batch
+            .raw
+            .iter()
+            .map(|raw| finish(raw, batch.height, batch.width, side, side))
+            .collect()
+    };
+    let mut maps = finish_all(&first);
+    let chosen: Vec<Option<usize>> = first.targets.iter().map(|t| Some(*t)).collect();
+    let mut counted = 1.0f32;
+    for &scale in scales.iter().filter(|s| (**s - 1.0).abs() > 1e-6) {
+        let batch = compute_smoothed(
+            model,
+            images_to_tensor(&resized(scale)?, &device)?,
+            method,
+            &chosen,
+            flip_smooth,
+        )?;
+        for (sum, map) in maps.iter_mut().zip(finish_all(&batch)) {
+            for (s, v) in sum.iter_mut().zip(map) {
+                *s += v;
+            }
+        }
+        counted += 1.0;
+    }
+    for map in &mut maps {
+        for v in map.iter_mut() {
+            *v /= counted;
+        }
+    }
+    Ok(Cams {
+        maps,
+        probabilities: first.probabilities,
+        targets: first.targets,
+    })
+}
+
+/// A decoded sample: the image, its grey 128×128 version, its true mask at 128×128.
+struct Loaded {
+    image: RgbImage,
+    gray: Vec<u8>,
+    truth: Option<Vec<bool>>,
+}
+
+fn load(sample: &Sample) -> Result<Loaded, String> {
+    let image = decode_file(&sample.path).map_err(|e| e.to_string())?;
+    let small =
+        resize_rgb(&image, SIDE, SIDE).map_err(|e| format!("{}: {e}", sample.path.display()))?;
+    let gray = image::DynamicImage::ImageRgb8(small).to_luma8().into_raw();
+    let truth = match &sample.mask {
+        None => None,
+        Some(path) => Some(read_mask(path, SIDE)?.iter().map(|v| *v >= 128).collect()),
+    };
+    Ok(Loaded { image, gray, truth })
+}
+
+/// A mask PNG resized to `side`×`side` (bilinear, thresholded at half).
+pub fn read_mask(path: &Path, side: u32) -> Result<Vec<u8>, String> {
+    let gray: GrayImage = image::open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .to_luma8();
+    if gray.dimensions() == (side, side) {
+        return Ok(gray.into_raw());
+    }
+    Ok(resize_mask(&gray, side, side)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .into_raw())
+}
+
+/// Compute, write and score every image's pseudo-mask.
+pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
+    anyhow::ensure!(
+        args.scales.iter().all(|s| *s > 0.0 && *s <= 4.0),
+        "--scales must lie in (0, 4]"
+    );
+    if let Some(low) = args.ignore_below {
+        anyhow::ensure!(
+            (0.0..1.0).contains(&low),
+            "--ignore-below must lie in [0, 1)"
+        );
+    }
+    let config = PseudoMaskConfig {
+        threshold: args.threshold,
+        ignore_below: args.ignore_below,
+        head_only: !args.no_head,
+        cleanup: !args.no_cleanup,
+    };
+    let (model, run_config) = run::load_run(&args.run, &crate::device::inference())
+        .with_context(|| format!("loading {}", args.run.display()))?;
+    let model = model.train().fork(&crate::device::training());
+    let dataset = super::scan_dataset(&args.data, false)?.dataset;
+    let samples: Vec<&Sample> = dataset.samples.iter().collect();
+    anyhow::ensure!(!samples.is_empty(), "{}: no images", args.data.display());
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+
+    // Scored threshold methods: the comparison set, and the chosen one.
+    let mut compared: Vec<Threshold> = Threshold::COMPARED.to_vec();
+    if !compared.contains(&args.threshold) {
+        compared.push(args.threshold);
+    }
+    let mut sums: BTreeMap<(String, Split, Class), SegmentationSums> = BTreeMap::new();
+    let mut entries = Vec::with_capacity(samples.len());
+    let mut errors = Vec::new();
+    let mut gallery: Vec<(Class, [RgbImage; 4])> = Vec::new();
+    let mut gallery_counts = [0usize; Class::COUNT];
+    let per_class = args.gallery.div_ceil(3).max(1);
+    let side = SIDE as usize;
+    let bar = progress_bar(samples.len() as u64, "pseudo-masks");
+    for chunk in samples.chunks(args.batch_size.max(1)) {
+        let loaded: Vec<Result<Loaded, String>> = chunk.par_iter().map(|s| load(s)).collect();
+        let mut ready = Vec::new();
+        for (sample, result) in chunk.iter().zip(loaded) {
+            match result {
+                Ok(l) => ready.push((*sample, l)),
+                Err(e) => errors.push(e),
+            }
+        }
+        bar.inc((chunk.len() - ready.len()) as u64);
+        if ready.is_empty() {
+            continue;
+        }
+        let images: Vec<RgbImage> = ready.iter().map(|(_, l)| l.image.clone()).collect();
+        let targets: Vec<Option<usize>> = ready
+            .iter()
+            .map(|(s, _)| match args.gate {
+                Gate::Label => run_config.classes.iter().position(|c| *c == s.class),
+                Gate::Prediction => None,
+            })
+            .collect();
+        let cams = multi_scale_cams(
+            &model,
+            &images,
+            run_config.input_size,
+            args.method,
+            &targets,
+            &args.scales,
+            args.flip_smooth,
+        )?;
+        for (i, (sample, loaded)) in ready.iter().enumerate() {
+            let (best, confidence) = crate::metrics::argmax(&cams.probabilities[i]);
+            let predicted = run_config.classes[best];
+            let target = run_config.classes[cams.targets[i]];
+            let tumour = match args.gate {
+                Gate::Label => sample.class.is_tumour(),
+                Gate::Prediction => predicted.is_tumour(),
+            };
+            let head = head_mask(&loaded.gray, side, side);
+            let map = &cams.maps[i];
+            if let Some(truth) = &loaded.truth {
+                for threshold in &compared {
+                    let c = PseudoMaskConfig {
+                        threshold: *threshold,
+                        ..config
+                    };
+                    let (foreground, _) =
+                        split_labels(&pseudo_mask(map, side, side, tumour, Some(&head), &c));
+                    let counts = MaskCounts::from_masks(&foreground, truth, None);
+                    sums.entry((threshold.to_string(), sample.split, sample.class))
+                        .or_default()
+                        .add_image(&counts, None);
+                }
+            }
+            let mask = pseudo_mask(map, side, side, tumour, Some(&head), &config);
+            let relative = mask_path(sample, &args.data);
+            let path = args.out.join(&relative);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            GrayImage::from_raw(SIDE, SIDE, mask.clone())
+                .context("mask size")?
+                .save(&path)
+                .with_context(|| format!("writing {}", path.display()))?;
+            if sample.class.is_tumour()
+                && sample.split == Split::Training
+                && gallery_counts[sample.class.index()] < per_class
+                && gallery.len() < args.gallery
+            {
+                gallery_counts[sample.class.index()] += 1;
+                let small = resize_rgb(&loaded.image, SIDE, SIDE)?;
+                let truth_tile = loaded.truth.as_ref().map_or_else(
+                    || RgbImage::new(SIDE, SIDE),
+                    |t| {
+                        let bytes: Vec<u8> = t.iter().map(|b| if *b { 255 } else { 0 }).collect();
+                        masks::mask_tile(&bytes, SIDE, SIDE)
+                    },
+                );
+                gallery.push((
+                    sample.class,
+                    [
+                        small.clone(),
+                        truth_tile,
+                        colormap::overlay(&small, map, 0.5)?,
+                        masks::mask_tile(&mask, SIDE, SIDE),
+                    ],
+                ));
+            }
+            entries.push(PseudoEntry {
+                image: sample.path.clone(),
+                split: sample.split,
+                class: sample.class,
+                predicted,
+                confidence,
+                target,
+                mask: relative,
+                true_mask: sample.mask.clone(),
+            });
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    anyhow::ensure!(
+        !entries.is_empty(),
+        "none of the {} images could be read",
+        samples.len()
+    );
+    let manifest = PseudoManifest {
+        run: args.run.clone(),
+        data: args.data.clone(),
+        method: args.method,
+        config,
+        gate: args.gate,
+        flip_smooth: args.flip_smooth,
+        scales: args.scales.clone(),
+        entries,
+        quality: quality(&sums),
+        errors,
+    };
+    let path = args.out.join(MANIFEST);
+    std::fs::write(&path, serde_json::to_string_pretty(&manifest)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    let mut tables = String::new();
+    for split in [Split::Training, Split::Testing] {
+        tables.push_str(&format!("## {}\n\n", split.folder_name()));
+        tables.push_str(&quality_table(&manifest, split));
+        tables.push('\n');
+    }
+    std::fs::write(args.out.join("quality.md"), tables)
+        .with_context(|| format!("writing {}", args.out.join("quality.md").display()))?;
+    if !gallery.is_empty() {
+        write_gallery(
+            &args.out.join("gallery.png"),
+            "pseudo-masks: image | true mask | CAM | pseudo-mask (grey: ignored)",
+            &gallery,
+            &["image", "true mask", "CAM", "pseudo-mask"],
+        )?;
+    }
+    Ok(manifest)
+}
+
+/// Where an image's mask goes: `masks/<split>/<class>/<path below the class folder>.png`.
+fn mask_path(sample: &Sample, root: &Path) -> PathBuf {
+    let relative = sample.path.strip_prefix(root).unwrap_or(&sample.path);
+    let below_class: PathBuf = relative.components().skip(2).collect();
+    let below_class = if below_class.as_os_str().is_empty() {
+        PathBuf::from(sample.path.file_name().unwrap_or_default())
+    } else {
+        below_class
+    };
+    Path::new("masks")
+        .join(sample.split.folder_name())
+        .join(sample.class.folder_name())
+        .join(below_class.with_extension("png"))
+}
+
+/// Scores per threshold method, per split, per class and `all`.
+fn quality(
+    sums: &BTreeMap<(String, Split, Class), SegmentationSums>,
+) -> BTreeMap<String, BTreeMap<String, BTreeMap<String, SegmentationScores>>> {
+    let mut out: BTreeMap<String, BTreeMap<String, BTreeMap<String, SegmentationScores>>> =
+        BTreeMap::new();
+    let mut totals: BTreeMap<(String, Split), SegmentationSums> = BTreeMap::new();
+    for ((threshold, split, class), s) in sums {
+        out.entry(threshold.clone())
+            .or_default()
+            .entry(split.folder_name().to_string())
+            .or_default()
+            .insert(class.to_string(), s.scores());
+        totals
+            .entry((threshold.clone(), *split))
+            .or_default()
+            .merge(s);
+    }
+    for ((threshold, split), s) in totals {
+        out.entry(threshold)
+            .or_default()
+            .entry(split.folder_name().to_string())
+            .or_default()
+            .insert("all".to_string(), s.scores());
+    }
+    out
+}
+
+/// One split's scores of every threshold method, as markdown.
+pub fn quality_table(manifest: &PseudoManifest, split: Split) -> String {
+    let num = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| format!("{v:.3}"));
+    let mut out = format!(
+        "Pseudo-masks ({}, {} gate, chosen: {}) against the true masks, {}: Dice and IoU are means over tumour \
+         images; pooled Dice sums the pixels of all images; empty correct = no-tumour images given an empty \
+         mask.\n\n| threshold | class | images | Dice | IoU | pooled Dice | pixel acc. | empty correct |\n\
+         |---|---|---|---|---|---|---|---|\n",
+        manifest.method.name(),
+        match manifest.gate {
+            Gate::Label => "label",
+            Gate::Prediction => "prediction",
+        },
+        manifest.config.threshold,
+        split.folder_name()
+    );
+    for (threshold, splits) in &manifest.quality {
+        let Some(classes) = splits.get(split.folder_name()) else {
+            continue;
+        };
+        for (class, s) in classes {
+            out.push_str(&format!(
+                "| {threshold} | {class} | {} | {} | {} | {} | {} | {} |\n",
+                s.images,
+                num(s.dice),
+                num(s.iou),
+                num(s.pooled_dice),
+                num(s.pixel_accuracy),
+                num(s.empty_correct)
+            ));
+        }
+    }
+    out
+}
+
+/// A gallery: one row per case, one column per tile.
+pub fn write_gallery<const N: usize>(
+    path: &Path,
+    title: &str,
+    cases: &[(Class, [RgbImage; N])],
+    columns: &[&str; N],
+) -> anyhow::Result<()> {
+    let rows: Vec<grid::GridRow> = cases
+        .iter()
+        .map(|(class, tiles)| grid::GridRow {
+            label: class.to_string(),
+            colour: viz::CLASS_COLOURS[class.index()],
+            images: tiles.to_vec(),
+            captions: columns.iter().map(|c| c.to_string()).collect(),
+        })
+        .collect();
+    viz::save_png(&grid::image_grid(title, &rows, N, 128)?, path)?;
+    Ok(())
+}

@@ -1,0 +1,312 @@
+//! `tumornet segment SEGRUN IMAGE…|DIR --out DIR`: each image's tumour mask from a segmentation run — the U-Net's
+//! mask at 128×128, emptied when the run's classifier calls the image no-tumour (unless `--no-gate`), resized to
+//! the image's size (`masks/<name>.png`, 0/255) and outlined on the image (`overlays/<name>.png`); `segment.json`
+//! with class, confidence and tumour area per image; a dataset folder's Testing/ split is scored against its
+//! true masks.
+
+use super::cam::{gather, unique_name, Item};
+use super::progress_bar;
+use super::train_seg::{SegRun, CLASSIFIER_DIR, SEG_CONFIG, UNET_FILE};
+use crate::cli::SegmentArgs;
+use crate::data::inputs::InputError;
+use crate::data::preprocess::{resize_mask, resize_rgb};
+use crate::data::Class;
+use crate::metrics::segmentation::{MaskCounts, SegmentationScores, SegmentationSums};
+use crate::model::inference;
+use crate::model::run;
+use crate::model::unet::{load_unet, UNet};
+use crate::train::segmentation::{logits_to_mask, predict_logits};
+use crate::viz::{self, masks};
+use anyhow::Context;
+use image::{GrayImage, RgbImage};
+use rayon::prelude::*;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+/// One image's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Segmented {
+    pub input: String,
+    #[serde(serialize_with = "crate::paths::lossy")]
+    pub file: PathBuf,
+    pub true_class: Option<Class>,
+    pub predicted: Class,
+    pub confidence: f32,
+    /// Fraction of the image the mask covers.
+    pub tumour_fraction: f64,
+    #[serde(serialize_with = "crate::paths::lossy")]
+    pub mask: PathBuf,
+    #[serde(serialize_with = "crate::paths::lossy")]
+    pub overlay: PathBuf,
+    /// Dice against the true mask (tumour images with a mask only).
+    pub dice: Option<f64>,
+}
+
+/// `segment.json`.
+#[derive(Debug, Serialize)]
+pub struct SegmentReport {
+    #[serde(serialize_with = "crate::paths::lossy")]
+    pub segrun: PathBuf,
+    pub gated: bool,
+    pub threshold: f32,
+    pub images: Vec<Segmented>,
+    /// Per true class and `all`, where true masks exist.
+    pub scores: BTreeMap<String, SegmentationScores>,
+    pub errors: Vec<String>,
+}
+
+/// A segmentation run loaded for prediction.
+pub struct SegModel {
+    pub unet: UNet,
+    pub classifier: crate::model::ResNet18,
+    pub classifier_config: run::RunConfig,
+    pub config: SegRun,
+}
+
+/// Load `dir`'s U-Net, classifier and settings onto the inference device.
+pub fn load_segrun(dir: &Path) -> anyhow::Result<SegModel> {
+    let path = dir.join(SEG_CONFIG);
+    let text = std::fs::read_to_string(&path).map_err(|e| run::RunError::Config {
+        path: dir.to_path_buf(),
+        message: format!("not a segmentation run (no readable {SEG_CONFIG}: {e}); make one with `tumornet train-seg`"),
+    })?;
+    let config: SegRun = serde_json::from_str(&text).map_err(|e| run::RunError::Config {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    let device = crate::device::inference();
+    let (classifier, classifier_config) = run::load_run(&dir.join(CLASSIFIER_DIR), &device)?;
+    let unet = load_unet(
+        &dir.join(UNET_FILE),
+        classifier_config.classes.len(),
+        &device,
+    )?;
+    Ok(SegModel {
+        unet,
+        classifier,
+        classifier_config,
+        config,
+    })
+}
+
+/// One image through a segmentation run: the classifier's probabilities and the gated mask (128×128).
+pub fn segment_images(
+    model: &SegModel,
+    images: &[RgbImage],
+    gate: bool,
+    threshold: f32,
+) -> anyhow::Result<Vec<(Vec<f32>, Vec<bool>)>> {
+    let device = crate::device::inference();
+    let size = model.classifier_config.input_size;
+    let side = model.config.side;
+    let (for_classifier, for_unet): (Vec<RgbImage>, Vec<RgbImage>) = images
+        .par_iter()
+        .map(|image| {
+            Ok((
+                resize_rgb(image, size, size)?,
+                resize_rgb(image, side, side)?,
+            ))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .into_iter()
+        .unzip();
+    let probabilities = inference::probabilities(&model.classifier, &for_classifier, &device)?;
+    let logits = predict_logits(&model.unet, &for_unet, 32)?;
+    Ok(probabilities
+        .into_iter()
+        .zip(logits)
+        .map(|(p, z)| {
+            let (best, _) = crate::metrics::argmax(&p);
+            let tumour = !gate || model.classifier_config.classes[best].is_tumour();
+            let mask = logits_to_mask(&z, side as usize, threshold, tumour, true);
+            (p, mask)
+        })
+        .collect())
+}
+
+pub fn run(args: &SegmentArgs) -> anyhow::Result<()> {
+    let report = segment(args)?;
+    for image in &report.images {
+        println!(
+            "{}\t{}\t{:.3}\ttumour {:.2} %",
+            image.input,
+            image.predicted,
+            image.confidence,
+            image.tumour_fraction * 100.0
+        );
+    }
+    if let Some(all) = report.scores.get("all") {
+        println!(
+            "Against the true masks: Dice {} (mean over {} tumour images), empty correct {}",
+            all.dice.map_or("–".into(), |d| format!("{d:.3}")),
+            all.tumour_images,
+            all.empty_correct.map_or("–".into(), |d| format!("{d:.3}"))
+        );
+    }
+    println!(
+        "Wrote {} masks and overlays to {}",
+        report.images.len(),
+        args.out.display()
+    );
+    for error in &report.errors {
+        eprintln!("error: {error}");
+    }
+    if !report.errors.is_empty() {
+        anyhow::bail!(InputError::Unreadable {
+            failed: report.errors.len(),
+            total: report.errors.len() + report.images.len()
+        });
+    }
+    Ok(())
+}
+
+pub fn segment(args: &SegmentArgs) -> anyhow::Result<SegmentReport> {
+    let model =
+        load_segrun(&args.segrun).with_context(|| format!("loading {}", args.segrun.display()))?;
+    let threshold = args.threshold.unwrap_or(model.config.threshold);
+    anyhow::ensure!(
+        threshold > 0.0 && threshold < 1.0,
+        "--threshold must lie in (0, 1)"
+    );
+    let (items, mut errors) = gather(&args.inputs, &args.volume.options())?;
+    let masks_dir = args.out.join("masks");
+    let overlays_dir = args.out.join("overlays");
+    for dir in [&masks_dir, &overlays_dir] {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let side = model.config.side;
+    let mut names = HashSet::new();
+    let mut images = Vec::new();
+    let mut sums: BTreeMap<String, SegmentationSums> = BTreeMap::new();
+    let mut gallery: Vec<(Class, [RgbImage; 3])> = Vec::new();
+    let bar = progress_bar(items.len() as u64, "segment");
+    for chunk in items.chunks(args.batch_size.max(1)) {
+        let loaded: Vec<Result<Loaded, String>> =
+            chunk.par_iter().map(|item| load(item, side)).collect();
+        let mut ready: Vec<(&Item, RgbImage, Option<Vec<bool>>)> = Vec::new();
+        for (item, result) in chunk.iter().zip(loaded) {
+            match result {
+                Ok((image, truth)) => ready.push((item, image, truth)),
+                Err(e) => errors.push(e),
+            }
+        }
+        bar.inc((chunk.len() - ready.len()) as u64);
+        if ready.is_empty() {
+            continue;
+        }
+        let originals: Vec<RgbImage> = ready.iter().map(|(_, image, _)| image.clone()).collect();
+        let results = segment_images(&model, &originals, !args.no_gate, threshold)?;
+        for ((item, original, truth), (probabilities, mask)) in ready.iter().zip(results) {
+            let (best, confidence) = crate::metrics::argmax(&probabilities);
+            let predicted = model.classifier_config.classes[best];
+            let name = unique_name(&item.input, &mut names);
+            let small = GrayImage::from_raw(
+                side,
+                side,
+                mask.iter().map(|b| if *b { 255 } else { 0 }).collect(),
+            )
+            .context("mask size")?;
+            let (w, h) = original.dimensions();
+            let full = resize_mask(&small, w, h)?;
+            let mask_path = masks_dir.join(format!("{name}.png"));
+            full.save(&mask_path)
+                .with_context(|| format!("writing {}", mask_path.display()))?;
+            let overlay = masks::contour_overlay(original, &mask, side, side, [255, 40, 40]);
+            let overlay_path = overlays_dir.join(format!("{name}.png"));
+            viz::save_png(&overlay, &overlay_path)?;
+            let dice = truth.as_ref().and_then(|t| {
+                let counts = MaskCounts::from_masks(&mask, t, None);
+                let class = item
+                    .true_class
+                    .map_or_else(|| "unknown".into(), |c| c.to_string());
+                sums.entry(class).or_default().add_image(&counts, None);
+                counts.dice().filter(|_| !counts.reference_empty())
+            });
+            if let Some(class) = item.true_class.filter(|c| c.is_tumour()) {
+                if gallery.len() < 12 && gallery.iter().filter(|(c, _)| *c == class).count() < 4 {
+                    let thumb = resize_rgb(&overlay, side, side)?;
+                    let truth_tile = truth.as_ref().map_or_else(
+                        || RgbImage::new(side, side),
+                        |t| {
+                            masks::mask_tile(
+                                &t.iter()
+                                    .map(|b| if *b { 255 } else { 0 })
+                                    .collect::<Vec<u8>>(),
+                                side,
+                                side,
+                            )
+                        },
+                    );
+                    let predicted_tile = masks::mask_tile(&small.clone().into_raw(), side, side);
+                    gallery.push((class, [thumb, truth_tile, predicted_tile]));
+                }
+            }
+            images.push(Segmented {
+                input: item.input.name.clone(),
+                file: item.input.path.clone(),
+                true_class: item.true_class,
+                predicted,
+                confidence,
+                tumour_fraction: mask.iter().filter(|b| **b).count() as f64 / mask.len() as f64,
+                mask: mask_path,
+                overlay: overlay_path,
+                dice,
+            });
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    if images.is_empty() {
+        anyhow::bail!(InputError::Unreadable {
+            failed: errors.len(),
+            total: errors.len()
+        });
+    }
+    let mut scores: BTreeMap<String, SegmentationScores> =
+        sums.iter().map(|(c, s)| (c.clone(), s.scores())).collect();
+    if !sums.is_empty() {
+        let mut all = SegmentationSums::default();
+        for s in sums.values() {
+            all.merge(s);
+        }
+        scores.insert("all".into(), all.scores());
+    }
+    if !gallery.is_empty() {
+        super::pseudo_masks::write_gallery(
+            &args.out.join("gallery.png"),
+            "segment: outline | true mask | predicted mask",
+            &gallery,
+            &["outline", "true mask", "predicted"],
+        )?;
+    }
+    let report = SegmentReport {
+        segrun: args.segrun.clone(),
+        gated: !args.no_gate,
+        threshold,
+        images,
+        scores,
+        errors,
+    };
+    let path = args.out.join("segment.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(report)
+}
+
+/// An input as decoded, with its true mask at the U-Net's size.
+type Loaded = (RgbImage, Option<Vec<bool>>);
+
+fn load(item: &Item, side: u32) -> Result<Loaded, String> {
+    let image = item.input.load()?;
+    let truth = match &item.mask {
+        Some(path) => Some(
+            super::pseudo_masks::read_mask(path, side)?
+                .iter()
+                .map(|v| *v >= 128)
+                .collect(),
+        ),
+        None => None,
+    };
+    Ok((image, truth))
+}

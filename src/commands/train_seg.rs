@@ -1,0 +1,540 @@
+//! `tumornet train-seg RUN DATA --out SEGRUN`: the U-Net (encoder = the run's ResNet18) trained on Grad-CAM
+//! pseudo-masks (or, as a fully supervised reference, on the true masks), in self-training rounds: after each
+//! round the U-Net's own masks of the training images, gated by the image's class, become the next round's
+//! targets. After every round the masks are scored against the true masks where the dataset has them.
+//!
+//! SEGRUN holds `unet.safetensors`, `classifier/` (a copy of the run, whose predictions gate masks at
+//! prediction time), `seg.json` (settings, history, per-round metrics), `metrics.md` and `gallery.png`.
+
+use super::progress_bar;
+use super::pseudo_masks::{self, read_mask, PseudoEntry, PseudoManifest, SIDE};
+use crate::cli::{args_from, Gate, PseudoMaskArgs, Supervision, TrainSegArgs};
+use crate::data::decode::decode_file;
+use crate::data::preprocess::resize_rgb;
+use crate::data::scan::Split;
+use crate::data::Class;
+use crate::metrics::segmentation::{MaskCounts, SegmentationScores, SegmentationSums};
+use crate::model::run::{self, RunConfig};
+use crate::model::unet::{save_unet, UNet};
+use crate::train::data::stratified_split;
+use crate::train::segmentation::{
+    logits_to_mask, predict_logits, score_logits, train_round, RoundConfig, SegData, SegEpoch,
+};
+use crate::viz::masks;
+use anyhow::Context;
+use burn::module::Module;
+use image::RgbImage;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The U-Net weights of a segmentation run.
+pub const UNET_FILE: &str = "unet.safetensors";
+/// Its settings, history and metrics.
+pub const SEG_CONFIG: &str = "seg.json";
+/// The classifier copy that gates masks.
+pub const CLASSIFIER_DIR: &str = "classifier";
+
+/// What a segmentation run is, and what it measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SegRun {
+    pub format_version: u32,
+    pub classifier: RunConfig,
+    #[serde(serialize_with = "crate::paths::lossy")]
+    pub run: PathBuf,
+    #[serde(serialize_with = "crate::paths::lossy")]
+    pub data: PathBuf,
+    #[serde(serialize_with = "crate::paths::lossy")]
+    pub pseudo: PathBuf,
+    pub supervision: Supervision,
+    /// How the pseudo-masks were made (threshold, gate, …), as `pseudo-masks` recorded them.
+    pub pseudo_config: serde_json::Value,
+    pub side: u32,
+    pub threshold: f32,
+    pub train_encoder: bool,
+    pub rounds: usize,
+    pub epochs: usize,
+    pub round_epochs: usize,
+    pub learning_rate: f64,
+    pub batch_size: usize,
+    pub validation_fraction: f64,
+    pub seed: u64,
+    pub history: Vec<SegEpoch>,
+    pub round_metrics: Vec<RoundMetrics>,
+    pub seconds: f64,
+    pub created_by: String,
+}
+
+/// Scores after one round. "Targets" are what the round trained on (round 1: the pseudo-masks).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoundMetrics {
+    pub round: usize,
+    /// The round's targets on the training images against the true masks.
+    pub targets_vs_truth: Option<SegmentationScores>,
+    /// The U-Net's masks of the training images (gated like the targets) against the true masks.
+    pub unet_train_vs_truth: Option<SegmentationScores>,
+    /// The U-Net on Testing/ against the true masks, each mask gated by the image's label (segmentation
+    /// alone), per class and `all`.
+    pub test_label_gate: BTreeMap<String, SegmentationScores>,
+    /// The same, gated by the classifier's prediction (what `segment` does).
+    pub test_prediction_gate: BTreeMap<String, SegmentationScores>,
+    /// The U-Net on Testing/ against Testing's pseudo-masks.
+    pub test_vs_pseudo: Option<SegmentationScores>,
+}
+
+/// A prepared image of the manifest.
+struct Item {
+    entry: PseudoEntry,
+    image: RgbImage,
+    pseudo: Vec<u8>,
+    truth: Option<Vec<bool>>,
+}
+
+pub fn run(args: &TrainSegArgs) -> anyhow::Result<()> {
+    let seg = train_seg(args)?;
+    print!("{}", metrics_table(&seg));
+    println!(
+        "Wrote {UNET_FILE}, {SEG_CONFIG}, metrics.md and gallery.png to {}",
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// Train, score and save a segmentation run.
+pub fn train_seg(args: &TrainSegArgs) -> anyhow::Result<SegRun> {
+    let start = Instant::now();
+    anyhow::ensure!(args.rounds >= 1, "--rounds must be at least 1");
+    anyhow::ensure!(
+        args.threshold > 0.0 && args.threshold < 1.0,
+        "--threshold must lie in (0, 1)"
+    );
+    let (classifier, classifier_config) = run::load_run(&args.run, &crate::device::inference())
+        .with_context(|| format!("loading {}", args.run.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let pseudo_dir = match &args.pseudo {
+        Some(dir) => dir.clone(),
+        None => {
+            let dir = args.out.join("pseudo-masks");
+            let pseudo_args: PseudoMaskArgs = args_from(
+                [
+                    args.run.as_os_str(),
+                    args.data.as_os_str(),
+                    "--out".as_ref(),
+                    dir.as_os_str(),
+                ]
+                .map(std::ffi::OsStr::to_os_string),
+            )?;
+            pseudo_masks::pseudo_masks(&pseudo_args).context("making the pseudo-masks")?;
+            dir
+        }
+    };
+    let manifest = pseudo_masks::read_manifest(&pseudo_dir)?;
+    let items = prepare(&manifest, &pseudo_dir)?;
+    let (train_items, test_items): (Vec<&Item>, Vec<&Item>) =
+        items.iter().partition(|i| i.entry.split == Split::Training);
+    anyhow::ensure!(
+        !train_items.is_empty(),
+        "{}: no training images in the pseudo-mask manifest",
+        pseudo_dir.display()
+    );
+    if args.supervision == Supervision::True {
+        anyhow::ensure!(
+            train_items.iter().all(|i| i.truth.is_some()),
+            "--supervision true needs a true mask for every training image (a `masks/` tree)"
+        );
+    }
+    // Whether a training image may have tumour pixels: the same gate the pseudo-masks used.
+    let gate = |e: &PseudoEntry| match manifest.gate {
+        Gate::Label => e.class.is_tumour(),
+        Gate::Prediction => e.predicted.is_tumour(),
+    };
+    let mut data = SegData {
+        side: SIDE as usize,
+        images: train_items.iter().map(|i| i.image.clone()).collect(),
+        targets: train_items
+            .iter()
+            .map(|i| match (&args.supervision, &i.truth) {
+                (Supervision::True, Some(t)) => {
+                    t.iter().map(|b| if *b { 255 } else { 0 }).collect()
+                }
+                _ => i.pseudo.clone(),
+            })
+            .collect(),
+    };
+    let labels: Vec<usize> = train_items.iter().map(|i| i.entry.class.index()).collect();
+    let (train, validation) = stratified_split(&labels, args.validation_fraction, args.seed);
+
+    let mut unet = UNet::new(classifier.clone(), &crate::device::inference()).train();
+    if !args.train_encoder {
+        unet.encoder = unet.encoder.freeze();
+    }
+    let mut history = Vec::new();
+    let mut round_metrics = Vec::new();
+    let total: usize = (0..args.rounds)
+        .map(|r| {
+            if r == 0 {
+                args.epochs
+            } else {
+                args.round_epochs
+            }
+        })
+        .sum::<usize>()
+        * train.len();
+    let bar = progress_bar(total as u64, "train-seg");
+    let mut model = unet.clone().valid();
+    for round in 1..=args.rounds {
+        let config = RoundConfig {
+            round,
+            epochs: if round == 1 {
+                args.epochs
+            } else {
+                args.round_epochs
+            },
+            learning_rate: args.lr,
+            batch_size: args.batch_size,
+            seed: args.seed,
+            threshold: args.threshold,
+        };
+        model = train_round(
+            unet,
+            &data,
+            &train,
+            &validation,
+            &config,
+            &mut history,
+            &|n| bar.inc(n),
+        )?;
+        let train_logits = predict_logits(&model, &data.images, 32)?;
+        let metrics = round_scores(
+            round,
+            &model,
+            &train_items,
+            &data,
+            &train_logits,
+            &test_items,
+            args.threshold,
+            &gate,
+        )?;
+        tracing::info!(
+            "round {round}: targets vs truth Dice {} | U-Net train {} | test (label gate) {}",
+            fmt(metrics.targets_vs_truth.and_then(|s| s.dice)),
+            fmt(metrics.unet_train_vs_truth.and_then(|s| s.dice)),
+            fmt(metrics.test_label_gate.get("all").and_then(|s| s.dice)),
+        );
+        round_metrics.push(metrics);
+        // The next round's targets: the U-Net's own gated masks (largest component, holes filled).
+        if round < args.rounds {
+            for (target, (item, logits)) in data
+                .targets
+                .iter_mut()
+                .zip(train_items.iter().zip(&train_logits))
+            {
+                *target =
+                    logits_to_mask(logits, data.side, args.threshold, gate(&item.entry), true)
+                        .iter()
+                        .map(|b| if *b { 255 } else { 0 })
+                        .collect();
+            }
+        }
+        unet = model.clone().train();
+        if !args.train_encoder {
+            unet.encoder = unet.encoder.freeze();
+        }
+    }
+    bar.finish_and_clear();
+
+    let seg = SegRun {
+        format_version: 1,
+        classifier: classifier_config.clone(),
+        run: args.run.clone(),
+        data: args.data.clone(),
+        pseudo: pseudo_dir.clone(),
+        supervision: args.supervision,
+        pseudo_config: serde_json::json!({
+            "method": manifest.method,
+            "config": manifest.config,
+            "gate": manifest.gate,
+            "flip_smooth": manifest.flip_smooth,
+            "scales": manifest.scales,
+        }),
+        side: SIDE,
+        threshold: args.threshold,
+        train_encoder: args.train_encoder,
+        rounds: args.rounds,
+        epochs: args.epochs,
+        round_epochs: args.round_epochs,
+        learning_rate: args.lr,
+        batch_size: args.batch_size,
+        validation_fraction: args.validation_fraction,
+        seed: args.seed,
+        history,
+        round_metrics,
+        seconds: start.elapsed().as_secs_f64(),
+        created_by: format!("tumornet {}", env!("CARGO_PKG_VERSION")),
+    };
+    let json = serde_json::to_string_pretty(&seg)?;
+    save_unet(
+        &model,
+        &args.out.join(UNET_FILE),
+        &[("tumornet_seg", json.clone())],
+    )?;
+    run::save_run(
+        &args.out.join(CLASSIFIER_DIR),
+        &classifier,
+        &classifier_config,
+    )?;
+    let path = args.out.join(SEG_CONFIG);
+    std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::write(args.out.join("metrics.md"), metrics_table(&seg))
+        .with_context(|| format!("writing {}", args.out.join("metrics.md").display()))?;
+    write_gallery(
+        &args.out.join("gallery.png"),
+        &model,
+        &test_items,
+        args.threshold,
+        args.gallery,
+    )?;
+    Ok(seg)
+}
+
+fn fmt(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".to_string(), |v| format!("{v:.3}"))
+}
+
+/// Decode every manifest image at 128×128 with its pseudo-mask and true mask.
+fn prepare(manifest: &PseudoManifest, pseudo_dir: &Path) -> anyhow::Result<Vec<Item>> {
+    let bar = progress_bar(manifest.entries.len() as u64, "decode");
+    let items: Vec<anyhow::Result<Item>> = manifest
+        .entries
+        .par_iter()
+        .map(|entry| {
+            let image = decode_file(&entry.image)?;
+            let image = resize_rgb(&image, SIDE, SIDE)?;
+            let pseudo =
+                read_mask(&pseudo_dir.join(&entry.mask), SIDE).map_err(anyhow::Error::msg)?;
+            let truth = match &entry.true_mask {
+                Some(path) => Some(
+                    read_mask(path, SIDE)
+                        .map_err(anyhow::Error::msg)?
+                        .iter()
+                        .map(|v| *v >= 128)
+                        .collect(),
+                ),
+                None => None,
+            };
+            bar.inc(1);
+            Ok(Item {
+                entry: entry.clone(),
+                image,
+                pseudo,
+                truth,
+            })
+        })
+        .collect();
+    bar.finish_and_clear();
+    items.into_iter().collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn round_scores(
+    round: usize,
+    model: &UNet,
+    train_items: &[&Item],
+    data: &SegData,
+    train_logits: &[Vec<f32>],
+    test_items: &[&Item],
+    threshold: f32,
+    gate: &dyn Fn(&PseudoEntry) -> bool,
+) -> anyhow::Result<RoundMetrics> {
+    let side = data.side;
+    let mut targets = SegmentationSums::default();
+    let mut unet_train = SegmentationSums::default();
+    let mut any_truth = false;
+    for ((item, target), logits) in train_items.iter().zip(&data.targets).zip(train_logits) {
+        let Some(truth) = &item.truth else { continue };
+        any_truth = true;
+        let target: Vec<bool> = target
+            .iter()
+            .map(|v| *v > crate::cam::pseudo::IGNORE)
+            .collect();
+        targets.add_image(&MaskCounts::from_masks(&target, truth, None), None);
+        let predicted = logits_to_mask(logits, side, threshold, gate(&item.entry), true);
+        unet_train.add_image(&MaskCounts::from_masks(&predicted, truth, None), None);
+    }
+    let images: Vec<RgbImage> = test_items.iter().map(|i| i.image.clone()).collect();
+    let test_logits = predict_logits(model, &images, 32)?;
+    let mut by_label: BTreeMap<String, SegmentationSums> = BTreeMap::new();
+    let mut by_prediction: BTreeMap<String, SegmentationSums> = BTreeMap::new();
+    let mut vs_pseudo = SegmentationSums::default();
+    for (item, logits) in test_items.iter().zip(&test_logits) {
+        let (sum, pixels, counts) = score_logits(logits, &item.pseudo, side, threshold);
+        let _ = counts;
+        let pseudo_fg: Vec<bool> = item
+            .pseudo
+            .iter()
+            .map(|v| *v > crate::cam::pseudo::IGNORE)
+            .collect();
+        let gated = logits_to_mask(logits, side, threshold, gate(&item.entry), true);
+        vs_pseudo.add_image(
+            &MaskCounts::from_masks(&gated, &pseudo_fg, None),
+            Some((sum, pixels)),
+        );
+        let Some(truth) = &item.truth else { continue };
+        let reference: Vec<u8> = truth.iter().map(|b| if *b { 255 } else { 0 }).collect();
+        let (bce, pixels, _) = score_logits(logits, &reference, side, threshold);
+        for (sums, tumour) in [
+            (&mut by_label, item.entry.class.is_tumour()),
+            (&mut by_prediction, item.entry.predicted.is_tumour()),
+        ] {
+            let predicted = logits_to_mask(logits, side, threshold, tumour, true);
+            let counts = MaskCounts::from_masks(&predicted, truth, None);
+            sums.entry(item.entry.class.to_string())
+                .or_default()
+                .add_image(&counts, Some((bce, pixels)));
+        }
+    }
+    let finish = |sums: BTreeMap<String, SegmentationSums>| {
+        let mut all = SegmentationSums::default();
+        let mut out: BTreeMap<String, SegmentationScores> = sums
+            .iter()
+            .map(|(class, s)| {
+                all.merge(s);
+                (class.clone(), s.scores())
+            })
+            .collect();
+        if all.images > 0 {
+            out.insert("all".into(), all.scores());
+        }
+        out
+    };
+    Ok(RoundMetrics {
+        round,
+        targets_vs_truth: any_truth.then(|| targets.scores()),
+        unet_train_vs_truth: any_truth.then(|| unet_train.scores()),
+        test_label_gate: finish(by_label),
+        test_prediction_gate: finish(by_prediction),
+        test_vs_pseudo: (vs_pseudo.images > 0).then(|| vs_pseudo.scores()),
+    })
+}
+
+/// Per-round scores as markdown.
+pub fn metrics_table(seg: &SegRun) -> String {
+    let mut out = format!(
+        "U-Net trained on {} ({} round(s); encoder {}). Dice and IoU: means over tumour images against the true \
+         masks; pooled Dice sums the pixels of all images; empty correct: no-tumour images given an empty mask. \
+         Targets = what the round trained on (round 1: the pseudo-masks).\n\n\
+         | round | masks | images | Dice | IoU | pooled Dice | pixel acc. | BCE | empty correct |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+        match seg.supervision {
+            Supervision::Pseudo => "Grad-CAM pseudo-masks",
+            Supervision::True => "the true masks (fully supervised reference)",
+        },
+        seg.rounds,
+        if seg.train_encoder { "trained" } else { "frozen" }
+    );
+    let row = |out: &mut String, round: usize, what: &str, s: &SegmentationScores| {
+        out.push_str(&format!(
+            "| {round} | {what} | {} | {} | {} | {} | {} | {} | {} |\n",
+            s.images,
+            fmt(s.dice),
+            fmt(s.iou),
+            fmt(s.pooled_dice),
+            fmt(s.pixel_accuracy),
+            fmt(s.bce),
+            fmt(s.empty_correct)
+        ));
+    };
+    for m in &seg.round_metrics {
+        if let Some(s) = &m.targets_vs_truth {
+            row(&mut out, m.round, "targets, Training", s);
+        }
+        if let Some(s) = &m.unet_train_vs_truth {
+            row(&mut out, m.round, "U-Net, Training", s);
+        }
+        if let Some(s) = m.test_label_gate.get("all") {
+            row(&mut out, m.round, "U-Net, Testing (label gate)", s);
+        }
+        if let Some(s) = m.test_prediction_gate.get("all") {
+            row(&mut out, m.round, "U-Net, Testing (classifier gate)", s);
+        }
+        if let Some(s) = &m.test_vs_pseudo {
+            row(&mut out, m.round, "U-Net vs pseudo-masks, Testing", s);
+        }
+    }
+    if let Some(last) = seg.round_metrics.last() {
+        out.push_str("\nLast round, Testing, per class (label gate):\n\n| class | images | Dice | IoU | pooled Dice | pixel acc. | empty correct |\n|---|---|---|---|---|---|---|\n");
+        for (class, s) in &last.test_label_gate {
+            out.push_str(&format!(
+                "| {class} | {} | {} | {} | {} | {} | {} |\n",
+                s.images,
+                fmt(s.dice),
+                fmt(s.iou),
+                fmt(s.pooled_dice),
+                fmt(s.pixel_accuracy),
+                fmt(s.empty_correct)
+            ));
+        }
+    }
+    out
+}
+
+/// Testing tumour cases: image | true mask | pseudo-mask | U-Net mask (label gate).
+fn write_gallery(
+    path: &Path,
+    model: &UNet,
+    test_items: &[&Item],
+    threshold: f32,
+    count: usize,
+) -> anyhow::Result<()> {
+    let per_class = count.div_ceil(3).max(1);
+    let mut chosen: Vec<&Item> = Vec::new();
+    for class in Class::ALL.iter().filter(|c| c.is_tumour()) {
+        chosen.extend(
+            test_items
+                .iter()
+                .filter(|i| i.entry.class == *class)
+                .take(per_class)
+                .copied(),
+        );
+    }
+    chosen.truncate(count);
+    if chosen.is_empty() {
+        return Ok(());
+    }
+    let images: Vec<RgbImage> = chosen.iter().map(|i| i.image.clone()).collect();
+    let logits = predict_logits(model, &images, 32)?;
+    let side = SIDE as usize;
+    let cases: Vec<(Class, [RgbImage; 4])> = chosen
+        .iter()
+        .zip(&logits)
+        .map(|(item, z)| {
+            let truth: Vec<u8> = item
+                .truth
+                .as_ref()
+                .map(|t| t.iter().map(|b| if *b { 255 } else { 0 }).collect())
+                .unwrap_or_else(|| vec![0; side * side]);
+            let predicted: Vec<u8> = logits_to_mask(z, side, threshold, true, true)
+                .iter()
+                .map(|b| if *b { 255 } else { 0 })
+                .collect();
+            (
+                item.entry.class,
+                [
+                    item.image.clone(),
+                    masks::mask_tile(&truth, SIDE, SIDE),
+                    masks::mask_tile(&item.pseudo, SIDE, SIDE),
+                    masks::mask_tile(&predicted, SIDE, SIDE),
+                ],
+            )
+        })
+        .collect();
+    pseudo_masks::write_gallery(
+        path,
+        "Testing: image | true mask | pseudo-mask | U-Net mask",
+        &cases,
+        &["image", "true mask", "pseudo-mask", "U-Net"],
+    )
+}

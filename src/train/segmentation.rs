@@ -1,0 +1,302 @@
+//! Segmentation training: the U-Net learns 128×128 masks with BCE-with-logits + soft Dice, both skipping the
+//! "ignore" pixels of a pseudo-mask; training images are mirrored at random (image and mask together); the
+//! epoch with the best validation Dice (against the current targets) is kept. Self-training rounds are driven by
+//! the caller: [`predict_logits`] gives the masks of the next round.
+
+use super::stage::epoch_draws;
+use crate::cam::pseudo::{fill_holes, keep_largest_component, IGNORE};
+use crate::data::batcher::images_to_tensor;
+use crate::data::preprocess::hflip;
+use crate::metrics::segmentation::{bce_with_logits, MaskCounts, SegmentationSums};
+use crate::model::inference::{values, InferenceError};
+use crate::model::unet::UNet;
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::activation::{relu, sigmoid};
+use burn::tensor::{Device, Tensor, TensorData};
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// Images and their current targets (all `side`×`side`).
+pub struct SegData {
+    pub side: usize,
+    pub images: Vec<RgbImage>,
+    /// Targets: 0 background, 255 foreground, [`IGNORE`] skipped.
+    pub targets: Vec<Vec<u8>>,
+}
+
+impl SegData {
+    fn batch(
+        &self,
+        items: &[usize],
+        flips: &[bool],
+        device: &Device,
+    ) -> Result<(Tensor<4>, Tensor<4>, Tensor<4>), InferenceError> {
+        let side = self.side;
+        let images: Vec<RgbImage> = items
+            .iter()
+            .zip(flips)
+            .map(|(i, f)| {
+                if *f {
+                    hflip(&self.images[*i])
+                } else {
+                    self.images[*i].clone()
+                }
+            })
+            .collect();
+        let x = images_to_tensor(&images, device)
+            .map_err(|e| InferenceError::Readback(e.to_string()))?;
+        let mut target = Vec::with_capacity(items.len() * side * side);
+        let mut weight = Vec::with_capacity(items.len() * side * side);
+        for (i, f) in items.iter().zip(flips) {
+            let mask = &self.targets[*i];
+            for y in 0..side {
+                for x in 0..side {
+                    let sx = if *f { side - 1 - x } else { x };
+                    let v = mask[y * side + sx];
+                    target.push(if v > IGNORE { 1.0f32 } else { 0.0 });
+                    weight.push(if v == IGNORE { 0.0f32 } else { 1.0 });
+                }
+            }
+        }
+        let shape = [items.len(), 1, side, side];
+        Ok((
+            x,
+            Tensor::from_data(TensorData::new(target, shape), device),
+            Tensor::from_data(TensorData::new(weight, shape), device),
+        ))
+    }
+}
+
+/// BCE-with-logits (mean over the pixels that count) + soft Dice (1 − (2Σpt + 1) / (Σp + Σt + 1) over the batch,
+/// the same pixels), for logits, targets and weights `[B, 1, H, W]`.
+pub fn segmentation_loss(logits: Tensor<4>, target: Tensor<4>, weight: Tensor<4>) -> Tensor<1> {
+    let counted = weight.clone().sum().clamp_min(1.0); // [1]
+    let bce = relu(logits.clone()) - logits.clone() * target.clone()
+        + logits.clone().abs().neg().exp().add_scalar(1.0).log(); // [B, 1, H, W]
+    let bce = (bce * weight.clone()).sum() / counted; // [1]
+    let p = sigmoid(logits) * weight.clone(); // [B, 1, H, W]
+    let t = target * weight; // [B, 1, H, W]
+    let intersection = (p.clone() * t.clone()).sum(); // [1]
+    let dice = (intersection.mul_scalar(2.0).add_scalar(1.0) / (p.sum() + t.sum()).add_scalar(1.0))
+        .neg()
+        .add_scalar(1.0); // [1]
+    bce + dice
+}
+
+/// Settings of one round.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RoundConfig {
+    pub round: usize,
+    pub epochs: usize,
+    pub learning_rate: f64,
+    pub batch_size: usize,
+    pub seed: u64,
+    pub threshold: f32,
+}
+
+/// One epoch of one round.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SegEpoch {
+    pub round: usize,
+    pub epoch: usize,
+    pub train_loss: f64,
+    /// Against the round's targets on the validation images.
+    pub validation_loss: f64,
+    pub validation_dice: Option<f64>,
+    pub seconds: f64,
+    pub images_per_second: f64,
+}
+
+/// Train `unet` (on the training device, encoder frozen or not as the caller set it) for one round on
+/// `data.targets` of `train`, validating on `validation`; returns the best epoch's model in inference mode.
+pub fn train_round(
+    mut unet: UNet,
+    data: &SegData,
+    train: &[usize],
+    validation: &[usize],
+    config: &RoundConfig,
+    history: &mut Vec<SegEpoch>,
+    progress: &dyn Fn(u64),
+) -> anyhow::Result<UNet> {
+    let device = crate::device::training();
+    let mut optimizer = AdamConfig::new().with_epsilon(1e-8).init();
+    let mut best: Option<(f64, f64, UNet)> = None;
+    for epoch in 0..config.epochs {
+        let start = Instant::now();
+        let (order, mirrored) =
+            epoch_draws(config.seed, 100 + config.round as u64, epoch, train.len());
+        let (mut loss_sum, mut seen) = (0.0f64, 0usize);
+        for batch in order.chunks(config.batch_size.max(1)) {
+            let items: Vec<usize> = batch.iter().map(|i| train[*i]).collect();
+            let flips: Vec<bool> = batch.iter().map(|i| mirrored[*i]).collect();
+            let (x, target, weight) = data.batch(&items, &flips, &device)?;
+            let loss = segmentation_loss(unet.forward(x), target, weight);
+            loss_sum += f64::from(values(loss.clone())?.first().copied().unwrap_or(f32::NAN))
+                * items.len() as f64;
+            seen += items.len();
+            let grads = GradientsParams::from_grads(loss.backward(), &unet);
+            unet = optimizer.step(config.learning_rate, unet, grads);
+            progress(items.len() as u64);
+        }
+        let model = unet.clone().valid();
+        let (validation_loss, sums) = evaluate(&model, data, validation, config.threshold)?;
+        let dice = sums.scores().pooled_dice;
+        let seconds = start.elapsed().as_secs_f64();
+        history.push(SegEpoch {
+            round: config.round,
+            epoch: epoch + 1,
+            train_loss: loss_sum / seen.max(1) as f64,
+            validation_loss,
+            validation_dice: dice,
+            seconds,
+            images_per_second: seen as f64 / seconds.max(1e-9),
+        });
+        tracing::info!(
+            "round {} epoch {}/{}: train loss {:.4} | val loss {:.4} Dice {} | {:.1} s",
+            config.round,
+            epoch + 1,
+            config.epochs,
+            loss_sum / seen.max(1) as f64,
+            validation_loss,
+            dice.map_or_else(|| "–".into(), |d| format!("{d:.3}")),
+            seconds
+        );
+        let score = dice.unwrap_or(0.0);
+        let better = match &best {
+            None => true,
+            Some((d, l, _)) => score > *d || (score == *d && validation_loss < *l),
+        };
+        if better {
+            best = Some((score, validation_loss, model));
+        }
+    }
+    Ok(best.map(|(_, _, m)| m).unwrap_or_else(|| unet.valid()))
+}
+
+/// Mask logits (`side`×`side` each) of `images` with a U-Net in inference mode, in batches.
+pub fn predict_logits(
+    unet: &UNet,
+    images: &[RgbImage],
+    batch_size: usize,
+) -> Result<Vec<Vec<f32>>, InferenceError> {
+    let device = crate::device::inference();
+    let mut out = Vec::with_capacity(images.len());
+    for chunk in images.chunks(batch_size.max(1)) {
+        let x = images_to_tensor(chunk, &device)
+            .map_err(|e| InferenceError::Readback(e.to_string()))?;
+        let [_, _, h, w] = x.dims();
+        let logits = values(unet.forward(x))?; // [B, 1, H, W]
+        out.extend(logits.chunks(h * w).map(<[f32]>::to_vec));
+    }
+    Ok(out)
+}
+
+/// The binary mask of logits at probability `threshold`, emptied when `tumour` is false; with `cleanup`, the
+/// largest component with its holes filled.
+pub fn logits_to_mask(
+    logits: &[f32],
+    side: usize,
+    threshold: f32,
+    tumour: bool,
+    cleanup: bool,
+) -> Vec<bool> {
+    if !tumour {
+        return vec![false; logits.len()];
+    }
+    let level = (threshold / (1.0 - threshold)).ln();
+    let mut mask: Vec<bool> = logits.iter().map(|z| *z >= level).collect();
+    if cleanup && mask.iter().any(|m| *m) {
+        keep_largest_component(&mut mask, side, side);
+        fill_holes(&mut mask, side, side);
+    }
+    mask
+}
+
+/// Mean loss-relevant BCE (over the counted pixels) and the counts of `items` against their targets.
+fn evaluate(
+    unet: &UNet,
+    data: &SegData,
+    items: &[usize],
+    threshold: f32,
+) -> anyhow::Result<(f64, SegmentationSums)> {
+    let images: Vec<RgbImage> = items.iter().map(|i| data.images[*i].clone()).collect();
+    let logits = predict_logits(unet, &images, 32)?;
+    let mut sums = SegmentationSums::default();
+    for (i, z) in items.iter().zip(&logits) {
+        let (sum, pixels, counts) = score_logits(z, &data.targets[*i], data.side, threshold);
+        sums.add_image(&counts, Some((sum, pixels)));
+    }
+    let bce = sums.scores().bce.unwrap_or(f64::NAN);
+    Ok((bce, sums))
+}
+
+/// BCE sum, counted pixels and mask counts of logits against a stored target (ignore pixels skipped).
+pub fn score_logits(
+    logits: &[f32],
+    target: &[u8],
+    side: usize,
+    threshold: f32,
+) -> (f64, u64, MaskCounts) {
+    let predicted = logits_to_mask(logits, side, threshold, true, false);
+    let reference: Vec<bool> = target.iter().map(|v| *v > IGNORE).collect();
+    let ignore: Vec<bool> = target.iter().map(|v| *v == IGNORE).collect();
+    let counts = MaskCounts::from_masks(&predicted, &reference, Some(&ignore));
+    let (mut sum, mut pixels) = (0.0, 0u64);
+    for ((z, r), skip) in logits.iter().zip(&reference).zip(&ignore) {
+        if !skip {
+            sum += bce_with_logits(*z, if *r { 1.0 } else { 0.0 });
+            pixels += 1;
+        }
+    }
+    (sum, pixels, counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_loss_matches_hand_computed_bce_and_dice_and_skips_ignored_pixels() {
+        let device = crate::device::inference();
+        let shape = [1, 1, 1, 4];
+        let logits = Tensor::<4>::from_data(
+            TensorData::new(vec![2.0f32, -1.0, 0.0, 5.0], shape),
+            &device,
+        );
+        let target =
+            Tensor::<4>::from_data(TensorData::new(vec![1.0f32, 0.0, 1.0, 0.0], shape), &device);
+        // The last pixel is ignored.
+        let weight =
+            Tensor::<4>::from_data(TensorData::new(vec![1.0f32, 1.0, 1.0, 0.0], shape), &device);
+        let loss = values(segmentation_loss(logits, target, weight)).expect("loss")[0];
+        let sig = |z: f64| 1.0 / (1.0 + (-z).exp());
+        let bce =
+            (bce_with_logits(2.0, 1.0) + bce_with_logits(-1.0, 0.0) + bce_with_logits(0.0, 1.0))
+                / 3.0;
+        let (p, t) = ([sig(2.0), sig(-1.0), sig(0.0)], [1.0, 0.0, 1.0]);
+        let intersection: f64 = p.iter().zip(t).map(|(p, t)| p * t).sum();
+        let dice = 1.0 - (2.0 * intersection + 1.0) / (p.iter().sum::<f64>() + 2.0 + 1.0);
+        assert!(
+            (f64::from(loss) - (bce + dice)).abs() < 1e-5,
+            "{loss} vs {}",
+            bce + dice
+        );
+    }
+
+    #[test]
+    fn masks_from_logits_follow_the_threshold_and_the_gate() {
+        let logits = [-3.0f32, 0.1, 2.0, -0.1];
+        assert_eq!(
+            logits_to_mask(&logits, 2, 0.5, true, false),
+            vec![false, true, true, false]
+        );
+        // p ≥ 0.9 ⇔ z ≥ ln 9 ≈ 2.197.
+        assert_eq!(logits_to_mask(&logits, 2, 0.9, true, false), vec![false; 4]);
+        assert_eq!(
+            logits_to_mask(&logits, 2, 0.5, false, false),
+            vec![false; 4]
+        );
+    }
+}

@@ -1,0 +1,208 @@
+//! Pseudo-masks → train-seg → segment → report, end to end on a small phantom set with a formula model.
+
+use crate::common::{import_formula_run, small_phantom, temp_dir, tumornet};
+use burn::module::Module;
+use std::path::Path;
+use tumornet::model::inference::values;
+
+fn ok(out: std::process::Output) -> std::process::Output {
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(
+        &std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .expect("json")
+}
+
+#[test]
+fn pseudo_masks_train_seg_segment_and_report() {
+    let dir = temp_dir();
+    let data = dir.path().join("data");
+    small_phantom(&data, 3, 2, 21);
+    let run = import_formula_run(dir.path());
+
+    // Pseudo-masks: one per image, 128×128, values 0/128/255, empty for no-tumour images (label gate).
+    let pseudo = dir.path().join("pseudo");
+    ok(tumornet()
+        .args(["-q", "pseudo-masks"])
+        .arg(&run)
+        .arg(&data)
+        .arg("--out")
+        .arg(&pseudo)
+        .args([
+            "--ignore-below",
+            "0.1",
+            "--scales",
+            "1,0.75",
+            "--batch-size",
+            "5",
+        ])
+        .output()
+        .expect("pseudo-masks"));
+    let manifest = json(&pseudo.join("pseudo_masks.json"));
+    let entries = manifest["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 4 * (3 + 2));
+    let mut tumour_pixels = 0usize;
+    for entry in entries {
+        let mask = image::open(pseudo.join(entry["mask"].as_str().expect("mask")))
+            .expect("mask png")
+            .to_luma8();
+        assert_eq!(mask.dimensions(), (128, 128));
+        assert!(mask.pixels().all(|p| [0, 128, 255].contains(&p.0[0])));
+        let foreground = mask.pixels().filter(|p| p.0[0] == 255).count();
+        if entry["class"] == "notumor" {
+            assert_eq!(foreground, 0, "the class gate empties no-tumour masks");
+        }
+        tumour_pixels += foreground;
+    }
+    assert!(tumour_pixels > 0);
+    // Every compared threshold is scored on both splits against the true masks.
+    for threshold in ["fraction:0.5", "otsu", "top:5"] {
+        let all = &manifest["quality"][threshold]["Training"]["all"];
+        assert_eq!(all["images"], 12, "{threshold}: {all}");
+        assert_eq!(all["empty_images"], 3);
+    }
+    assert!(image::image_dimensions(pseudo.join("gallery.png")).is_ok());
+
+    // Two self-training rounds of one epoch each on those masks, encoder frozen.
+    let segrun = dir.path().join("segrun");
+    ok(tumornet()
+        .args(["-q", "train-seg"])
+        .arg(&run)
+        .arg(&data)
+        .arg("--pseudo")
+        .arg(&pseudo)
+        .arg("--out")
+        .arg(&segrun)
+        .args([
+            "--rounds",
+            "2",
+            "--epochs",
+            "1",
+            "--round-epochs",
+            "1",
+            "--batch-size",
+            "4",
+        ])
+        .output()
+        .expect("train-seg"));
+    let seg = json(&segrun.join("seg.json"));
+    assert_eq!(seg["round_metrics"].as_array().expect("rounds").len(), 2);
+    assert_eq!(seg["history"].as_array().expect("history").len(), 2);
+    let first = &seg["round_metrics"][0];
+    // Round 1 trains on the pseudo-masks: their score against the truth is what the pseudo-mask command measured.
+    assert_eq!(
+        first["targets_vs_truth"]["dice"],
+        manifest["quality"]["fraction:0.5"]["Training"]["all"]["dice"]
+    );
+    assert_eq!(first["test_label_gate"]["all"]["images"], 8);
+    assert!(image::image_dimensions(segrun.join("gallery.png")).is_ok());
+
+    // The frozen encoder is still exactly the classifier, BatchNorm statistics included.
+    let device = tumornet::device::inference();
+    let (classifier, _) = tumornet::model::run::load_run(&run, &device).expect("run");
+    let unet = tumornet::model::unet::load_unet(&segrun.join("unet.safetensors"), 4, &device)
+        .expect("unet");
+    assert_eq!(
+        values(unet.encoder.conv1.weight.val()).expect("a"),
+        values(classifier.conv1.weight.val()).expect("b")
+    );
+    assert_eq!(
+        values(unet.encoder.layer2[0].bn1.running_mean.value()).expect("a"),
+        values(classifier.layer2[0].bn1.running_mean.value()).expect("b")
+    );
+    assert_eq!(
+        unet.num_params() - classifier.num_params(),
+        3_151_552 + 145 + 2 * 992
+    );
+
+    // segment: a mask and an outline per test image, at the image's size; gated by the classifier.
+    let out = dir.path().join("segment");
+    ok(tumornet()
+        .args(["-q", "segment"])
+        .arg(&segrun)
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("segment"));
+    let report = json(&out.join("segment.json"));
+    let images = report["images"].as_array().expect("images");
+    assert_eq!(images.len(), 8);
+    for image in images {
+        let file = Path::new(image["file"].as_str().expect("file"));
+        let size = image::image_dimensions(file).expect("input");
+        assert_eq!(
+            image::image_dimensions(image["mask"].as_str().expect("mask")).expect("mask"),
+            size
+        );
+        assert_eq!(
+            image::image_dimensions(image["overlay"].as_str().expect("overlay")).expect("overlay"),
+            size
+        );
+        if image["predicted"] == "notumor" {
+            assert_eq!(image["tumour_fraction"], 0.0);
+        }
+    }
+    assert_eq!(report["scores"]["all"]["images"], 8);
+
+    // The report: one HTML file, figures inline, no external requests, every part present.
+    ok(tumornet()
+        .args(["-q", "report"])
+        .arg(&run)
+        .args(["--pseudo"])
+        .arg(&pseudo)
+        .arg("--seg")
+        .arg(&segrun)
+        .output()
+        .expect("report"));
+    let html = std::fs::read_to_string(run.join("report.html")).expect("report.html");
+    for part in [
+        "<h2 id=\"classification\"",
+        "<h2 id=\"pseudo-masks\"",
+        "<h2 id=\"segmentation\"",
+        "data:image/png;base64,",
+    ] {
+        assert!(html.contains(part), "{part} missing");
+    }
+    for external in ["src=\"http", "href=\"http", "url(http", "<script", "<link"] {
+        assert!(!html.contains(external), "{external} in the report");
+    }
+    assert!(run.join("report.md").is_file());
+}
+
+#[test]
+fn train_seg_and_segment_name_what_is_wrong() {
+    let dir = temp_dir();
+    let out = tumornet()
+        .args(["segment"])
+        .arg(dir.path())
+        .arg(dir.path())
+        .output()
+        .expect("segment");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not a segmentation run"), "{stderr}");
+    let out = tumornet()
+        .args(["pseudo-masks"])
+        .arg(dir.path())
+        .arg(dir.path())
+        .args(["--threshold", "median"])
+        .output()
+        .expect("pseudo-masks");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("otsu"));
+}
