@@ -116,6 +116,9 @@ pub struct SynthArgs {
     /// JPEG quality (1–100).
     #[arg(long, default_value_t = 90)]
     pub jpeg_quality: u8,
+    /// Lesion sizes × this (1: realistic; 2: an easier set whose lesions a model trained from scratch can find).
+    #[arg(long, default_value_t = 1.0)]
+    pub lesion_scale: f32,
     /// Write into a non-empty folder, replacing files of the same names.
     #[arg(long)]
     pub force: bool,
@@ -530,4 +533,7 @@ pub struct ServeArgs {
     /// Weight of the image in the overlay.
     #[arg(long, default_value_t = 0.5)]
     pub image_weight: f32,
+    /// A segmentation run (from `train-seg`): responses also carry the tumour mask's outline.
+    #[arg(long)]
+    pub seg: Option<PathBuf>,
 }

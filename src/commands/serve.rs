@@ -14,6 +14,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         header_timeout: std::time::Duration::from_secs(args.header_timeout.max(1)),
         method: args.method,
         image_weight: args.image_weight,
+        seg: args.seg.clone(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -14,6 +14,7 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
         min_size: args.min_size,
         max_size: args.max_size,
         jpeg_quality: args.jpeg_quality,
+        lesion_scale: args.lesion_scale,
     };
     prepare_output(&args.out, args.force)?;
     let total = config.ids().len();

@@ -47,6 +47,9 @@ pub struct ServerConfig {
     pub method: CamMethod,
     /// Weight of the image in the overlay.
     pub image_weight: f32,
+    /// A segmentation run (from `train-seg`): each prediction also gets the U-Net's tumour mask, gated by the
+    /// classifier's prediction.
+    pub seg: Option<PathBuf>,
 }
 
 /// Why the server could not start.
@@ -54,6 +57,8 @@ pub struct ServerConfig {
 pub enum ServerError {
     #[error(transparent)]
     Run(#[from] run::RunError),
+    #[error("{0:#}")]
+    Seg(anyhow::Error),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -73,6 +78,8 @@ struct AppState {
     method: CamMethod,
     image_weight: f32,
     max_body: usize,
+    /// The segmentation run's U-Net, its input side and threshold.
+    seg: Option<(crate::model::unet::UNet, u32, f32)>,
 }
 
 /// A prediction as the API returns it.
@@ -88,6 +95,12 @@ pub struct ApiPrediction {
     pub cam_target: Class,
     /// PNG of the overlay on the image as uploaded, base64.
     pub overlay_png: String,
+    /// With a segmentation run: the tumour's outline on the image as uploaded (PNG, base64), and the fraction of
+    /// the image the mask covers (0 when the classifier says no tumour).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask_png: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tumour_fraction: Option<f64>,
     /// Milliseconds of computing (decode, forward, CAM).
     pub compute_ms: u64,
 }
@@ -153,6 +166,13 @@ fn png_bytes(image: image::DynamicImage) -> Result<Vec<u8>, ApiError> {
 pub fn router(config: &ServerConfig) -> Result<Router, ServerError> {
     let device = crate::device::inference();
     let (model, run_config) = run::load_run(&config.run, &device)?;
+    let seg = match &config.seg {
+        Some(dir) => {
+            let loaded = crate::commands::segment::load_segrun(dir).map_err(ServerError::Seg)?;
+            Some((loaded.unet, loaded.config.side, loaded.config.threshold))
+        }
+        None => None,
+    };
     let state = Arc::new(AppState {
         model: model.train().fork(&crate::device::training()),
         config: run_config,
@@ -161,6 +181,7 @@ pub fn router(config: &ServerConfig) -> Result<Router, ServerError> {
         method: config.method,
         image_weight: config.image_weight,
         max_body: config.max_body,
+        seg,
     });
     Ok(Router::new()
         .route("/", get(index))
@@ -272,6 +293,7 @@ async fn example(query: Result<Query<ExampleQuery>, QueryRejection>) -> Result<R
             min_size: 256,
             max_size: 256,
             jpeg_quality: 90,
+            lesion_scale: 1.0,
         };
         let id = ImageId {
             split: crate::data::scan::Split::Testing,
@@ -396,6 +418,30 @@ fn explain(
         .map_err(internal)?;
     let png = png_bytes(image::DynamicImage::ImageRgb8(overlay))?;
     let classes = &state.config.classes;
+    let (mask_png, tumour_fraction) = match &state.seg {
+        Some((unet, side, threshold)) => {
+            let small =
+                resize_rgb(&image, *side, *side).map_err(|e| bad(format!("{name}: {e}")))?;
+            let logits =
+                crate::train::segmentation::predict_logits(unet, &[small], 1).map_err(internal)?;
+            let mask = crate::train::segmentation::logits_to_mask(
+                logits.first().map(Vec::as_slice).unwrap_or_default(),
+                *side as usize,
+                *threshold,
+                classes[best].is_tumour(),
+                true,
+            );
+            let outline =
+                crate::viz::masks::contour_overlay(&image, &mask, *side, *side, [255, 40, 40]);
+            let fraction = mask.iter().filter(|m| **m).count() as f64 / mask.len().max(1) as f64;
+            let png = png_bytes(image::DynamicImage::ImageRgb8(outline))?;
+            (
+                Some(base64::engine::general_purpose::STANDARD.encode(png)),
+                Some(fraction),
+            )
+        }
+        None => (None, None),
+    };
     Ok(ApiPrediction {
         input,
         class: classes[best],
@@ -408,6 +454,8 @@ fn explain(
         cam_method: state.method,
         cam_target: classes[cam.targets[0]],
         overlay_png: base64::engine::general_purpose::STANDARD.encode(png),
+        mask_png,
+        tumour_fraction,
         compute_ms: start.elapsed().as_millis() as u64,
     })
 }

@@ -17,6 +17,7 @@ fn inspect_counts_draws_and_finds_a_planted_near_duplicate() {
         min_size: 200,
         max_size: 260,
         jpeg_quality: 90,
+        lesion_scale: 1.0,
     };
     generate(&data, &config, &|| {}).expect("generate");
 

@@ -13,6 +13,7 @@ fn small_config(seed: u64) -> SynthConfig {
         min_size: 160,
         max_size: 256,
         jpeg_quality: 90,
+        lesion_scale: 1.0,
     }
 }
 

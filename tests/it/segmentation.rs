@@ -1,6 +1,7 @@
 //! Pseudo-masks → train-seg → segment → report, end to end on a small phantom set with a formula model.
 
 use crate::common::{import_formula_run, small_phantom, temp_dir, tumornet};
+use base64::Engine;
 use burn::module::Module;
 use std::path::Path;
 use tumornet::model::inference::values;
@@ -153,6 +154,31 @@ fn pseudo_masks_train_seg_segment_and_report() {
         }
     }
     assert_eq!(report["scores"]["all"]["images"], 8);
+
+    // serve --seg: the answer carries the tumour outline at the upload's size, gated by the prediction.
+    let server = crate::serve::launch(run.clone(), Some(segrun.clone()), 8 << 20, None);
+    let upload = Path::new(images[0]["file"].as_str().expect("file"));
+    let bytes = std::fs::read(upload).expect("upload");
+    let (status, body) = crate::serve::http(
+        server.addr,
+        "POST /api/predict?name=x.jpg HTTP/1.1\r\nContent-Type: application/octet-stream",
+        &bytes,
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let answer = crate::serve::json(&body);
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(answer["mask_png"].as_str().expect("mask_png"))
+        .expect("base64");
+    let outline = image::load_from_memory(&png).expect("png");
+    assert_eq!(
+        (outline.width(), outline.height()),
+        image::image_dimensions(upload).expect("size")
+    );
+    let fraction = answer["tumour_fraction"].as_f64().expect("fraction");
+    assert!((0.0..=1.0).contains(&fraction));
+    if answer["class"] == "notumor" {
+        assert_eq!(fraction, 0.0);
+    }
 
     // The report: one HTML file, figures inline, no external requests, every part present.
     ok(tumornet()

@@ -7,17 +7,28 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-struct Server {
-    addr: SocketAddr,
+pub struct Server {
+    pub addr: SocketAddr,
     _runtime: tokio::runtime::Runtime,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 fn start(max_body: usize) -> Server {
     let dir = temp_dir();
     let run = import_formula_run(dir.path());
+    launch(run, None, max_body, Some(dir))
+}
+
+/// Serve `run` (and the segmentation run `seg`) on an ephemeral loopback port; `dir` lives as long as the server.
+pub fn launch(
+    run: std::path::PathBuf,
+    seg: Option<std::path::PathBuf>,
+    max_body: usize,
+    dir: Option<tempfile::TempDir>,
+) -> Server {
     let config = tumornet::server::ServerConfig {
         run,
+        seg,
         addr: "127.0.0.1:0".parse().expect("addr"),
         max_body,
         concurrency: 2,
@@ -50,7 +61,7 @@ fn start(max_body: usize) -> Server {
 }
 
 /// One request on its own connection; returns the status and the body.
-fn http(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, Vec<u8>) {
+pub fn http(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, Vec<u8>) {
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(120)))
@@ -99,7 +110,7 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     out
 }
 
-fn json(body: &[u8]) -> serde_json::Value {
+pub fn json(body: &[u8]) -> serde_json::Value {
     serde_json::from_slice(body)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)))
 }
@@ -113,6 +124,7 @@ fn phantom_image() -> (Vec<u8>, (u32, u32)) {
         min_size: 160,
         max_size: 200,
         jpeg_quality: 90,
+        lesion_scale: 1.0,
     };
     tumornet::data::phantom::generate(dir.path(), &config, &|| {}).expect("phantom");
     let path = dir.path().join("Training/glioma/Tr-gl_0001.jpg");

@@ -75,19 +75,21 @@ impl SliceMaps {
 }
 
 impl Lesion {
-    /// Place a lesion of `class` on `slice`; `None` for no tumour.
+    /// Place a lesion of `class` on `slice`, its sizes multiplied by `scale` (1 = the realistic ranges); `None`
+    /// for no tumour. The random draws do not depend on `scale`.
     pub fn place(
         class: Class,
         anatomy: &Anatomy,
         slice: &Slice,
         maps: &SliceMaps,
+        scale: f32,
         rng: &mut ChaCha8Rng,
     ) -> Option<Lesion> {
         match class {
             Class::NoTumor => None,
-            Class::Glioma => Some(place_glioma(slice, maps, rng)),
-            Class::Meningioma => Some(place_meningioma(anatomy, slice, maps, rng)),
-            Class::Pituitary => Some(place_pituitary(anatomy, slice, rng)),
+            Class::Glioma => Some(place_glioma(slice, maps, scale, rng)),
+            Class::Meningioma => Some(place_meningioma(anatomy, slice, maps, scale, rng)),
+            Class::Pituitary => Some(place_pituitary(anatomy, slice, scale, rng)),
         }
     }
 
@@ -211,8 +213,8 @@ pub fn normal_gland(anatomy: &Anatomy, slice: &Slice) -> Option<Blob> {
         .then(|| Blob::circle(centre, (radius * radius - distance * distance).sqrt()))
 }
 
-fn place_glioma(slice: &Slice, maps: &SliceMaps, rng: &mut ChaCha8Rng) -> Lesion {
-    let mut radius = rng.random_range(8.0..22.0f32);
+fn place_glioma(slice: &Slice, maps: &SliceMaps, scale: f32, rng: &mut ChaCha8Rng) -> Lesion {
+    let mut radius = rng.random_range(8.0..22.0f32) * scale;
     let mut centre = None;
     for _ in 0..400 {
         let x = rng.random_range(0..slice.width);
@@ -253,10 +255,12 @@ fn place_meningioma(
     anatomy: &Anatomy,
     slice: &Slice,
     maps: &SliceMaps,
+    scale: f32,
     rng: &mut ChaCha8Rng,
 ) -> Lesion {
     let depth = rng.random_range(7.0..20.0f32);
-    let half_base = rng.random_range(depth.max(10.0)..depth.max(10.0) + 12.0);
+    let half_base = rng.random_range(depth.max(10.0)..depth.max(10.0) + 12.0) * scale;
+    let depth = depth * scale;
     // A point on the brain surface that faces the skull: outward from it, scalp or skull appears within 15 mm
     // (not the cut edge of the volume or the spinal canal); on coronal and sagittal slices, above the skull base.
     let ([_, sella_row], _) = anatomy.voxel_to_display(slice.plane, slice.index, SELLA_VOXEL);
@@ -327,7 +331,7 @@ fn inward_normal(slice: &Slice, maps: &SliceMaps, x: usize, y: usize) -> Option<
     (norm > 1.0).then(|| [gradient[0] / norm, gradient[1] / norm])
 }
 
-fn place_pituitary(anatomy: &Anatomy, slice: &Slice, rng: &mut ChaCha8Rng) -> Lesion {
+fn place_pituitary(anatomy: &Anatomy, slice: &Slice, scale: f32, rng: &mut ChaCha8Rng) -> Lesion {
     let jitter = |rng: &mut ChaCha8Rng| rng.random_range(-1.5..1.5f32);
     let sella = [
         SELLA_VOXEL[0] + jitter(rng),
@@ -342,8 +346,8 @@ fn place_pituitary(anatomy: &Anatomy, slice: &Slice, rng: &mut ChaCha8Rng) -> Le
     let offset = (slice.index as f32 - sella[axis]).abs();
     let lobe = |rng: &mut ChaCha8Rng, centre: [f32; 3], vertical: f32| {
         let mut semi = [
-            rng.random_range(8.0..14.0f32),
-            rng.random_range(7.0..11.0f32),
+            rng.random_range(8.0..14.0f32) * scale,
+            rng.random_range(7.0..11.0f32) * scale,
             vertical,
         ];
         if axis != 2 {
@@ -351,7 +355,7 @@ fn place_pituitary(anatomy: &Anatomy, slice: &Slice, rng: &mut ChaCha8Rng) -> Le
         }
         (centre, semi)
     };
-    let first_vertical = rng.random_range(5.5..8.5f32);
+    let first_vertical = rng.random_range(5.5..8.5f32) * scale;
     let mut ellipsoids = vec![lobe(rng, sella, first_vertical)];
     let top_needed = if axis == 2 {
         slice.index as f32 + rng.random_range(3.0..7.0)
@@ -361,7 +365,7 @@ fn place_pituitary(anatomy: &Anatomy, slice: &Slice, rng: &mut ChaCha8Rng) -> Le
     let (mut z, mut vertical) = (sella[2], first_vertical);
     let mut extra = rng.random_range(0..2usize);
     while (z + vertical < top_needed || extra > 0) && ellipsoids.len() < 8 {
-        let next = rng.random_range(5.5..9.0f32);
+        let next = rng.random_range(5.5..9.0f32) * scale;
         z += vertical * 0.7 + next * 0.5;
         let centre = [sella[0] + jitter(rng), sella[1] + jitter(rng), z];
         ellipsoids.push(lobe(rng, centre, next));

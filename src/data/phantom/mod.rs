@@ -42,6 +42,13 @@ pub struct SynthConfig {
     pub max_size: u32,
     /// JPEG quality (1–100).
     pub jpeg_quality: u8,
+    /// Lesion sizes × this (1: the realistic ranges; larger lesions make an easier set).
+    #[serde(default = "unit_scale")]
+    pub lesion_scale: f32,
+}
+
+fn unit_scale() -> f32 {
+    1.0
 }
 
 impl Default for SynthConfig {
@@ -53,6 +60,7 @@ impl Default for SynthConfig {
             min_size: 256,
             max_size: 512,
             jpeg_quality: 90,
+            lesion_scale: 1.0,
         }
     }
 }
@@ -164,6 +172,12 @@ impl SynthConfig {
                 self.jpeg_quality
             )));
         }
+        if !(0.25..=4.0).contains(&self.lesion_scale) {
+            return Err(PhantomError::Config(format!(
+                "lesion scale {} is not in 0.25–4",
+                self.lesion_scale
+            )));
+        }
         Ok(())
     }
 
@@ -214,7 +228,14 @@ pub fn render(config: &SynthConfig, id: ImageId) -> Result<Rendered, PhantomErro
 
     let slice = anatomy.slice(plane, index);
     let maps = SliceMaps::new(&slice);
-    let lesion = Lesion::place(id.class, anatomy, &slice, &maps, &mut lesion_rng);
+    let lesion = Lesion::place(
+        id.class,
+        anatomy,
+        &slice,
+        &maps,
+        config.lesion_scale,
+        &mut lesion_rng,
+    );
     let gland = lesion::normal_gland(anatomy, &slice);
 
     // Compose the 1 mm canvas: warped anatomy, tissue contrast, lesion, gland; then bias field and gamma.
