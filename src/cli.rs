@@ -92,6 +92,9 @@ pub enum BenchMode {
     Eval,
     /// Forward, cross-entropy, backward and an Adam step, all layers learning.
     Train,
+    /// A U-Net training step at 128×128 (encoder frozen, as `train-seg` runs it): forward, BCE + soft Dice,
+    /// backward, Adam.
+    Seg,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -38,6 +38,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         let result = match args.mode {
             BenchMode::Eval => bench_eval(batch, args.warmup, args.steps),
             BenchMode::Train => bench_train(batch, args.warmup, args.steps),
+            BenchMode::Seg => bench_seg(batch, args.warmup, args.steps),
         }?;
         println!(
             "{} {:?} batch={}: {:.1} images/s (median step {:.1} ms; warm-up {} steps {:.1} s)",
@@ -133,5 +134,28 @@ pub fn bench_train(batch: usize, warmup: usize, steps: usize) -> anyhow::Result<
         // Reading a weight back waits for the step to finish.
         values(model.fc.weight.val())?;
         Ok(model)
+    })
+}
+
+/// U-Net training-step images/s at `batch`, 128×128, encoder frozen (what `train-seg` does by default).
+pub fn bench_seg(batch: usize, warmup: usize, steps: usize) -> anyhow::Result<BenchResult> {
+    use crate::model::unet::UNet;
+    use crate::train::segmentation::segmentation_loss;
+    use burn::module::Module;
+    let device = crate::device::inference();
+    device.seed(0);
+    let mut unet = UNet::new(ResNet18::new(4, &device), &device).train();
+    unet.encoder = unet.encoder.freeze();
+    let train = crate::device::training();
+    let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
+    let x = Tensor::<4>::random([batch, 3, 128, 128], Distribution::Normal(0.0, 1.0), &train);
+    let target = Tensor::<4>::random([batch, 1, 128, 128], Distribution::Bernoulli(0.05), &train);
+    let weight = Tensor::<4>::ones([batch, 1, 128, 128], &train);
+    measure(BenchMode::Seg, batch, warmup, steps, unet, |unet| {
+        let loss = segmentation_loss(unet.forward(x.clone()), target.clone(), weight.clone());
+        let grads = GradientsParams::from_grads(loss.backward(), &unet);
+        let unet = optim.step(1e-3, unet, grads);
+        values(unet.head.weight.val())?;
+        Ok(unet)
     })
 }

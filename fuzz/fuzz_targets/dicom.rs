@@ -1,0 +1,14 @@
+//! DICOM: any bytes written as a `.dcm` file must give frames or a MedicalError naming the file.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use tumornet::data::medical::{dicom, SliceSelection};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(dir) = tempfile::tempdir() else { return };
+    let path = dir.path().join("x.dcm");
+    if std::fs::write(&path, data).is_err() {
+        return;
+    }
+    let _ = dicom::read_frames(&path, &SliceSelection::All);
+    let _ = tumornet::data::decode::decode_file(&path);
+});
