@@ -10,6 +10,7 @@ use tumornet::commands;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tumornet::data::medical::quiet_guarded_panics();
     init_logging(cli.verbose, cli.quiet);
     if let Err(error) = tumornet::device::select(cli.device) {
         eprintln!("error: {error}");

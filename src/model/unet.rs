@@ -11,8 +11,6 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use burn::tensor::activation::relu;
-use burn::tensor::module::interpolate;
-use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor};
 use std::path::Path;
 
@@ -24,6 +22,15 @@ fn conv3x3(in_channels: usize, out_channels: usize, bias: bool, device: &Device)
         .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
         .with_bias(bias)
         .init(device)
+}
+
+/// Nearest-neighbour ×2 upsampling (PyTorch's `F.interpolate(scale_factor=2, mode="nearest")`: output pixel
+/// (i, j) takes input pixel (⌊i/2⌋, ⌊j/2⌋)) as a broadcast and a reshape, whose backward pass is a plain sum.
+pub fn upsample_nearest_2x(x: Tensor<4>) -> Tensor<4> {
+    let [n, c, h, w] = x.dims();
+    x.reshape([n, c, h, 1, w, 1]) // [N, C, h, 1, w, 1]
+        .expand([n, c, h, 2, w, 2]) // [N, C, h, 2, w, 2]
+        .reshape([n, c, 2 * h, 2 * w]) // [N, C, 2h, 2w]
 }
 
 /// Upsample, concatenate the skip, two conv–BN–ReLU.
@@ -52,11 +59,7 @@ impl DecoderBlock {
 
     /// `x` `[N, C, h, w]` (and `skip` `[N, S, 2h, 2w]`) → `[N, out, 2h, 2w]`.
     pub fn forward(&self, x: Tensor<4>, skip: Option<Tensor<4>>) -> Tensor<4> {
-        let [_, _, h, w] = x.dims();
-        let up = interpolate(
-            x,
-            InterpolateOptions::new(InterpolateMode::Nearest).with_output_size([2 * h, 2 * w]),
-        ); // [N, C, 2h, 2w]
+        let up = upsample_nearest_2x(x); // [N, C, 2h, 2w]
         let x = match skip {
             Some(skip) => Tensor::cat(vec![up, skip], 1), // [N, C + S, 2h, 2w]
             None => up,
@@ -209,6 +212,22 @@ mod tests {
         let decoder: usize =
             unet.blocks.iter().map(|b| b.num_params()).sum::<usize>() + unet.head.num_params();
         assert_eq!(decoder, 3_151_552 + 145 + 2 * 992);
+    }
+
+    #[test]
+    fn upsampling_matches_nearest_interpolation() {
+        use burn::tensor::module::interpolate;
+        use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+        let device = crate::device::inference();
+        let x = Tensor::<4>::random([2, 3, 5, 7], Distribution::Normal(0.0, 1.0), &device);
+        let reference = interpolate(
+            x.clone(),
+            InterpolateOptions::new(InterpolateMode::Nearest).with_output_size([10, 14]),
+        );
+        assert_eq!(
+            values(upsample_nearest_2x(x)).expect("ours"),
+            values(reference).expect("interpolate")
+        );
     }
 
     #[test]

@@ -30,6 +30,8 @@ fn corpus(dir: &Path, good_jpeg: &Path) -> (Vec<String>, Vec<String>) {
         "animated.gif",
         "one_by_one.png",
         "bomb.png",
+        "rle_overrun.dcm",
+        "size_mismatch.nii",
     ] {
         std::fs::copy(fixtures().join("bad").join(name), dir.join(name)).expect("copy");
     }
@@ -60,6 +62,8 @@ fn corpus(dir: &Path, good_jpeg: &Path) -> (Vec<String>, Vec<String>) {
         "truncated.nii.gz",
         "bomb.png",
         "dangling.jpg",
+        "rle_overrun.dcm",
+        "size_mismatch.nii",
     ];
     (
         good.iter().map(|s| s.to_string()).collect(),

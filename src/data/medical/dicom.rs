@@ -63,8 +63,25 @@ fn open(path: &Path) -> Result<DefaultDicomObject, MedicalError> {
     })
 }
 
-/// Decode the chosen frames of a DICOM file.
+/// Decode the chosen frames of a DICOM file. A malformed file that makes a decoder of the dicom crates panic (a
+/// fuzzing find: an RLE segment that overruns its frame, dicom-transfer-syntax-registry 0.10.1) is reported as an
+/// error naming the file, like any other unreadable file.
 pub fn read_frames(
+    path: &Path,
+    selection: &SliceSelection,
+) -> Result<Vec<(usize, Frame)>, MedicalError> {
+    super::guarded(|| read_frames_inner(path, selection)).unwrap_or_else(|reason| {
+        Err(MedicalError::Dicom {
+            path: path.to_path_buf(),
+            message: format!("malformed file: the DICOM decoder failed ({reason})"),
+        })
+    })
+}
+
+/// Most samples a DICOM file may claim (four times the image pixel limit: a stack of 256 slices of 1024×1024).
+pub const MAX_SAMPLES: u64 = 4 * crate::data::decode::MAX_PIXELS;
+
+fn read_frames_inner(
     path: &Path,
     selection: &SliceSelection,
 ) -> Result<Vec<(usize, Frame)>, MedicalError> {
@@ -76,6 +93,28 @@ pub fn read_frames(
         .is_none()
     {
         return Err(MedicalError::NoPixelData(path.to_path_buf()));
+    }
+    // Refuse a header that claims more samples than any slice stack we read (a decompression bomb) before the
+    // decoder allocates for it.
+    let number = |tag| {
+        object
+            .element_opt(tag)
+            .ok()
+            .flatten()
+            .and_then(|e| e.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()))
+    };
+    let samples = number(tags::ROWS).unwrap_or(0)
+        * number(tags::COLUMNS).unwrap_or(0)
+        * number(tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1)
+        * number(tags::SAMPLES_PER_PIXEL).unwrap_or(1).max(1);
+    if samples > MAX_SAMPLES {
+        return Err(MedicalError::Dicom {
+            path: path.to_path_buf(),
+            message: format!(
+                "the header claims {samples} samples (rows × columns × frames × samples per pixel), over the \
+                 limit of {MAX_SAMPLES}"
+            ),
+        });
     }
     let syntax_uid = object.meta().transfer_syntax();
     let syntax = TransferSyntaxRegistry.get(syntax_uid);

@@ -151,6 +151,38 @@ pub struct VolumeOptions {
     pub volume: usize,
 }
 
+thread_local! {
+    /// Set while a third-party decoder runs under [`guarded`].
+    static GUARDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run a third-party decoder (dicom, nifti) so that a panic on a malformed file becomes `Err(reason)` for the
+/// caller to report as an error naming the file. Fuzzing found such panics in dicom-transfer-syntax-registry
+/// 0.10.1 (an RLE segment overrunning its frame) and nifti 0.18.0 (a data size inconsistent with the header).
+pub fn guarded<T>(decode: impl FnOnce() -> T) -> Result<T, String> {
+    GUARDED.with(|g| g.set(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode));
+    GUARDED.with(|g| g.set(false));
+    result.map_err(|panic| {
+        panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown".into())
+    })
+}
+
+/// Make the process's panic hook stay quiet about the panics [`guarded`] catches (they are reported as errors);
+/// every other panic goes to the hook that was installed before (the binary calls this once at start).
+pub fn quiet_guarded_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !GUARDED.with(std::cell::Cell::get) {
+            default(info);
+        }
+    }));
+}
+
 /// Why a clinical file could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum MedicalError {

@@ -112,6 +112,15 @@ pub fn orientation(affine: &[[f64; 4]; 3]) -> [(usize, bool); 3] {
 
 /// Read a NIfTI file's `volume`-th 3-D volume, with scaling applied, reoriented to RAS+.
 pub fn read_canonical(path: &Path, volume: usize) -> Result<CanonicalVolume, MedicalError> {
+    super::guarded(|| read_canonical_inner(path, volume)).unwrap_or_else(|reason| {
+        Err(MedicalError::Nifti {
+            path: path.to_path_buf(),
+            message: format!("malformed file: the NIfTI reader failed ({reason})"),
+        })
+    })
+}
+
+fn read_canonical_inner(path: &Path, volume: usize) -> Result<CanonicalVolume, MedicalError> {
     let error = |message: String| MedicalError::Nifti {
         path: path.to_path_buf(),
         message,
