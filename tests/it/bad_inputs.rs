@@ -32,6 +32,7 @@ fn corpus(dir: &Path, good_jpeg: &Path) -> (Vec<String>, Vec<String>) {
         "bomb.png",
         "rle_overrun.dcm",
         "size_mismatch.nii",
+        "length_bomb.dcm",
     ] {
         std::fs::copy(fixtures().join("bad").join(name), dir.join(name)).expect("copy");
     }
@@ -64,6 +65,7 @@ fn corpus(dir: &Path, good_jpeg: &Path) -> (Vec<String>, Vec<String>) {
         "dangling.jpg",
         "rle_overrun.dcm",
         "size_mismatch.nii",
+        "length_bomb.dcm",
     ];
     (
         good.iter().map(|s| s.to_string()).collect(),

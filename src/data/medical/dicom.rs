@@ -56,7 +56,135 @@ impl Frame {
     }
 }
 
+/// Walk every data element header of a DICOM file — the explicit-VR little-endian meta group, then the data set
+/// in its transfer syntax, stepping into sequences and their items — and refuse a defined length that runs past
+/// the end of the file, before the parser would allocate and zero that many bytes (dicom-parser 0.10 does, so a
+/// few-kilobyte file could cost gigabytes). Fragments of encapsulated pixel data are stepped over by their
+/// (checked) lengths; in implicit VR a sequence of defined length is stepped over whole; a deflated data set is
+/// not walked; a file without the `DICM` marker is left to the parser.
+pub fn check_declared_lengths(bytes: &[u8]) -> Result<(), String> {
+    if !has_marker(bytes) {
+        return Ok(());
+    }
+    let mut pos = 132usize;
+    let mut explicit = true;
+    let mut big_endian = false;
+    let mut in_meta = true;
+    let mut in_fragments = false;
+    let mut syntax = String::new();
+    let too_long = |group: u16, element: u16, length: u32, remaining: usize| {
+        format!(
+            "element ({group:04X},{element:04X}) declares {length} bytes but only {remaining} remain in the file"
+        )
+    };
+    while pos + 8 <= bytes.len() {
+        let u16_at = |at: usize, big: bool| {
+            let b = [bytes[at], bytes[at + 1]];
+            if big {
+                u16::from_be_bytes(b)
+            } else {
+                u16::from_le_bytes(b)
+            }
+        };
+        let u32_at = |at: usize, big: bool| {
+            let b = [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]];
+            if big {
+                u32::from_be_bytes(b)
+            } else {
+                u32::from_le_bytes(b)
+            }
+        };
+        if in_meta && u16_at(pos, false) != 0x0002 {
+            // The meta group ends here; the data set follows in its transfer syntax.
+            in_meta = false;
+            match syntax.trim_end_matches(['\0', ' ']) {
+                "1.2.840.10008.1.2" => explicit = false,
+                "1.2.840.10008.1.2.2" => big_endian = true,
+                "1.2.840.10008.1.2.1.99" => return Ok(()),
+                _ => {}
+            }
+            continue;
+        }
+        let big = big_endian && !in_meta;
+        let (group, element) = (u16_at(pos, big), u16_at(pos + 2, big));
+        if group == 0xFFFE {
+            // Item or delimiter: tag and a 4-byte length, no VR.
+            let length = u32_at(pos + 4, big);
+            pos += 8;
+            match element {
+                0xE0DD => in_fragments = false,
+                0xE000 if length != u32::MAX => {
+                    let remaining = bytes.len() - pos;
+                    if length as usize > remaining {
+                        return Err(too_long(group, element, length, remaining));
+                    }
+                    if in_fragments {
+                        pos += length as usize;
+                    }
+                }
+                _ => {}
+            }
+            continue;
+        }
+        let (length, header, vr) = if explicit || in_meta {
+            let vr = [bytes[pos + 4], bytes[pos + 5]];
+            let long = matches!(
+                &vr,
+                b"OB"
+                    | b"OD"
+                    | b"OF"
+                    | b"OL"
+                    | b"OV"
+                    | b"OW"
+                    | b"SQ"
+                    | b"UC"
+                    | b"UR"
+                    | b"UT"
+                    | b"UN"
+                    | b"SV"
+                    | b"UV"
+            );
+            if long {
+                if pos + 12 > bytes.len() {
+                    break;
+                }
+                (u32_at(pos + 8, big), 12, Some(vr))
+            } else {
+                (u32::from(u16_at(pos + 6, big)), 8, Some(vr))
+            }
+        } else {
+            (u32_at(pos + 4, false), 8, None)
+        };
+        pos += header;
+        let is_sequence = vr == Some(*b"SQ");
+        if length == u32::MAX {
+            // Undefined length: a sequence (step into its items) or encapsulated pixel data (fragments).
+            in_fragments = !is_sequence && ((group, element) == (0x7FE0, 0x0010) || vr.is_some());
+            continue;
+        }
+        let remaining = bytes.len() - pos;
+        if length as usize > remaining {
+            return Err(too_long(group, element, length, remaining));
+        }
+        if in_meta && (group, element) == (0x0002, 0x0010) {
+            syntax = String::from_utf8_lossy(&bytes[pos..pos + length as usize]).into_owned();
+        }
+        if !is_sequence {
+            pos += length as usize;
+        }
+    }
+    Ok(())
+}
+
 fn open(path: &Path) -> Result<DefaultDicomObject, MedicalError> {
+    let bytes = std::fs::read(path).map_err(|e| MedicalError::Dicom {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    check_declared_lengths(&bytes).map_err(|message| MedicalError::Dicom {
+        path: path.to_path_buf(),
+        message,
+    })?;
     open_file(path).map_err(|e| MedicalError::Dicom {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -78,8 +206,10 @@ pub fn read_frames(
     })
 }
 
-/// Most samples a DICOM file may claim (four times the image pixel limit: a stack of 256 slices of 1024×1024).
-pub const MAX_SAMPLES: u64 = 4 * crate::data::decode::MAX_PIXELS;
+/// Most samples a DICOM file may claim: the image pixel limit (64 Mi: e.g. 256 frames of 512×512). Decoding
+/// needs several bytes per sample (the decoded buffer, then f32 values), so this bounds a file's memory to
+/// about a gigabyte whatever its header says.
+pub const MAX_SAMPLES: u64 = crate::data::decode::MAX_PIXELS;
 
 fn read_frames_inner(
     path: &Path,
@@ -254,4 +384,65 @@ pub fn read_slices(
             image: frame.to_gray(),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Preamble, `DICM`, a meta group with the transfer syntax, then one data element of `declared` bytes
+    /// followed by `present` bytes.
+    fn file(syntax: &str, declared: u32, present: usize) -> Vec<u8> {
+        let mut bytes = vec![0u8; 128];
+        bytes.extend_from_slice(b"DICM");
+        let mut uid = syntax.as_bytes().to_vec();
+        if uid.len() % 2 == 1 {
+            uid.push(0);
+        }
+        bytes.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'I']);
+        bytes.extend_from_slice(&(uid.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(&uid);
+        // (0010,0010) PN in explicit VR little endian, or implicit VR (4-byte length).
+        bytes.extend_from_slice(&[0x10, 0x00, 0x10, 0x00]);
+        if syntax == "1.2.840.10008.1.2" {
+            bytes.extend_from_slice(&declared.to_le_bytes());
+        } else {
+            bytes.extend_from_slice(b"PN");
+            bytes.extend_from_slice(&(declared as u16).to_le_bytes());
+        }
+        bytes.extend(std::iter::repeat_n(b'A', present));
+        bytes
+    }
+
+    #[test]
+    fn declared_lengths_past_the_end_are_refused() {
+        for syntax in ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"] {
+            assert_eq!(
+                check_declared_lengths(&file(syntax, 8, 8)),
+                Ok(()),
+                "{syntax}"
+            );
+            let error = check_declared_lengths(&file(syntax, 4000, 8)).expect_err(syntax);
+            assert!(
+                error.contains("(0010,0010) declares 4000 bytes but only 8 remain"),
+                "{error}"
+            );
+        }
+        // Implicit VR: a 4-byte length of 3 GB.
+        assert!(check_declared_lengths(&file("1.2.840.10008.1.2", 3_000_000_000, 8)).is_err());
+        // Every fixture of the test suite passes the walk.
+        let medical =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/medical");
+        for entry in std::fs::read_dir(medical).expect("fixtures").flatten() {
+            if entry.path().extension().is_some_and(|e| e == "dcm") {
+                let bytes = std::fs::read(entry.path()).expect("read");
+                assert_eq!(
+                    check_declared_lengths(&bytes),
+                    Ok(()),
+                    "{}",
+                    entry.path().display()
+                );
+            }
+        }
+    }
 }
