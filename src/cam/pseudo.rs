@@ -272,6 +272,11 @@ pub fn pseudo_mask(
         .collect()
 }
 
+/// Foreground flags as a stored mask (255 foreground, 0 background).
+pub fn to_stored(mask: &[bool]) -> Vec<u8> {
+    mask.iter().map(|m| if *m { 255 } else { 0 }).collect()
+}
+
 /// A stored mask as (foreground, ignore) flags.
 pub fn split_labels(mask: &[u8]) -> (Vec<bool>, Vec<bool>) {
     mask.iter().map(|v| (*v > IGNORE, *v == IGNORE)).unzip()

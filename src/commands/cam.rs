@@ -10,16 +10,15 @@ use crate::cam::{compute_smoothed, CamBatch, CamMethod};
 use crate::cli::{CamArgs, RawFormat};
 use crate::data::batcher::images_to_tensor;
 use crate::data::inputs::{collect_inputs, expand, Input, InputError};
-use crate::data::preprocess::{resize_mask, resize_rgb, IMAGENET_MEAN};
+use crate::data::preprocess::{resize_rgb, IMAGENET_MEAN};
 use crate::data::scan::{self, ScanOptions, Split};
 use crate::data::Class;
 use crate::model::{inference, run, ResNet18};
 use crate::viz::{self, colormap, grid};
 use anyhow::Context;
 use burn::module::Module;
-use image::{GrayImage, RgbImage};
+use image::RgbImage;
 use rand::seq::index::sample;
-use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
@@ -135,16 +134,7 @@ pub fn cam(args: &CamArgs) -> anyhow::Result<CamReport> {
     let per_row = args.grid.div_ceil(Class::COUNT).max(1);
     let bar = progress_bar(items.len() as u64, "cam");
     for (chunk_index, chunk) in items.chunks(args.batch_size.max(1)).enumerate() {
-        let loaded: Vec<Result<Loaded, String>> =
-            chunk.par_iter().map(|item| load(item, size)).collect();
-        let mut ready = Vec::new();
-        for (item, result) in chunk.iter().zip(loaded) {
-            match result {
-                Ok(l) => ready.push((item, l)),
-                Err(e) => errors.push(e),
-            }
-        }
-        bar.inc((chunk.len() - ready.len()) as u64);
+        let ready = super::load_batch(chunk, |item| load(item, size), &mut errors, &bar);
         if ready.is_empty() {
             continue;
         }
@@ -371,14 +361,7 @@ fn load(item: &Item, size: u32) -> Result<Loaded, String> {
         resize_rgb(&original, size, size).map_err(|e| format!("{}: {e}", item.input.name))?;
     let mask = match &item.mask {
         None => None,
-        Some(path) => {
-            let gray: GrayImage = image::open(path)
-                .map_err(|e| format!("{}: {e}", path.display()))?
-                .to_luma8();
-            let resized =
-                resize_mask(&gray, size, size).map_err(|e| format!("{}: {e}", path.display()))?;
-            Some(resized.pixels().map(|p| p.0[0] >= 128).collect())
-        }
+        Some(path) => Some(crate::data::decode::read_binary_mask(path, size)?),
     };
     Ok(Loaded {
         original,

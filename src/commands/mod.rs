@@ -44,3 +44,24 @@ pub fn progress_bar(len: u64, what: &str) -> ProgressBar {
     }
     bar
 }
+
+/// Load every item of a batch in parallel: the ones that loaded come back with what they loaded as, in order;
+/// each failure (its message names the file) goes to `errors` and advances `bar`.
+pub fn load_batch<'a, I: Sync, T: Send>(
+    chunk: &'a [I],
+    load: impl Fn(&I) -> Result<T, String> + Sync,
+    errors: &mut Vec<String>,
+    bar: &ProgressBar,
+) -> Vec<(&'a I, T)> {
+    use rayon::prelude::*;
+    let loaded: Vec<Result<T, String>> = chunk.par_iter().map(&load).collect();
+    let mut ready = Vec::with_capacity(chunk.len());
+    for (item, result) in chunk.iter().zip(loaded) {
+        match result {
+            Ok(value) => ready.push((item, value)),
+            Err(e) => errors.push(e),
+        }
+    }
+    bar.inc((chunk.len() - ready.len()) as u64);
+    ready
+}

@@ -10,8 +10,8 @@ use crate::cam::pseudo::{head_mask, pseudo_mask, split_labels, PseudoMaskConfig,
 use crate::cam::{compute_smoothed, CamMethod};
 use crate::cli::{Gate, PseudoMaskArgs};
 use crate::data::batcher::images_to_tensor;
-use crate::data::decode::decode_file;
-use crate::data::preprocess::{resize_mask, resize_rgb, SEGMENTATION_SIZE};
+use crate::data::decode::{decode_file, read_binary_mask};
+use crate::data::preprocess::{resize_rgb, SEGMENTATION_SIZE};
 use crate::data::scan::{Sample, Split};
 use crate::data::Class;
 use crate::metrics::segmentation::{MaskCounts, SegmentationScores, SegmentationSums};
@@ -176,22 +176,9 @@ fn load(sample: &Sample) -> Result<Loaded, String> {
     let gray = image::DynamicImage::ImageRgb8(small).to_luma8().into_raw();
     let truth = match &sample.mask {
         None => None,
-        Some(path) => Some(read_mask(path, SIDE)?.iter().map(|v| *v >= 128).collect()),
+        Some(path) => Some(read_binary_mask(path, SIDE)?),
     };
     Ok(Loaded { image, gray, truth })
-}
-
-/// A mask PNG resized to `side`×`side` (bilinear, thresholded at half).
-pub fn read_mask(path: &Path, side: u32) -> Result<Vec<u8>, String> {
-    let gray: GrayImage = image::open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .to_luma8();
-    if gray.dimensions() == (side, side) {
-        return Ok(gray.into_raw());
-    }
-    Ok(resize_mask(&gray, side, side)
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .into_raw())
 }
 
 /// Compute, write and score every image's pseudo-mask.
@@ -235,15 +222,7 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
     let side = SIDE as usize;
     let bar = progress_bar(samples.len() as u64, "pseudo-masks");
     for chunk in samples.chunks(args.batch_size.max(1)) {
-        let loaded: Vec<Result<Loaded, String>> = chunk.par_iter().map(|s| load(s)).collect();
-        let mut ready = Vec::new();
-        for (sample, result) in chunk.iter().zip(loaded) {
-            match result {
-                Ok(l) => ready.push((*sample, l)),
-                Err(e) => errors.push(e),
-            }
-        }
-        bar.inc((chunk.len() - ready.len()) as u64);
+        let ready = super::load_batch(chunk, |sample| load(sample), &mut errors, &bar);
         if ready.is_empty() {
             continue;
         }
@@ -274,21 +253,27 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
             };
             let head = head_mask(&loaded.gray, side, side);
             let map = &cams.maps[i];
+            let mask = pseudo_mask(map, side, side, tumour, Some(&head), &config);
             if let Some(truth) = &loaded.truth {
                 for threshold in &compared {
-                    let c = PseudoMaskConfig {
-                        threshold: *threshold,
-                        ..config
+                    let other;
+                    let scored = if *threshold == config.threshold {
+                        &mask
+                    } else {
+                        let c = PseudoMaskConfig {
+                            threshold: *threshold,
+                            ..config
+                        };
+                        other = pseudo_mask(map, side, side, tumour, Some(&head), &c);
+                        &other
                     };
-                    let (foreground, _) =
-                        split_labels(&pseudo_mask(map, side, side, tumour, Some(&head), &c));
+                    let (foreground, _) = split_labels(scored);
                     let counts = MaskCounts::from_masks(&foreground, truth, None);
                     sums.entry((threshold.to_string(), sample.split, sample.class))
                         .or_default()
                         .add_image(&counts, None);
                 }
             }
-            let mask = pseudo_mask(map, side, side, tumour, Some(&head), &config);
             let relative = mask_path(sample, &args.data);
             let path = args.out.join(&relative);
             if let Some(parent) = path.parent() {
@@ -309,7 +294,7 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
                 let truth_tile = loaded.truth.as_ref().map_or_else(
                     || RgbImage::new(SIDE, SIDE),
                     |t| {
-                        let bytes: Vec<u8> = t.iter().map(|b| if *b { 255 } else { 0 }).collect();
+                        let bytes: Vec<u8> = crate::cam::pseudo::to_stored(t);
                         masks::mask_tile(&bytes, SIDE, SIDE)
                     },
                 );

@@ -182,31 +182,18 @@ pub fn segment(args: &SegmentArgs) -> anyhow::Result<SegmentReport> {
     let mut gallery: Vec<(Class, [RgbImage; 3])> = Vec::new();
     let bar = progress_bar(items.len() as u64, "segment");
     for chunk in items.chunks(args.batch_size.max(1)) {
-        let loaded: Vec<Result<Loaded, String>> =
-            chunk.par_iter().map(|item| load(item, side)).collect();
-        let mut ready: Vec<(&Item, RgbImage, Option<Vec<bool>>)> = Vec::new();
-        for (item, result) in chunk.iter().zip(loaded) {
-            match result {
-                Ok((image, truth)) => ready.push((item, image, truth)),
-                Err(e) => errors.push(e),
-            }
-        }
-        bar.inc((chunk.len() - ready.len()) as u64);
+        let ready = super::load_batch(chunk, |item| load(item, side), &mut errors, &bar);
         if ready.is_empty() {
             continue;
         }
-        let originals: Vec<RgbImage> = ready.iter().map(|(_, image, _)| image.clone()).collect();
+        let originals: Vec<RgbImage> = ready.iter().map(|(_, (image, _))| image.clone()).collect();
         let results = segment_images(&model, &originals, !args.no_gate, threshold)?;
-        for ((item, original, truth), (probabilities, mask)) in ready.iter().zip(results) {
+        for ((item, (original, truth)), (probabilities, mask)) in ready.iter().zip(results) {
             let (best, confidence) = crate::metrics::argmax(&probabilities);
             let predicted = model.classifier_config.classes[best];
             let name = unique_name(&item.input, &mut names);
-            let small = GrayImage::from_raw(
-                side,
-                side,
-                mask.iter().map(|b| if *b { 255 } else { 0 }).collect(),
-            )
-            .context("mask size")?;
+            let small = GrayImage::from_raw(side, side, crate::cam::pseudo::to_stored(&mask))
+                .context("mask size")?;
             let (w, h) = original.dimensions();
             let full = resize_mask(&small, w, h)?;
             let mask_path = masks_dir.join(format!("{name}.png"));
@@ -228,15 +215,7 @@ pub fn segment(args: &SegmentArgs) -> anyhow::Result<SegmentReport> {
                     let thumb = resize_rgb(&overlay, side, side)?;
                     let truth_tile = truth.as_ref().map_or_else(
                         || RgbImage::new(side, side),
-                        |t| {
-                            masks::mask_tile(
-                                &t.iter()
-                                    .map(|b| if *b { 255 } else { 0 })
-                                    .collect::<Vec<u8>>(),
-                                side,
-                                side,
-                            )
-                        },
+                        |t| masks::mask_tile(&crate::cam::pseudo::to_stored(t), side, side),
                     );
                     let predicted_tile = masks::mask_tile(&small.clone().into_raw(), side, side);
                     gallery.push((class, [thumb, truth_tile, predicted_tile]));
@@ -300,12 +279,7 @@ type Loaded = (RgbImage, Option<Vec<bool>>);
 fn load(item: &Item, side: u32) -> Result<Loaded, String> {
     let image = item.input.load()?;
     let truth = match &item.mask {
-        Some(path) => Some(
-            super::pseudo_masks::read_mask(path, side)?
-                .iter()
-                .map(|v| *v >= 128)
-                .collect(),
-        ),
+        Some(path) => Some(crate::data::decode::read_binary_mask(path, side)?),
         None => None,
     };
     Ok((image, truth))

@@ -7,9 +7,9 @@
 //! prediction time), `seg.json` (settings, history, per-round metrics), `metrics.md` and `gallery.png`.
 
 use super::progress_bar;
-use super::pseudo_masks::{self, read_mask, PseudoEntry, PseudoManifest, SIDE};
+use super::pseudo_masks::{self, PseudoEntry, PseudoManifest, SIDE};
 use crate::cli::{args_from, Gate, PseudoMaskArgs, Supervision, TrainSegArgs};
-use crate::data::decode::decode_file;
+use crate::data::decode::{decode_file, read_binary_mask, read_mask};
 use crate::data::preprocess::resize_rgb;
 use crate::data::scan::Split;
 use crate::data::Class;
@@ -157,9 +157,7 @@ pub fn train_seg(args: &TrainSegArgs) -> anyhow::Result<SegRun> {
         targets: train_items
             .iter()
             .map(|i| match (&args.supervision, &i.truth) {
-                (Supervision::True, Some(t)) => {
-                    t.iter().map(|b| if *b { 255 } else { 0 }).collect()
-                }
+                (Supervision::True, Some(t)) => crate::cam::pseudo::to_stored(t),
                 _ => i.pseudo.clone(),
             })
             .collect(),
@@ -232,11 +230,13 @@ pub fn train_seg(args: &TrainSegArgs) -> anyhow::Result<SegRun> {
                 .iter_mut()
                 .zip(train_items.iter().zip(&train_logits))
             {
-                *target =
-                    logits_to_mask(logits, data.side, args.threshold, gate(&item.entry), true)
-                        .iter()
-                        .map(|b| if *b { 255 } else { 0 })
-                        .collect();
+                *target = crate::cam::pseudo::to_stored(&logits_to_mask(
+                    logits,
+                    data.side,
+                    args.threshold,
+                    gate(&item.entry),
+                    true,
+                ));
             }
         }
         unet = model.clone().train();
@@ -316,13 +316,7 @@ fn prepare(manifest: &PseudoManifest, pseudo_dir: &Path) -> anyhow::Result<Vec<I
             let pseudo =
                 read_mask(&pseudo_dir.join(&entry.mask), SIDE).map_err(anyhow::Error::msg)?;
             let truth = match &entry.true_mask {
-                Some(path) => Some(
-                    read_mask(path, SIDE)
-                        .map_err(anyhow::Error::msg)?
-                        .iter()
-                        .map(|v| *v >= 128)
-                        .collect(),
-                ),
+                Some(path) => Some(read_binary_mask(path, SIDE).map_err(anyhow::Error::msg)?),
                 None => None,
             };
             bar.inc(1);
@@ -370,8 +364,7 @@ fn round_scores(
     let mut by_prediction: BTreeMap<String, SegmentationSums> = BTreeMap::new();
     let mut vs_pseudo = SegmentationSums::default();
     for (item, logits) in test_items.iter().zip(&test_logits) {
-        let (sum, pixels, counts) = score_logits(logits, &item.pseudo, side, threshold);
-        let _ = counts;
+        let (sum, pixels, _) = score_logits(logits, &item.pseudo, side, threshold);
         let pseudo_fg: Vec<bool> = item
             .pseudo
             .iter()
@@ -383,7 +376,7 @@ fn round_scores(
             Some((sum, pixels)),
         );
         let Some(truth) = &item.truth else { continue };
-        let reference: Vec<u8> = truth.iter().map(|b| if *b { 255 } else { 0 }).collect();
+        let reference: Vec<u8> = crate::cam::pseudo::to_stored(truth);
         let (bce, pixels, _) = score_logits(logits, &reference, side, threshold);
         for (sums, tumour) in [
             (&mut by_label, item.entry.class.is_tumour()),
@@ -514,12 +507,10 @@ fn write_gallery(
             let truth: Vec<u8> = item
                 .truth
                 .as_ref()
-                .map(|t| t.iter().map(|b| if *b { 255 } else { 0 }).collect())
+                .map(|t| crate::cam::pseudo::to_stored(t))
                 .unwrap_or_else(|| vec![0; side * side]);
-            let predicted: Vec<u8> = logits_to_mask(z, side, threshold, true, true)
-                .iter()
-                .map(|b| if *b { 255 } else { 0 })
-                .collect();
+            let predicted: Vec<u8> =
+                crate::cam::pseudo::to_stored(&logits_to_mask(z, side, threshold, true, true));
             (
                 item.entry.class,
                 [

@@ -167,6 +167,25 @@ fn open_reader<'a>(
     Ok(reader)
 }
 
+/// A mask PNG as 8-bit values at `side`×`side`: as stored when it has that size, else resized like
+/// [`resize_mask`](super::preprocess::resize_mask) (bilinear, thresholded at half). Errors name the file.
+pub fn read_mask(path: &Path, side: u32) -> Result<Vec<u8>, String> {
+    let gray = image::open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .to_luma8();
+    if gray.dimensions() == (side, side) {
+        return Ok(gray.into_raw());
+    }
+    Ok(super::preprocess::resize_mask(&gray, side, side)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .into_raw())
+}
+
+/// A true mask at `side`×`side` as foreground flags (value ≥ 128).
+pub fn read_binary_mask(path: &Path, side: u32) -> Result<Vec<bool>, String> {
+    Ok(read_mask(path, side)?.iter().map(|v| *v >= 128).collect())
+}
+
 /// Refuse images whose header claims more than [`MAX_PIXELS`].
 fn check_size(bytes: &[u8], format: ImageFormat, name: &Path) -> Result<(), DecodeError> {
     let probe = ImageReader::with_format(Cursor::new(bytes), format);

@@ -9,7 +9,7 @@ use super::weights::{self, WeightsError};
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
-use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use std::path::Path;
@@ -131,21 +131,7 @@ pub fn save_unet(
     path: &Path,
     metadata: &[(&str, String)],
 ) -> Result<(), WeightsError> {
-    let write_error = |message: String| WeightsError::Write {
-        path: path.to_path_buf(),
-        message,
-    };
-    let temporary = weights::temporary_path(path);
-    let mut store = SafetensorsStore::from_file(&temporary)
-        .with_key_remapping(r"downsample\.conv\.", "downsample.0.")
-        .with_key_remapping(r"downsample\.bn\.", "downsample.1.")
-        .with_to_adapter(BurnToPyTorchAdapter);
-    for (key, value) in metadata {
-        store = store.metadata(*key, value.clone());
-    }
-    unet.save_into(&mut store)
-        .map_err(|e| write_error(e.to_string()))?;
-    std::fs::rename(&temporary, path).map_err(|e| write_error(e.to_string()))
+    weights::save_safetensors(unet, path, metadata)
 }
 
 /// Load a U-Net saved by [`save_unet`] (an encoder with `classes` outputs) onto `device`. Every tensor must be
@@ -155,9 +141,11 @@ pub fn load_unet(path: &Path, classes: usize, device: &Device) -> Result<UNet, W
         return Err(WeightsError::NotFound(path.to_path_buf()));
     }
     let mut unet = UNet::new(ResNet18::new(classes, device), device);
-    let mut store = SafetensorsStore::from_file(path)
-        .with_key_remapping(r"downsample\.0\.", "downsample.conv.")
-        .with_key_remapping(r"downsample\.1\.", "downsample.bn.")
+    let mut store = weights::TORCHVISION_TO_OURS
+        .iter()
+        .fold(SafetensorsStore::from_file(path), |s, (from, to)| {
+            s.with_key_remapping(*from, *to)
+        })
         .with_from_adapter(PyTorchToBurnAdapter)
         .allow_partial(true)
         .validate(false);

@@ -35,7 +35,7 @@ pub enum WeightsError {
 }
 
 /// torchvision names `downsample.0/1` what this model calls `downsample.conv/bn` (regex → replacement).
-const TORCHVISION_TO_OURS: [(&str, &str); 2] = [
+pub(crate) const TORCHVISION_TO_OURS: [(&str, &str); 2] = [
     (r"downsample\.0\.", "downsample.conv."),
     (r"downsample\.1\.", "downsample.bn."),
 ];
@@ -203,6 +203,17 @@ pub fn save_torchvision(
     path: &Path,
     metadata: &[(&str, String)],
 ) -> Result<(), WeightsError> {
+    save_safetensors(model, path, metadata)
+}
+
+/// Save any module that holds a ResNet18 (the classifier, or the U-Net with its encoder under `encoder.`) as
+/// safetensors with torchvision's key names and layouts; `metadata` is stored in the file's header. Written to
+/// a temporary file and renamed into place.
+pub fn save_safetensors<M: ModuleSnapshot>(
+    module: &M,
+    path: &Path,
+    metadata: &[(&str, String)],
+) -> Result<(), WeightsError> {
     let write_error = |message: String| WeightsError::Write {
         path: path.to_path_buf(),
         message,
@@ -217,7 +228,7 @@ pub fn save_torchvision(
     for (key, value) in metadata {
         store = store.metadata(*key, value.clone());
     }
-    model
+    module
         .save_into(&mut store)
         .map_err(|e| write_error(e.to_string()))?;
     std::fs::rename(&temporary, path).map_err(|e| write_error(e.to_string()))

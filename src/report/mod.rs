@@ -266,12 +266,6 @@ pub fn document(sources: &Sources) -> Result<Document, ReportError> {
             sources.run.join("curves.png"),
             "training curves: loss and accuracy per epoch",
         );
-        if let Some(text) = read_text(&sources.run.join("comparison.md")) {
-            let _ = writeln!(
-                md,
-                "\nBaseline vs fine-tuned, as `train` wrote it:\n\n{text}\n"
-            );
-        }
     } else {
         md.push_str("No `metrics.json` in the run (an imported model): nothing was evaluated.\n\n");
     }

@@ -5,7 +5,7 @@
 use super::{percentile_window, window_linear, MedicalError, SliceSelection};
 use dicom_dictionary_std::tags;
 use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
-use dicom_object::{open_file, DefaultDicomObject};
+use dicom_object::{from_reader, open_file, DefaultDicomObject};
 use dicom_pixeldata::{ConvertOptions, PixelDecoder, PixelRepresentation};
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use image::GrayImage;
@@ -185,7 +185,14 @@ fn open(path: &Path) -> Result<DefaultDicomObject, MedicalError> {
         path: path.to_path_buf(),
         message,
     })?;
-    open_file(path).map_err(|e| MedicalError::Dicom {
+    // The bytes are in memory already (the walk read them): parse them rather than the file again. Past the
+    // 128-byte preamble the reader expects the meta group; a file without the marker is left to `open_file`.
+    let parsed = if has_marker(&bytes) {
+        from_reader(&bytes[128..])
+    } else {
+        open_file(path)
+    };
+    parsed.map_err(|e| MedicalError::Dicom {
         path: path.to_path_buf(),
         message: e.to_string(),
     })
