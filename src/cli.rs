@@ -264,6 +264,11 @@ pub struct TrainArgs {
     /// Continue an interrupted run in --out from its last complete epoch (its saved configuration is used).
     #[arg(long)]
     pub resume: bool,
+    /// Start no epoch after this many minutes (counted from the start of the command): the running stage keeps its
+    /// best epoch so far, later stages are skipped, and the run finishes as usual. The learning-rate schedule
+    /// is not shortened to fit.
+    #[arg(long, value_name = "MINUTES")]
+    pub time_limit: Option<f64>,
 }
 
 #[derive(Debug, Clone, Args)]

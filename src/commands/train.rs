@@ -71,6 +71,13 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
 /// The whole `train` command; returns what it wrote to `metrics.json`.
 pub fn train(args: &TrainArgs) -> anyhow::Result<TrainReport> {
     let start = Instant::now();
+    let deadline = match args.time_limit {
+        Some(minutes) if minutes.is_finite() && minutes > 0.0 && minutes < 1e7 => {
+            Some(start + std::time::Duration::from_secs_f64(minutes * 60.0))
+        }
+        Some(minutes) => bail!("--time-limit must be a positive number of minutes, not {minutes}"),
+        None => None,
+    };
     let resume = if args.resume {
         let state = checkpoint::read_state(&args.out)?.with_context(|| {
             format!(
@@ -208,11 +215,13 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<TrainReport> {
         Ok(())
     };
     let mut after_epoch = |_: &str, _: usize| Ok(());
+
     let checkpointing = Checkpointing {
         run: &args.out,
         resume,
         weights_origin: origin.clone(),
         after_epoch: &mut after_epoch,
+        deadline,
     };
     let outcomes = run_protocol(
         model,

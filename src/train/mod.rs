@@ -66,6 +66,9 @@ pub struct Checkpointing<'a> {
     pub weights_origin: crate::model::run::WeightsOrigin,
     /// Called after each epoch's checkpoint is written (tests use it to interrupt a run).
     pub after_epoch: &'a mut dyn FnMut(&str, usize) -> anyhow::Result<()>,
+    /// No epoch starts after this instant (`train --time-limit`): the running stage keeps its best epoch so far
+    /// and later stages are skipped, then the run finishes as usual (test evaluation, figures, model).
+    pub deadline: Option<std::time::Instant>,
 }
 
 /// Run every stage of `config` from `model` (on the training device), writing a checkpoint after every epoch.
@@ -84,6 +87,7 @@ pub fn run_protocol(
     let batch = config.batch_size.max(1);
     let run = checkpointing.run;
     let after_epoch = checkpointing.after_epoch;
+    let deadline = checkpointing.deadline;
     let mut state = checkpointing.resume.unwrap_or_else(|| ProtocolState {
         config: config.clone(),
         weights_origin: checkpointing.weights_origin.clone(),
@@ -130,6 +134,10 @@ pub fn run_protocol(
             continue;
         }
         let current = state.current.take().filter(|c| c.stage == name);
+        if current.is_none() && deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            tracing::warn!("time limit reached: stage {name} and any after it are skipped");
+            break;
+        }
         let previous_seconds = current.as_ref().map_or(0.0, |c| c.seconds_so_far);
         let start = std::time::Instant::now();
         // Resuming inside this stage: the learner and the best model so far come from the checkpoint.
@@ -240,6 +248,7 @@ pub fn run_protocol(
                     train_labels: &data.train.labels,
                     forward: &forward,
                     validate: &validate,
+                    deadline,
                 };
                 let start_from = match &current {
                     Some(c) => StageStart {
@@ -342,6 +351,7 @@ pub fn run_protocol(
                     train_labels: &data.train.labels,
                     forward: &forward,
                     validate: &validate,
+                    deadline,
                 };
                 let start_from = match &current {
                     Some(c) => StageStart {
@@ -427,15 +437,25 @@ fn score_batches(
     device: &Device,
     logits: &dyn Fn(&[usize]) -> Result<Tensor<2>, InferenceError>,
 ) -> Result<Score, InferenceError> {
-    let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+    let mut totals: Option<(Tensor<1>, Tensor<1, burn::tensor::Int>)> = None;
     let all: Vec<usize> = (0..labels.len()).collect();
     for ids in all.chunks(batch) {
         let batch_labels: Vec<usize> = ids.iter().map(|i| labels[*i]).collect();
         let (loss, c) = loss_and_correct(logits(ids)?, &batch_labels, device);
-        loss_sum +=
-            f64::from(values(loss)?.first().copied().unwrap_or(f32::NAN)) * ids.len() as f64;
-        correct += c;
+        let loss = loss.mul_scalar(ids.len() as f32);
+        totals = Some(match totals {
+            Some((l, k)) => (l + loss, k + c),
+            None => (loss, c),
+        });
     }
+    // One read per pass (each read waits for the device).
+    let (loss_sum, correct) = match totals {
+        Some((l, k)) => (
+            f64::from(values(l)?.first().copied().unwrap_or(f32::NAN)),
+            k.into_scalar::<i64>().max(0) as usize,
+        ),
+        None => (0.0, 0),
+    };
     let n = labels.len().max(1) as f64;
     Ok(Score {
         loss: loss_sum / n,

@@ -57,12 +57,13 @@ pub fn epoch_draws(seed: u64, stage: u64, epoch: usize, count: usize) -> (Vec<us
     (order, mirrored)
 }
 
-/// Cross-entropy loss and the number of correct predictions of a batch of logits.
+/// Cross-entropy loss (`[1]`) and the number of correct predictions (`[1]`) of a batch of logits, both left on
+/// the device: reading either back waits for the computation, so callers add them up and read once per pass.
 pub fn loss_and_correct(
     logits: Tensor<2>,
     labels: &[usize],
     device: &Device,
-) -> (Tensor<1>, usize) {
+) -> (Tensor<1>, Tensor<1, Int>) {
     let targets = Tensor::<1, Int>::from_data(
         TensorData::new(
             labels.iter().map(|l| *l as i64).collect::<Vec<_>>(),
@@ -71,11 +72,7 @@ pub fn loss_and_correct(
         device,
     );
     let predicted = logits.clone().argmax(1).flatten::<1>(0, 1); // [B]
-    let correct = predicted
-        .equal(targets.clone())
-        .int()
-        .sum()
-        .into_scalar::<i64>() as usize;
+    let correct = predicted.equal(targets.clone()).int().sum();
     let loss = CrossEntropyLossConfig::new()
         .init(device)
         .forward(logits, targets); // [1]
@@ -94,6 +91,8 @@ pub struct StageSteps<'a, M> {
     pub forward: BatchForward<'a, M>,
     /// Validation loss and accuracy of the model (in inference mode).
     pub validate: &'a dyn Fn(&M) -> Result<Score, InferenceError>,
+    /// No epoch starts after this instant (`train --time-limit`); the stage keeps its best epoch so far.
+    pub deadline: Option<Instant>,
 }
 
 /// Where a stage starts: from scratch, or from a checkpoint after `epochs_done` epochs.
@@ -150,9 +149,20 @@ pub fn run_stage<M: Module + Clone>(
     let steps_per_epoch = steps.train_count.div_ceil(batch_size);
     progress((epochs_done * steps.train_count) as u64);
     for epoch in epochs_done..config.epochs {
+        if steps.deadline.is_some_and(|d| Instant::now() >= d) {
+            tracing::warn!(
+                "time limit reached: stage {} stops after {epoch} of {} epochs",
+                config.stage.name(),
+                config.epochs
+            );
+            break;
+        }
         let start = Instant::now();
         let (order, mirrored) = epoch_draws(seed, config.stage.index(), epoch, steps.train_count);
-        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        // Summed on the device and read once per epoch: a read per step would make a GPU wait every step.
+        let mut loss_total: Option<Tensor<1>> = None;
+        let mut correct_total: Option<Tensor<1, Int>> = None;
+        let mut seen = 0usize;
         let mut learning_rate = config.learning_rate;
         for (step, batch) in order.chunks(batch_size).enumerate() {
             learning_rate = config.learning_rate_at(epoch, step, steps_per_epoch);
@@ -160,14 +170,25 @@ pub fn run_stage<M: Module + Clone>(
             let labels: Vec<usize> = batch.iter().map(|i| steps.train_labels[*i]).collect();
             let logits = (steps.forward)(&model, batch, &flips)?; // [B, classes]
             let (loss, batch_correct) = loss_and_correct(logits, &labels, device);
-            loss_sum += f64::from(values(loss.clone())?.first().copied().unwrap_or(f32::NAN))
-                * batch.len() as f64;
-            correct += batch_correct;
+            let weighted = loss.clone().detach().mul_scalar(batch.len() as f32);
+            loss_total = Some(match loss_total {
+                Some(total) => total + weighted,
+                None => weighted,
+            });
+            correct_total = Some(match correct_total {
+                Some(total) => total + batch_correct,
+                None => batch_correct,
+            });
             seen += batch.len();
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(learning_rate, model, grads);
             progress(batch.len() as u64);
         }
+        let loss_sum = match loss_total {
+            Some(total) => f64::from(values(total)?.first().copied().unwrap_or(f32::NAN)),
+            None => 0.0,
+        };
+        let correct = correct_total.map_or(0, |c| c.into_scalar::<i64>().max(0) as usize);
         let score = (steps.validate)(&model)?;
         let seconds = start.elapsed().as_secs_f64();
         history.push(EpochRecord {
@@ -212,4 +233,75 @@ pub fn run_stage<M: Module + Clone>(
         }
     }
     Ok(best.map(|(_, m)| m).unwrap_or_else(|| model.valid()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::config::{Schedule, Stage};
+    use burn::nn::{Linear, LinearConfig};
+    use std::cell::Cell;
+    use std::time::Duration;
+
+    fn run_with(deadline: Option<Instant>, pause: Duration) -> usize {
+        let device = crate::device::training();
+        let model = LinearConfig::new(2, 4).init(&device);
+        let config = StageConfig {
+            stage: Stage::Baseline,
+            epochs: 3,
+            optimizer: OptimizerKind::Adam,
+            learning_rate: 1e-3,
+            weight_decay: 0.0,
+            momentum: 0.9,
+            schedule: Schedule::Cosine,
+        };
+        let labels = vec![0usize, 1, 2, 3];
+        let forward = |m: &Linear, items: &[usize], _: &[bool]| {
+            std::thread::sleep(pause);
+            Ok(m.forward(Tensor::<2>::ones([items.len(), 2], &device)))
+        };
+        let validate = |_: &Linear| {
+            Ok(Score {
+                loss: 1.0,
+                accuracy: 0.25,
+            })
+        };
+        let steps = StageSteps {
+            train_count: labels.len(),
+            train_labels: &labels,
+            forward: &forward,
+            validate: &validate,
+            deadline,
+        };
+        let mut history = Vec::new();
+        let ends = Cell::new(0usize);
+        run_stage(
+            model,
+            &config,
+            &steps,
+            2,
+            0,
+            &device,
+            &mut history,
+            &|_| {},
+            StageStart::fresh(&config),
+            &mut |_| {
+                ends.set(ends.get() + 1);
+                Ok(())
+            },
+        )
+        .expect("stage");
+        assert_eq!(history.len(), ends.get());
+        history.len()
+    }
+
+    #[test]
+    fn no_epoch_starts_after_the_deadline() {
+        // Epoch 1 starts before the deadline and outlasts it (two batches of 250 ms): epochs 2 and 3 never start.
+        let deadline = Instant::now() + Duration::from_millis(300);
+        assert_eq!(run_with(Some(deadline), Duration::from_millis(250)), 1);
+        // A deadline already passed: nothing runs. No deadline: every epoch runs.
+        assert_eq!(run_with(Some(Instant::now()), Duration::ZERO), 0);
+        assert_eq!(run_with(None, Duration::ZERO), 3);
+    }
 }

@@ -25,6 +25,7 @@ fn args(data: std::path::PathBuf, out: std::path::PathBuf) -> TrainArgs {
         strict: true,
         force: false,
         resume: false,
+        time_limit: None,
     }
 }
 
@@ -158,6 +159,7 @@ fn resume_after_an_interruption_matches_an_uninterrupted_run() {
             resume,
             weights_origin: origin.clone(),
             after_epoch: &mut after,
+            deadline: None,
         };
         let mut on_stage = |outcome: &tumornet::train::StageOutcome| {
             let config = tumornet::model::run::RunConfig::new(
