@@ -50,7 +50,7 @@ else
     chmod +x /tmp/tumornet
     T=/tmp/tumornet
 fi
-{ nvidia-smi -L; nproc; $T --version; } > "$R/machine.txt" 2>&1
+{ nvidia-smi -L; nproc; $T --version; python3 -c "import torch, torchvision; print(torch.__version__, torchvision.__version__, torch.version.cuda)"; } > "$R/machine.txt" 2>&1
 log "machine: $(head -1 "$R/machine.txt")"
 
 DATA=/tmp/phantom
