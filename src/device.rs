@@ -145,6 +145,24 @@ pub fn host() -> Device {
     Device::flex()
 }
 
+/// Move a module built on [`host`] to `device` with the values it was initialised with there. burn initialises
+/// parameters lazily, and `to_device` on a parameter not yet initialised only changes *where* it will be
+/// initialised — later, on that device, with that device's random generator — so a seeded host initialisation
+/// would silently be replaced by an unseeded one on a GPU. Every parameter is read once on the host first.
+pub fn from_host<M: burn::module::Module>(module: M, device: &Device) -> M {
+    struct Materialise;
+    impl burn::module::ModuleVisitor for Materialise {
+        fn visit_float<const D: usize>(
+            &mut self,
+            param: &burn::module::Param<burn::tensor::Tensor<D>>,
+        ) {
+            let _ = param.val();
+        }
+    }
+    module.visit(&mut Materialise);
+    module.to_device(device)
+}
+
 /// The device training runs on: the inference device with autodiff.
 pub fn training() -> Device {
     inference().autodiff()
@@ -188,6 +206,42 @@ fn configure_kernel_cache() {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Without the host-side read, `to_device` leaves lazy parameters uninitialised (to be drawn later on the
+    /// target device); with it every parameter arrives with its value.
+    #[test]
+    fn modules_leave_the_host_initialised() {
+        struct Count {
+            initialised: usize,
+            lazy: usize,
+        }
+        impl burn::module::ModuleVisitor for Count {
+            fn visit_float<const D: usize>(
+                &mut self,
+                param: &burn::module::Param<burn::tensor::Tensor<D>>,
+            ) {
+                if param.is_initialized() {
+                    self.initialised += 1;
+                } else {
+                    self.lazy += 1;
+                }
+            }
+        }
+        let count = |m: &crate::model::ResNet18| {
+            let mut c = Count {
+                initialised: 0,
+                lazy: 0,
+            };
+            m.visit(&mut c);
+            (c.initialised, c.lazy)
+        };
+        use burn::module::Module;
+        let fresh = crate::model::ResNet18::new(4, &host());
+        let (_, lazy) = count(&fresh);
+        assert!(lazy > 0, "burn no longer initialises lazily: from_host may be unnecessary");
+        let moved = from_host(fresh, &inference());
+        assert_eq!(count(&moved), (62, 0));
+    }
 
     #[test]
     fn cpu_is_always_available_and_gpu_needs_its_feature() {

@@ -152,7 +152,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<TrainReport> {
             (fresh, WeightsOrigin::RandomInit { seed: args.seed })
         }
     };
-    let model = model.to_device(&crate::device::inference()).train();
+    let model = crate::device::from_host(model, &crate::device::inference()).train();
     let full_epochs = args.full_epochs.unwrap_or(if imagenet.is_some() {
         0
     } else {

@@ -165,7 +165,11 @@ pub fn train_seg(args: &TrainSegArgs) -> anyhow::Result<SegRun> {
     let labels: Vec<usize> = train_items.iter().map(|i| i.entry.class.index()).collect();
     let (train, validation) = stratified_split(&labels, args.validation_fraction, args.seed);
 
-    let mut unet = UNet::new(classifier.clone(), &crate::device::inference()).train();
+    // The decoder is initialised on the host from the seed, then moved (see `device::from_host`).
+    let host = crate::device::host();
+    host.seed(args.seed);
+    let unet = UNet::new(classifier.clone().to_device(&host), &host);
+    let mut unet = crate::device::from_host(unet, &crate::device::inference()).train();
     if !args.train_encoder {
         unet.encoder = unet.encoder.freeze();
     }
