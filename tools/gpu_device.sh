@@ -18,8 +18,9 @@ mkdir -p "$OUT" "$R"
 DEADLINE=$(( $(date +%s) + ${GPU_BUDGET_S:-560} ))
 log() { echo "[$(date +%T)] $*" | tee -a "$R/steps.log"; }
 pack() { tar -czf /tmp/gpu-results.tgz -C "$R" . && mv -f /tmp/gpu-results.tgz "$OUT/gpu-results.tgz"; }
-step() { # step NAME CAP_S command...
+step() { # step NAME CAP_S command...   (ONLY="a b" runs just the named steps)
     local name=$1 cap=$2; shift 2
+    if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return; fi
     local left=$(( DEADLINE - $(date +%s) ))
     (( left < cap )) && cap=$left
     if (( cap < 10 )); then log "skip $name (no time left)"; return; fi
@@ -73,7 +74,7 @@ step torch_protocol 45 python3 tools/torch_protocol.py "$DATA" --baseline 3 --fi
 # Best effort with what time is left: the `full` stage (all layers, random init) on a larger easy phantom (the
 # offline demo's lesion scale 2) at the benchmark's batch size, so its kernels are cached; too slow to explore on
 # 2 CPU cores. The model comes back split into parts (15 MiB per file; the call returns at most 8 files).
-if [ -z "${SKIP_FULL:-}" ]; then
+if [ -z "${SKIP_FULL:-}" ] && { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" train_full_gpu "* ]]; }; then
     $T -q synth /tmp/phantom-large --train "${LARGE_TRAIN:-1000}" --test "${LARGE_TEST:-100}" --seed 1 \
         --lesion-scale 2 > "$R/synth_large.log" 2>&1
     log "synth large rc=$?"
