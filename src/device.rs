@@ -238,7 +238,10 @@ mod tests {
         use burn::module::Module;
         let fresh = crate::model::ResNet18::new(4, &host());
         let (_, lazy) = count(&fresh);
-        assert!(lazy > 0, "burn no longer initialises lazily: from_host may be unnecessary");
+        assert!(
+            lazy > 0,
+            "burn no longer initialises lazily: from_host may be unnecessary"
+        );
         let moved = from_host(fresh, &inference());
         // 62 parameters and the 2 × 20 BatchNorm running statistics.
         assert_eq!(count(&moved), (62 + 40, 0));

@@ -4,7 +4,14 @@
 use libfuzzer_sys::fuzz_target;
 
 const SPLITS: [&str; 4] = ["Training", "testing", "Train", "misc"];
-const CLASSES: [&str; 6] = ["glioma", "meningioma_tumor", "notumor", "no_tumor", "PITUITARY", "other"];
+const CLASSES: [&str; 6] = [
+    "glioma",
+    "meningioma_tumor",
+    "notumor",
+    "no_tumor",
+    "PITUITARY",
+    "other",
+];
 const NAMES: [&str; 5] = ["a.jpg", "b.png", "c.dcm", ".hidden.jpg", "d.txt"];
 
 fuzz_target!(|data: &[u8]| {
@@ -22,10 +29,15 @@ fuzz_target!(|data: &[u8]| {
         let take = (record[3] as usize).min(rest.len());
         let (content, tail) = rest.split_at(take);
         rest = tail;
-        let name = format!("{}{}", record[2] / 5, NAMES[record[2] as usize % NAMES.len()]);
+        let name = format!(
+            "{}{}",
+            record[2] / 5,
+            NAMES[record[2] as usize % NAMES.len()]
+        );
         let _ = std::fs::write(folder.join(name), content);
     }
     for strict in [false, true] {
-        let _ = tumornet::data::scan::scan(dir.path(), tumornet::data::scan::ScanOptions { strict });
+        let _ =
+            tumornet::data::scan::scan(dir.path(), tumornet::data::scan::ScanOptions { strict });
     }
 });
