@@ -72,11 +72,16 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
 pub fn train(args: &TrainArgs) -> anyhow::Result<TrainReport> {
     let start = Instant::now();
     let deadline = match args.time_limit {
-        Some(minutes) if minutes.is_finite() && minutes > 0.0 && minutes < 1e7 => {
-            Some(start + std::time::Duration::from_secs_f64(minutes * 60.0))
-        }
-        Some(minutes) => bail!("--time-limit must be a positive number of minutes, not {minutes}"),
         None => None,
+        Some(minutes) => Some(
+            std::time::Duration::try_from_secs_f64(minutes * 60.0)
+                .ok()
+                .filter(|limit| !limit.is_zero())
+                .and_then(|limit| start.checked_add(limit))
+                .with_context(|| {
+                    format!("--time-limit must be a positive number of minutes, not {minutes}")
+                })?,
+        ),
     };
     let resume = if args.resume {
         let state = checkpoint::read_state(&args.out)?.with_context(|| {
@@ -215,7 +220,6 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<TrainReport> {
         Ok(())
     };
     let mut after_epoch = |_: &str, _: usize| Ok(());
-
     let checkpointing = Checkpointing {
         run: &args.out,
         resume,

@@ -110,7 +110,9 @@ pub fn train_seg(args: &TrainSegArgs) -> anyhow::Result<SegRun> {
         args.threshold > 0.0 && args.threshold < 1.0,
         "--threshold must lie in (0, 1)"
     );
-    let (classifier, classifier_config) = run::load_run(&args.run, &crate::device::inference())
+    // Loaded on the host: the U-Net is built there (its decoder initialised from the seed) and then moved.
+    let host = crate::device::host();
+    let (classifier, classifier_config) = run::load_run(&args.run, &host)
         .with_context(|| format!("loading {}", args.run.display()))?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
@@ -166,9 +168,8 @@ pub fn train_seg(args: &TrainSegArgs) -> anyhow::Result<SegRun> {
     let (train, validation) = stratified_split(&labels, args.validation_fraction, args.seed);
 
     // The decoder is initialised on the host from the seed, then moved (see `device::from_host`).
-    let host = crate::device::host();
     host.seed(args.seed);
-    let unet = UNet::new(classifier.clone().to_device(&host), &host);
+    let unet = UNet::new(classifier.clone(), &host);
     let mut unet = crate::device::from_host(unet, &crate::device::inference()).train();
     if !args.train_encoder {
         unet.encoder = unet.encoder.freeze();

@@ -134,7 +134,7 @@ pub fn run_protocol(
             continue;
         }
         let current = state.current.take().filter(|c| c.stage == name);
-        if current.is_none() && deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+        if current.is_none() && stage::past(deadline) {
             tracing::warn!("time limit reached: stage {name} and any after it are skipped");
             break;
         }
@@ -437,25 +437,14 @@ fn score_batches(
     device: &Device,
     logits: &dyn Fn(&[usize]) -> Result<Tensor<2>, InferenceError>,
 ) -> Result<Score, InferenceError> {
-    let mut totals: Option<(Tensor<1>, Tensor<1, burn::tensor::Int>)> = None;
+    let mut totals = stage::PassTotals::default();
     let all: Vec<usize> = (0..labels.len()).collect();
     for ids in all.chunks(batch) {
         let batch_labels: Vec<usize> = ids.iter().map(|i| labels[*i]).collect();
         let (loss, c) = loss_and_correct(logits(ids)?, &batch_labels, device);
-        let loss = loss.mul_scalar(ids.len() as f32);
-        totals = Some(match totals {
-            Some((l, k)) => (l + loss, k + c),
-            None => (loss, c),
-        });
+        totals.add(loss, c, ids.len());
     }
-    // One read per pass (each read waits for the device).
-    let (loss_sum, correct) = match totals {
-        Some((l, k)) => (
-            f64::from(values(l)?.first().copied().unwrap_or(f32::NAN)),
-            k.into_scalar::<i64>().max(0) as usize,
-        ),
-        None => (0.0, 0),
-    };
+    let (loss_sum, correct) = totals.read()?;
     let n = labels.len().max(1) as f64;
     Ok(Score {
         loss: loss_sum / n,

@@ -79,6 +79,40 @@ pub fn loss_and_correct(
     (loss, correct)
 }
 
+/// Loss and correct-count totals of a pass, summed on the device and read once at the end: a read per batch
+/// would make a GPU wait every step.
+#[derive(Default)]
+pub struct PassTotals {
+    totals: Option<(Tensor<1>, Tensor<1, Int>)>,
+}
+
+impl PassTotals {
+    /// Add a batch's mean loss (weighted by its `size`) and correct count, as [`loss_and_correct`] gives them.
+    pub fn add(&mut self, loss: Tensor<1>, correct: Tensor<1, Int>, size: usize) {
+        let loss = loss.detach().mul_scalar(size as f32);
+        self.totals = Some(match self.totals.take() {
+            Some((l, c)) => (l + loss, c + correct),
+            None => (loss, correct),
+        });
+    }
+
+    /// The summed (size-weighted) loss and the number correct.
+    pub fn read(self) -> Result<(f64, usize), InferenceError> {
+        Ok(match self.totals {
+            Some((loss, correct)) => (
+                f64::from(values(loss)?.first().copied().unwrap_or(f32::NAN)),
+                correct.into_scalar::<i64>().max(0) as usize,
+            ),
+            None => (0.0, 0),
+        })
+    }
+}
+
+/// Whether `deadline` (if any) has passed.
+pub fn past(deadline: Option<Instant>) -> bool {
+    deadline.is_some_and(|d| Instant::now() >= d)
+}
+
 /// Logits of a training batch: (model, image indices, mirrored flags) → `[B, classes]` on the autodiff device.
 pub type BatchForward<'a, M> =
     &'a dyn Fn(&M, &[usize], &[bool]) -> Result<Tensor<2>, InferenceError>;
@@ -149,7 +183,7 @@ pub fn run_stage<M: Module + Clone>(
     let steps_per_epoch = steps.train_count.div_ceil(batch_size);
     progress((epochs_done * steps.train_count) as u64);
     for epoch in epochs_done..config.epochs {
-        if steps.deadline.is_some_and(|d| Instant::now() >= d) {
+        if past(steps.deadline) {
             tracing::warn!(
                 "time limit reached: stage {} stops after {epoch} of {} epochs",
                 config.stage.name(),
@@ -159,9 +193,7 @@ pub fn run_stage<M: Module + Clone>(
         }
         let start = Instant::now();
         let (order, mirrored) = epoch_draws(seed, config.stage.index(), epoch, steps.train_count);
-        // Summed on the device and read once per epoch: a read per step would make a GPU wait every step.
-        let mut loss_total: Option<Tensor<1>> = None;
-        let mut correct_total: Option<Tensor<1, Int>> = None;
+        let mut totals = PassTotals::default();
         let mut seen = 0usize;
         let mut learning_rate = config.learning_rate;
         for (step, batch) in order.chunks(batch_size).enumerate() {
@@ -170,25 +202,13 @@ pub fn run_stage<M: Module + Clone>(
             let labels: Vec<usize> = batch.iter().map(|i| steps.train_labels[*i]).collect();
             let logits = (steps.forward)(&model, batch, &flips)?; // [B, classes]
             let (loss, batch_correct) = loss_and_correct(logits, &labels, device);
-            let weighted = loss.clone().detach().mul_scalar(batch.len() as f32);
-            loss_total = Some(match loss_total {
-                Some(total) => total + weighted,
-                None => weighted,
-            });
-            correct_total = Some(match correct_total {
-                Some(total) => total + batch_correct,
-                None => batch_correct,
-            });
+            totals.add(loss.clone(), batch_correct, batch.len());
             seen += batch.len();
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(learning_rate, model, grads);
             progress(batch.len() as u64);
         }
-        let loss_sum = match loss_total {
-            Some(total) => f64::from(values(total)?.first().copied().unwrap_or(f32::NAN)),
-            None => 0.0,
-        };
-        let correct = correct_total.map_or(0, |c| c.into_scalar::<i64>().max(0) as usize);
+        let (loss_sum, correct) = totals.read()?;
         let score = (steps.validate)(&model)?;
         let seconds = start.elapsed().as_secs_f64();
         history.push(EpochRecord {
