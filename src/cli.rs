@@ -48,7 +48,7 @@ pub enum Command {
     Predict(PredictArgs),
     /// Grad-CAM heatmaps: overlays, a grid, raw maps, and CAM quality against true masks where they exist.
     Cam(CamArgs),
-    /// Grad-CAM pseudo-masks (128×128) for a dataset's images, scored against true masks where they exist.
+    /// CAM pseudo-masks (128×128) for a dataset's images, scored against true masks where they exist.
     PseudoMasks(PseudoMaskArgs),
     /// Train the U-Net (the run's ResNet18 as encoder) on pseudo-masks, with self-training rounds.
     TrainSeg(TrainSegArgs),
@@ -310,6 +310,9 @@ pub struct CamArgs {
     /// Average each map with the un-mirrored map of the mirrored image.
     #[arg(long)]
     pub flip_smooth: bool,
+    /// Layer whose activations make the CAM (layer3: twice the resolution of layer4).
+    #[arg(long, value_enum, default_value_t = crate::cam::CamLayer::Layer4)]
+    pub layer: crate::cam::CamLayer,
     /// Raw maps (224×224, values in [0, 1]) as .npy float32, 16-bit PNG, or not at all.
     #[arg(long, value_enum, default_value_t = RawFormat::Npy)]
     pub raw: RawFormat,
@@ -353,11 +356,12 @@ pub struct PseudoMaskArgs {
     /// Output folder (masks/, pseudo_masks.json, quality.md, gallery.png).
     #[arg(long, default_value = "pseudo-masks")]
     pub out: PathBuf,
-    /// CAM method.
-    #[arg(long, value_enum, default_value_t = crate::cam::CamMethod::GradCam)]
+    /// CAM method (LayerCAM localised best on the phantom; BENCHMARKS.md).
+    #[arg(long, value_enum, default_value_t = crate::cam::CamMethod::LayerCam)]
     pub method: crate::cam::CamMethod,
-    /// Foreground threshold: fraction:F of the map's maximum, otsu, or top:P percent of the pixels.
-    #[arg(long, default_value = "fraction:0.5")]
+    /// Foreground threshold: appearance:N (the map refined by the image's grey levels, N EM iterations),
+    /// fraction:F of the map's maximum, otsu, or top:P percent of the pixels.
+    #[arg(long, default_value = "appearance:10")]
     pub threshold: crate::cam::pseudo::Threshold,
     /// IRNet-style ignore band: map values above this and below the foreground level are left out of training.
     #[arg(long)]
@@ -371,6 +375,9 @@ pub struct PseudoMaskArgs {
     /// Average each map with the un-mirrored map of the mirrored image.
     #[arg(long)]
     pub flip_smooth: bool,
+    /// Layer whose activations make the CAM (layer3: twice the resolution of layer4, finer masks).
+    #[arg(long, value_enum, default_value_t = crate::cam::CamLayer::Layer3)]
+    pub layer: crate::cam::CamLayer,
     /// Input scales whose maps are averaged (IRNet uses 1,0.5,1.5,2).
     #[arg(long, value_delimiter = ',', default_values_t = vec![1.0])]
     pub scales: Vec<f32>,
@@ -383,6 +390,9 @@ pub struct PseudoMaskArgs {
     /// Cases in gallery.png.
     #[arg(long, default_value_t = 12)]
     pub gallery: usize,
+    /// Also write every image's CAM as an 8-bit grey PNG under `cams/` (same layout as `masks/`).
+    #[arg(long)]
+    pub save_cams: bool,
 }
 
 /// What the U-Net learns from.
@@ -391,7 +401,7 @@ pub struct PseudoMaskArgs {
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Supervision {
-    /// Grad-CAM pseudo-masks (the weakly supervised pipeline).
+    /// CAM pseudo-masks (the weakly supervised pipeline).
     Pseudo,
     /// The dataset's true masks (a fully supervised reference; needs a `masks/` tree).
     True,
@@ -415,6 +425,10 @@ pub struct TrainSegArgs {
     /// Self-training rounds: after each, the U-Net's own (gated) masks become the next round's targets.
     #[arg(long, default_value_t = 2)]
     pub rounds: usize,
+    /// Refine each round's U-Net masks by the image's grey levels (N EM iterations, as
+    /// `pseudo-masks --threshold appearance:N`) before they become the next targets; 0 leaves them as predicted.
+    #[arg(long, default_value_t = 0)]
+    pub refine: u32,
     /// Epochs of the first round.
     #[arg(long, default_value_t = 6)]
     pub epochs: usize,

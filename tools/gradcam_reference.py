@@ -6,6 +6,7 @@ input (images 0 and 1). Writes under tests/fixtures/cam/:
   gradcam.f32        [2, 224, 224] Grad-CAM maps, little-endian f32: image 0 for its predicted class, image 1 for
                      class 3 (its class-2 map is all zero after the ReLU: a degenerate check)
   {gradcam++,hirescam,layercam}.f16  [224, 224] image 0, predicted class, little-endian f16
+  layercam-layer3.f16  [224, 224] image 0, predicted class, LayerCAM on layer3 (14×14 before resizing)
   targets.json       the classes explained
 Run: /opt/ref/bin/python tools/gradcam_reference.py  (torch, torchvision, grad-cam 1.5.x)
 """
@@ -42,6 +43,8 @@ maps.astype("<f4").tofile(OUT / "gradcam.f32")
 for name, method in [("gradcam++", GradCAMPlusPlus), ("hirescam", HiResCAM), ("layercam", LayerCAM)]:
     m = method(model=model, target_layers=[model.layer4[-1]])(input_tensor=x[:1], targets=[ClassifierOutputTarget(targets[0])])
     m[0].astype("<f2").tofile(OUT / f"{name}.f16")
+m = LayerCAM(model=model, target_layers=[model.layer3[-1]])(input_tensor=x[:1], targets=[ClassifierOutputTarget(targets[0])])
+m[0].astype("<f2").tofile(OUT / "layercam-layer3.f16")
 (OUT / "targets.json").write_text(json.dumps({"targets": targets, "predicted": predicted}))
 import pytorch_grad_cam
 print("grad-cam", getattr(pytorch_grad_cam, "__version__", "?"), "targets", targets, "predicted", predicted)

@@ -1,4 +1,4 @@
-//! Class activation maps on `layer4`, computed as pytorch-grad-cam computes them.
+//! Class activation maps on `layer4` (or `layer3`), computed as pytorch-grad-cam computes them.
 //!
 //! Every method differs only in its channel weights (pytorch-grad-cam's `get_cam_weights`): given layer4's
 //! activations A and the gradients G of the target score with respect to them, a method returns weights W that
@@ -9,6 +9,7 @@
 pub mod postprocess;
 pub mod pseudo;
 pub mod quality;
+pub mod refine;
 
 use crate::model::inference::{values, InferenceError};
 use crate::model::ResNet18;
@@ -86,7 +87,31 @@ impl CamMethod {
     }
 }
 
-/// Maps for a batch: the raw layer4-resolution maps and what the model predicted.
+/// The layer whose activations and gradients make the map. `layer4` (7×7 at 224², the seed's and
+/// pytorch-grad-cam's usual choice) sees the whole class evidence; `layer3` (14×14) halves the cell size, which
+/// matters for lesions smaller than a layer4 cell (LayerCAM's paper fuses shallower layers for that reason).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum CamLayer {
+    Layer3,
+    #[default]
+    Layer4,
+}
+
+/// Maps for a batch: the raw maps at the chosen layer's resolution and what the model predicted.
 pub struct CamBatch {
     /// `[N][h·w]` ReLU'd maps at layer4 resolution, before any scaling.
     pub raw: Vec<Vec<f32>>,
@@ -107,9 +132,31 @@ pub fn compute(
     method: CamMethod,
     targets: &[Option<usize>],
 ) -> Result<CamBatch, InferenceError> {
+    compute_at(model, x, method, targets, CamLayer::Layer4)
+}
+
+/// [`compute`] on `layer`: its output is the leaf whose activations and gradients make the map.
+pub fn compute_at(
+    model: &ResNet18,
+    x: Tensor<4>,
+    method: CamMethod,
+    targets: &[Option<usize>],
+    layer: CamLayer,
+) -> Result<CamBatch, InferenceError> {
     let model = model.clone().freeze();
-    let acts = model.layer4(model.to_layer3(x)).detach().require_grad(); // [N, 512, h, w]
-    let logits = model.head(acts.clone()); // [N, classes]
+    let layer3 = model.to_layer3(x); // [N, 256, h3, w3]
+    let (acts, logits) = match layer {
+        CamLayer::Layer4 => {
+            let acts = model.layer4(layer3).detach().require_grad(); // [N, 512, h, w]
+            let logits = model.head(acts.clone()); // [N, classes]
+            (acts, logits)
+        }
+        CamLayer::Layer3 => {
+            let acts = layer3.detach().require_grad(); // [N, 256, h3, w3]
+            let logits = model.head(model.layer4(acts.clone())); // [N, classes]
+            (acts, logits)
+        }
+    };
     let [n, classes] = logits.dims();
     let probabilities: Vec<Vec<f32>> = values(softmax(logits.clone().detach(), 1))?
         .chunks(classes)
@@ -129,8 +176,8 @@ pub fn compute(
     let grads = score.backward();
     let g = acts
         .grad(&grads)
-        .ok_or_else(|| InferenceError::Readback("no gradient reached layer4".into()))?; // [N, 512, h, w]
-    let a = acts.inner(); // [N, 512, h, w]
+        .ok_or_else(|| InferenceError::Readback("no gradient reached the CAM layer".into()))?; // [N, K, h, w]
+    let a = acts.inner(); // [N, K, h, w]
     let [_, _, height, width] = a.dims();
     let cam = relu(method.weights(a.clone(), g).mul(a).sum_dim(1)); // [N, 1, h, w]
     let raw = values(cam)?
@@ -155,13 +202,14 @@ pub fn compute_smoothed(
     method: CamMethod,
     targets: &[Option<usize>],
     flip_smooth: bool,
+    layer: CamLayer,
 ) -> Result<CamBatch, InferenceError> {
-    let mut first = compute(model, x.clone(), method, targets)?;
+    let mut first = compute_at(model, x.clone(), method, targets, layer)?;
     if !flip_smooth {
         return Ok(first);
     }
     let chosen: Vec<Option<usize>> = first.targets.iter().map(|&t| Some(t)).collect();
-    let mirrored = compute(model, x.flip([3]), method, &chosen)?;
+    let mirrored = compute_at(model, x.flip([3]), method, &chosen, layer)?;
     let (h, w) = (first.height, first.width);
     for (map, back) in first.raw.iter_mut().zip(&mirrored.raw) {
         for y in 0..h {

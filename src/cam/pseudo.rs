@@ -1,7 +1,9 @@
 //! Pseudo-masks: a class activation map (values in [0, 1]) thresholded into a binary mask, with the usual
 //! weak-supervision refinements — a class gate (a predicted no-tumour image gets an empty mask), restriction to
 //! the head (the MRI's foreground), cleanup (keep the largest component, fill its holes), and an optional
-//! IRNet-style "ignore" band between a background and a foreground level that training skips.
+//! IRNet-style "ignore" band between a background and a foreground level that training skips. Besides fixed
+//! levels on the map, [`Threshold::Appearance`] thresholds the map refined by the image's grey levels
+//! ([`super::refine`]).
 //!
 //! Masks are stored as 8-bit PNGs: 0 background, 255 foreground, [`IGNORE`] ignore.
 
@@ -23,6 +25,9 @@ pub enum Threshold {
     Otsu,
     /// The top `p` percent of the map's pixels.
     TopPercent(f32),
+    /// Foreground where the appearance posterior ≥ 0.5: the map as prior, the image's grey levels as evidence,
+    /// this many EM iterations ([`crate::cam::refine`]).
+    Appearance(u32),
 }
 
 impl Threshold {
@@ -30,17 +35,20 @@ impl Threshold {
     pub const DEFAULT: Threshold = Threshold::Fraction(0.5);
 
     /// Every method at its common setting, for comparison tables.
-    pub const COMPARED: [Threshold; 5] = [
+    pub const COMPARED: [Threshold; 6] = [
         Threshold::Fraction(0.3),
         Threshold::Fraction(0.5),
         Threshold::Fraction(0.7),
         Threshold::Otsu,
         Threshold::TopPercent(5.0),
+        Threshold::Appearance(10),
     ];
 
-    /// The map level at and above which a pixel is foreground.
+    /// The level at and above which a pixel is foreground: on the map itself, or for
+    /// [`Threshold::Appearance`] on the posterior (0.5).
     pub fn level(self, map: &[f32]) -> f32 {
         match self {
+            Threshold::Appearance(_) => 0.5,
             Threshold::Fraction(f) => f * map.iter().copied().fold(0.0, f32::max),
             Threshold::Otsu => otsu(map),
             Threshold::TopPercent(p) => {
@@ -62,6 +70,7 @@ impl fmt::Display for Threshold {
             Threshold::Fraction(v) => write!(f, "fraction:{v}"),
             Threshold::Otsu => write!(f, "otsu"),
             Threshold::TopPercent(p) => write!(f, "top:{p}"),
+            Threshold::Appearance(n) => write!(f, "appearance:{n}"),
         }
     }
 }
@@ -81,8 +90,14 @@ impl FromStr for Threshold {
             None if text.eq_ignore_ascii_case("otsu") => Ok(Threshold::Otsu),
             Some(("fraction", v)) => Ok(Threshold::Fraction(number(v, 0.0..=1.0)?)),
             Some(("top", v)) => Ok(Threshold::TopPercent(number(v, 0.0..=100.0)?)),
+            Some(("appearance", v)) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=100).contains(n))
+                .map(Threshold::Appearance)
+                .ok_or_else(|| format!("`{text}`: expected appearance:N, N iterations in 1–100")),
             _ => Err(format!(
-                "`{text}`: expected fraction:F (0–1), otsu, or top:P (percent)"
+                "`{text}`: expected fraction:F (0–1), otsu, top:P (percent) or appearance:N (iterations)"
             )),
         }
     }
@@ -236,24 +251,44 @@ impl Default for PseudoMaskConfig {
     }
 }
 
+/// What the image itself tells a pseudo-mask: its grey levels and its head (both at the map's size).
+#[derive(Debug, Clone, Copy)]
+pub struct ImageCues<'a> {
+    pub gray: &'a [u8],
+    pub head: &'a [bool],
+}
+
 /// The pseudo-mask of one map (`width`×`height`, values in [0, 1]): 0, 255 or [`IGNORE`] per pixel. `tumour`
-/// is the class gate: `false` (the image was predicted no-tumour) gives an all-background mask. `head` restricts
-/// the foreground when `config.head_only`.
+/// is the class gate: `false` (the image was predicted no-tumour) gives an all-background mask. `cues` restrict
+/// the foreground to the head when `config.head_only`, and give [`Threshold::Appearance`] its grey levels
+/// (without them it thresholds the map scaled to its maximum at 0.5).
 pub fn pseudo_mask(
     map: &[f32],
     width: usize,
     height: usize,
     tumour: bool,
-    head: Option<&[bool]>,
+    cues: Option<&ImageCues>,
     config: &PseudoMaskConfig,
 ) -> Vec<u8> {
     if !tumour {
         return vec![0; map.len()];
     }
+    let head = cues.map(|c| c.head).filter(|_| config.head_only);
+    let score = match (config.threshold, cues) {
+        (Threshold::Appearance(iterations), Some(c)) => {
+            super::refine::appearance_posterior(map, c.gray, head, iterations)
+        }
+        (Threshold::Appearance(_), None) => {
+            let max = map.iter().copied().fold(0.0f32, f32::max);
+            map.iter()
+                .map(|v| if max > 0.0 { v / max } else { 0.0 })
+                .collect()
+        }
+        _ => map.to_vec(),
+    };
     let level = config.threshold.level(map);
-    let inside =
-        |i: usize| !config.head_only || head.is_none_or(|h| h.get(i).copied().unwrap_or(true));
-    let mut foreground: Vec<bool> = map
+    let inside = |i: usize| head.is_none_or(|h| h.get(i).copied().unwrap_or(true));
+    let mut foreground: Vec<bool> = score
         .iter()
         .enumerate()
         .map(|(i, v)| *v >= level && inside(i))
@@ -262,7 +297,8 @@ pub fn pseudo_mask(
         keep_largest_component(&mut foreground, width, height);
         fill_holes(&mut foreground, width, height);
     }
-    map.iter()
+    score
+        .iter()
         .zip(&foreground)
         .map(|(v, f)| match (f, config.ignore_below) {
             (true, _) => 255,
@@ -288,12 +324,14 @@ mod tests {
 
     #[test]
     fn thresholds_parse_and_print_back() {
-        for text in ["fraction:0.5", "otsu", "top:5"] {
+        for text in ["fraction:0.5", "otsu", "top:5", "appearance:10"] {
             let t: Threshold = text.parse().expect(text);
             assert_eq!(t.to_string(), text);
         }
         assert!("fraction:1.5".parse::<Threshold>().is_err());
         assert!("median".parse::<Threshold>().is_err());
+        assert!("appearance:0".parse::<Threshold>().is_err());
+        assert!("appearance:2.5".parse::<Threshold>().is_err());
     }
 
     #[test]
@@ -390,7 +428,11 @@ mod tests {
             cleanup: false,
             ..PseudoMaskConfig::default()
         };
-        let mask = pseudo_mask(&vec![1.0; w * h], w, h, true, Some(&head), &config);
+        let cues = ImageCues {
+            gray: &gray,
+            head: &head,
+        };
+        let mask = pseudo_mask(&vec![1.0; w * h], w, h, true, Some(&cues), &config);
         assert_eq!(
             mask.iter().filter(|v| **v == 255).count(),
             head.iter().filter(|v| **v).count()

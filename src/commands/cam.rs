@@ -143,7 +143,14 @@ pub fn cam(args: &CamArgs) -> anyhow::Result<CamReport> {
         let targets = vec![target; ready.len()];
         let mut per_method = Vec::with_capacity(args.method.len());
         for &method in &args.method {
-            let batch = compute_smoothed(&model, x.clone(), method, &targets, args.flip_smooth)?;
+            let batch = compute_smoothed(
+                &model,
+                x.clone(),
+                method,
+                &targets,
+                args.flip_smooth,
+                args.layer,
+            )?;
             let finished: Vec<Vec<f32>> = batch
                 .raw
                 .iter()

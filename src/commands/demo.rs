@@ -190,7 +190,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     summary.push_str(&super::train::comparison_table(&report));
     summary.push_str("\n\n## Grad-CAM quality against the true masks\n\n");
     summary.push_str(&super::cam::quality_table(&cams));
-    summary.push_str("\n## Segmentation (U-Net on Grad-CAM pseudo-masks)\n\n");
+    summary.push_str("\n## Segmentation (U-Net on CAM pseudo-masks)\n\n");
     summary.push_str(&super::train_seg::metrics_table(&seg));
     summary.push_str("\n## Time\n\n| phase | seconds |\n|---|---|\n");
     for (phase, seconds) in &timings {

@@ -6,8 +6,10 @@
 
 use super::progress_bar;
 use crate::cam::postprocess::finish;
-use crate::cam::pseudo::{head_mask, pseudo_mask, split_labels, PseudoMaskConfig, Threshold};
-use crate::cam::{compute_smoothed, CamMethod};
+use crate::cam::pseudo::{
+    head_mask, pseudo_mask, split_labels, ImageCues, PseudoMaskConfig, Threshold,
+};
+use crate::cam::{compute_smoothed, CamLayer, CamMethod};
 use crate::cli::{Gate, PseudoMaskArgs};
 use crate::data::batcher::images_to_tensor;
 use crate::data::decode::{decode_file, read_binary_mask};
@@ -55,6 +57,8 @@ pub struct PseudoManifest {
     pub config: PseudoMaskConfig,
     pub gate: Gate,
     pub flip_smooth: bool,
+    #[serde(default)]
+    pub layer: CamLayer,
     pub scales: Vec<f32>,
     pub entries: Vec<PseudoEntry>,
     /// Per threshold method (`fraction:0.5`, `otsu`, …), per split, per true class and `all`: scores of the
@@ -97,6 +101,17 @@ pub struct Cams {
     pub targets: Vec<usize>,
 }
 
+/// How the maps of [`multi_scale_cams`] are made.
+#[derive(Debug, Clone)]
+pub struct CamSettings {
+    pub method: CamMethod,
+    pub layer: CamLayer,
+    /// Input scales (multiples of the classifier's input size) whose maps are averaged.
+    pub scales: Vec<f32>,
+    /// Average each map with the mirrored map of the mirrored image.
+    pub flip_smooth: bool,
+}
+
 /// CAMs of `images` (as decoded) with `model` (on the training device): at each scale the image resized to
 /// `scale × input_size`, maps finished to 128×128 and averaged over the scales (each already scaled to [0, 1],
 /// as IRNet does), for `targets` (the prediction at scale 1 where `None`).
@@ -104,11 +119,15 @@ pub fn multi_scale_cams(
     model: &ResNet18,
     images: &[RgbImage],
     input_size: u32,
-    method: CamMethod,
+    settings: &CamSettings,
     targets: &[Option<usize>],
-    scales: &[f32],
-    flip_smooth: bool,
 ) -> anyhow::Result<Cams> {
+    let CamSettings {
+        method,
+        layer,
+        ref scales,
+        flip_smooth,
+    } = *settings;
     let device = crate::device::training();
     let side = SIDE as usize;
     let resized = |scale: f32| -> anyhow::Result<Vec<RgbImage>> {
@@ -124,6 +143,7 @@ pub fn multi_scale_cams(
         method,
         targets,
         flip_smooth,
+        layer,
     )?;
     let finish_all = |batch: &crate::cam::CamBatch| -> Vec<Vec<f32>> {
         batch
@@ -142,6 +162,7 @@ pub fn multi_scale_cams(
             method,
             &chosen,
             flip_smooth,
+            layer,
         )?;
         for (sum, map) in maps.iter_mut().zip(finish_all(&batch)) {
             for (s, v) in sum.iter_mut().zip(map) {
@@ -199,6 +220,12 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
         head_only: !args.no_head,
         cleanup: !args.no_cleanup,
     };
+    let settings = CamSettings {
+        method: args.method,
+        layer: args.layer,
+        scales: args.scales.clone(),
+        flip_smooth: args.flip_smooth,
+    };
     let (model, run_config) = run::load_run(&args.run, &crate::device::inference())
         .with_context(|| format!("loading {}", args.run.display()))?;
     let model = model.train().fork(&crate::device::training());
@@ -234,15 +261,7 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
                 Gate::Prediction => None,
             })
             .collect();
-        let cams = multi_scale_cams(
-            &model,
-            &images,
-            run_config.input_size,
-            args.method,
-            &targets,
-            &args.scales,
-            args.flip_smooth,
-        )?;
+        let cams = multi_scale_cams(&model, &images, run_config.input_size, &settings, &targets)?;
         for (i, (sample, loaded)) in ready.iter().enumerate() {
             let (best, confidence) = crate::metrics::argmax(&cams.probabilities[i]);
             let predicted = run_config.classes[best];
@@ -252,8 +271,12 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
                 Gate::Prediction => predicted.is_tumour(),
             };
             let head = head_mask(&loaded.gray, side, side);
+            let cues = ImageCues {
+                gray: &loaded.gray,
+                head: &head,
+            };
             let map = &cams.maps[i];
-            let mask = pseudo_mask(map, side, side, tumour, Some(&head), &config);
+            let mask = pseudo_mask(map, side, side, tumour, Some(&cues), &config);
             if let Some(truth) = &loaded.truth {
                 for threshold in &compared {
                     let other;
@@ -264,7 +287,7 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
                             threshold: *threshold,
                             ..config
                         };
-                        other = pseudo_mask(map, side, side, tumour, Some(&head), &c);
+                        other = pseudo_mask(map, side, side, tumour, Some(&cues), &c);
                         &other
                     };
                     let (foreground, _) = split_labels(scored);
@@ -284,6 +307,21 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
                 .context("mask size")?
                 .save(&path)
                 .with_context(|| format!("writing {}", path.display()))?;
+            if args.save_cams {
+                let cam_path = args.out.join(cam_path(&relative));
+                if let Some(parent) = cam_path.parent() {
+                    std::fs::create_dir_all(parent)
+                        .with_context(|| format!("creating {}", parent.display()))?;
+                }
+                let bytes: Vec<u8> = map
+                    .iter()
+                    .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
+                    .collect();
+                GrayImage::from_raw(SIDE, SIDE, bytes)
+                    .context("CAM size")?
+                    .save(&cam_path)
+                    .with_context(|| format!("writing {}", cam_path.display()))?;
+            }
             if sample.class.is_tumour()
                 && sample.split == Split::Training
                 && gallery_counts[sample.class.index()] < per_class
@@ -334,6 +372,7 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
         config,
         gate: args.gate,
         flip_smooth: args.flip_smooth,
+        layer: args.layer,
         scales: args.scales.clone(),
         entries,
         quality: quality(&sums),
@@ -374,6 +413,12 @@ fn mask_path(sample: &Sample, root: &Path) -> PathBuf {
         .join(sample.split.folder_name())
         .join(sample.class.folder_name())
         .join(below_class.with_extension("png"))
+}
+
+/// Where an image's CAM goes (`--save-cams`): its mask path with `cams/` for `masks/`.
+fn cam_path(mask: &Path) -> PathBuf {
+    let below: PathBuf = mask.components().skip(1).collect();
+    Path::new("cams").join(below)
 }
 
 /// Scores per threshold method, per split, per class and `all`.

@@ -55,6 +55,9 @@ pub struct SegRun {
     pub threshold: f32,
     pub train_encoder: bool,
     pub rounds: usize,
+    /// EM iterations of the appearance refinement of each round's masks (0: none).
+    #[serde(default)]
+    pub refine: u32,
     pub epochs: usize,
     pub round_epochs: usize,
     pub learning_rate: f64,
@@ -228,19 +231,21 @@ pub fn train_seg(args: &TrainSegArgs) -> anyhow::Result<SegRun> {
             fmt(metrics.test_label_gate.get("all").and_then(|s| s.dice)),
         );
         round_metrics.push(metrics);
-        // The next round's targets: the U-Net's own gated masks (largest component, holes filled).
+        // The next round's targets: the U-Net's own gated masks (largest component, holes filled), with
+        // `--refine N` its probabilities refined by the image's grey levels first.
         if round < args.rounds {
             for (target, (item, logits)) in data
                 .targets
                 .iter_mut()
                 .zip(train_items.iter().zip(&train_logits))
             {
-                *target = crate::cam::pseudo::to_stored(&logits_to_mask(
+                *target = crate::cam::pseudo::to_stored(&next_targets(
                     logits,
+                    &item.image,
                     data.side,
                     args.threshold,
                     gate(&item.entry),
-                    true,
+                    args.refine,
                 ));
             }
         }
@@ -263,12 +268,14 @@ pub fn train_seg(args: &TrainSegArgs) -> anyhow::Result<SegRun> {
             "config": manifest.config,
             "gate": manifest.gate,
             "flip_smooth": manifest.flip_smooth,
+            "layer": manifest.layer,
             "scales": manifest.scales,
         }),
         side: SIDE,
         threshold: args.threshold,
         train_encoder: args.train_encoder,
         rounds: args.rounds,
+        refine: args.refine,
         epochs: args.epochs,
         round_epochs: args.round_epochs,
         learning_rate: args.lr,
@@ -310,6 +317,35 @@ fn fmt(v: Option<f64>) -> String {
 }
 
 /// Decode every manifest image at 128×128 with its pseudo-mask and true mask.
+/// One training image's next-round target: the U-Net's mask, gated by `tumour`, its largest component with holes
+/// filled. With `refine > 0` the U-Net's probabilities are first the prior of the appearance refinement (as
+/// `pseudo-masks --threshold appearance:N` does with a CAM), restricted to the head, and its posterior is cut at
+/// `threshold`.
+fn next_targets(
+    logits: &[f32],
+    image: &RgbImage,
+    side: usize,
+    threshold: f32,
+    tumour: bool,
+    refine: u32,
+) -> Vec<bool> {
+    if refine == 0 || !tumour {
+        return logits_to_mask(logits, side, threshold, tumour, true);
+    }
+    let gray = image::DynamicImage::ImageRgb8(image.clone())
+        .to_luma8()
+        .into_raw();
+    let head = crate::cam::pseudo::head_mask(&gray, side, side);
+    let prior: Vec<f32> = logits.iter().map(|z| 1.0 / (1.0 + (-z).exp())).collect();
+    let posterior = crate::cam::refine::appearance_posterior(&prior, &gray, Some(&head), refine);
+    let mut mask: Vec<bool> = posterior.iter().map(|q| *q >= threshold).collect();
+    if mask.iter().any(|m| *m) {
+        crate::cam::pseudo::keep_largest_component(&mut mask, side, side);
+        crate::cam::pseudo::fill_holes(&mut mask, side, side);
+    }
+    mask
+}
+
 fn prepare(manifest: &PseudoManifest, pseudo_dir: &Path) -> anyhow::Result<Vec<Item>> {
     let bar = progress_bar(manifest.entries.len() as u64, "decode");
     let items: Vec<anyhow::Result<Item>> = manifest
@@ -427,7 +463,7 @@ pub fn metrics_table(seg: &SegRun) -> String {
          | round | masks | images | Dice | IoU | pooled Dice | pixel acc. | BCE | empty correct |\n\
          |---|---|---|---|---|---|---|---|---|\n",
         match seg.supervision {
-            Supervision::Pseudo => "Grad-CAM pseudo-masks",
+            Supervision::Pseudo => "CAM pseudo-masks",
             Supervision::True => "the true masks (fully supervised reference)",
         },
         seg.rounds,
@@ -533,4 +569,35 @@ fn write_gallery(
         &cases,
         &["image", "true mask", "pseudo-mask", "U-Net"],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refined_targets_move_onto_the_lesion_and_respect_the_gate() {
+        // The refinement module's scene, as an image with U-Net logits whose probabilities are its map.
+        let (map, gray, lesion) = crate::cam::refine::tests::scene();
+        let side = 40usize;
+        let image = RgbImage::from_fn(side as u32, side as u32, |x, y| {
+            image::Rgb([gray[y as usize * side + x as usize]; 3])
+        });
+        let logits: Vec<f32> = map
+            .iter()
+            .map(|m| {
+                let p = 0.01 + 0.98 * m;
+                (p / (1.0 - p)).ln()
+            })
+            .collect();
+        let plain = next_targets(&logits, &image, side, 0.5, true, 0);
+        assert_eq!(plain, logits_to_mask(&logits, side, 0.5, true, true));
+        let refined = next_targets(&logits, &image, side, 0.5, true, 10);
+        let dice = crate::cam::refine::tests::dice;
+        let (before, after) = (dice(&plain, &lesion), dice(&refined, &lesion));
+        assert!(after > before + 0.1, "refined {after} vs plain {before}");
+        assert!(next_targets(&logits, &image, side, 0.5, false, 10)
+            .iter()
+            .all(|m| !m));
+    }
 }

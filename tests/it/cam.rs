@@ -3,7 +3,7 @@
 use crate::common::{fixtures, import_formula_run, small_phantom, temp_dir, tumornet};
 use crate::model::{formula_input, max_abs_difference as max_abs, write_checkpoint};
 use burn::tensor::{Tensor, TensorData};
-use tumornet::cam::{compute, compute_smoothed, postprocess, CamMethod};
+use tumornet::cam::{compute, compute_at, compute_smoothed, postprocess, CamLayer, CamMethod};
 use tumornet::model::weights::load_torchvision;
 use tumornet::model::ResNet18;
 
@@ -93,6 +93,24 @@ fn cams_match_pytorch_grad_cam() {
 }
 
 #[test]
+fn layer3_cams_match_pytorch_grad_cam() {
+    let dir = temp_dir();
+    let path = dir.path().join("four-class.safetensors");
+    write_checkpoint(&path, 4, |_| {});
+    let device = tumornet::device::training();
+    let (model, _) = load_torchvision(ResNet18::new(4, &device), &path).expect("load");
+    let input: Vec<f32> = formula_input()[..3 * 224 * 224].to_vec();
+    let x = Tensor::<4>::from_data(TensorData::new(input, [1, 3, 224, 224]), &device);
+    let batch = compute_at(&model, x, CamMethod::LayerCam, &[None], CamLayer::Layer3).expect("cam");
+    assert_eq!((batch.height, batch.width), (14, 14), "layer3 resolution");
+    let ours = postprocess::finish(&batch.raw[0], batch.height, batch.width, 224, 224);
+    let theirs = read_f16("layercam-layer3.f16");
+    let (r, d) = (pearson(&ours, &theirs), max_abs(&ours, &theirs));
+    eprintln!("layercam on layer3: r = {r:.7}, max |Δ| = {d:.2e}");
+    assert!(r >= 0.999 && d <= 2e-3, "r {r}, max |Δ| {d}");
+}
+
+#[test]
 fn flip_smoothing_is_mirror_symmetric() {
     // Smoothing averages a map with the mirrored map of the mirrored image, so the smoothed map of the mirrored
     // image is the mirror of the smoothed map of the image. Random-init weights: the formula weights happen to
@@ -108,13 +126,22 @@ fn flip_smoothing_is_mirror_symmetric() {
         }
     }
     let x = Tensor::<4>::from_data(TensorData::new(input, [1, 3, 224, 224]), &device);
-    let a = compute_smoothed(&model, x.clone(), CamMethod::GradCam, &[Some(2)], true).expect("a");
+    let a = compute_smoothed(
+        &model,
+        x.clone(),
+        CamMethod::GradCam,
+        &[Some(2)],
+        true,
+        CamLayer::Layer4,
+    )
+    .expect("a");
     let b = compute_smoothed(
         &model,
         x.clone().flip([3]),
         CamMethod::GradCam,
         &[Some(2)],
         true,
+        CamLayer::Layer4,
     )
     .expect("b");
     let plain = compute(&model, x, CamMethod::GradCam, &[Some(2)]).expect("plain");
