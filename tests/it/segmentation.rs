@@ -45,26 +45,37 @@ fn pseudo_masks_train_seg_segment_and_report() {
             "1,0.75",
             "--batch-size",
             "5",
+            "--save-cams",
         ])
         .output()
         .expect("pseudo-masks"));
     let manifest = json(&pseudo.join("pseudo_masks.json"));
     let entries = manifest["entries"].as_array().expect("entries");
     assert_eq!(entries.len(), 4 * (3 + 2));
-    let mut tumour_pixels = 0usize;
+    let (mut tumour_pixels, mut cam_pixels) = (0usize, 0usize);
     for entry in entries {
         let mask = image::open(pseudo.join(entry["mask"].as_str().expect("mask")))
             .expect("mask png")
             .to_luma8();
         assert_eq!(mask.dimensions(), (128, 128));
         assert!(mask.pixels().all(|p| [0, 128, 255].contains(&p.0[0])));
+        // --save-cams: the map beside it (cams/ for masks/), 128×128.
+        let relative = entry["mask"]
+            .as_str()
+            .expect("mask")
+            .replacen("masks", "cams", 1);
+        let cam = image::open(pseudo.join(&relative))
+            .expect("cam png")
+            .to_luma8();
+        assert_eq!(cam.dimensions(), (128, 128));
+        cam_pixels += cam.pixels().filter(|p| p.0[0] > 0).count();
         let foreground = mask.pixels().filter(|p| p.0[0] == 255).count();
         if entry["class"] == "notumor" {
             assert_eq!(foreground, 0, "the class gate empties no-tumour masks");
         }
         tumour_pixels += foreground;
     }
-    assert!(tumour_pixels > 0);
+    assert!(tumour_pixels > 0 && cam_pixels > 0);
     // Every compared threshold is scored on both splits against the true masks.
     for threshold in ["appearance:10", "fraction:0.5", "otsu", "top:5"] {
         let all = &manifest["quality"][threshold]["Training"]["all"];
