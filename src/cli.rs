@@ -356,12 +356,13 @@ pub struct PseudoMaskArgs {
     /// Output folder (masks/, pseudo_masks.json, quality.md, gallery.png).
     #[arg(long, default_value = "pseudo-masks")]
     pub out: PathBuf,
-    /// CAM method (LayerCAM localised best on the phantom; BENCHMARKS.md).
-    #[arg(long, value_enum, default_value_t = crate::cam::CamMethod::LayerCam)]
+    /// CAM method. With a classifier that has learned the lesions, `layercam` with `--layer layer3
+    /// --threshold appearance:10` gave the best masks (BENCHMARKS.md).
+    #[arg(long, value_enum, default_value_t = crate::cam::CamMethod::GradCam)]
     pub method: crate::cam::CamMethod,
-    /// Foreground threshold: appearance:N (the map refined by the image's grey levels, N EM iterations),
-    /// fraction:F of the map's maximum, otsu, or top:P percent of the pixels.
-    #[arg(long, default_value = "appearance:10")]
+    /// Foreground threshold: fraction:F of the map's maximum, otsu, top:P percent of the pixels, or
+    /// appearance:N (the map refined by the image's grey levels, N EM iterations).
+    #[arg(long, default_value = "fraction:0.5")]
     pub threshold: crate::cam::pseudo::Threshold,
     /// IRNet-style ignore band: map values above this and below the foreground level are left out of training.
     #[arg(long)]
@@ -376,7 +377,7 @@ pub struct PseudoMaskArgs {
     #[arg(long)]
     pub flip_smooth: bool,
     /// Layer whose activations make the CAM (layer3: twice the resolution of layer4, finer masks).
-    #[arg(long, value_enum, default_value_t = crate::cam::CamLayer::Layer3)]
+    #[arg(long, value_enum, default_value_t = crate::cam::CamLayer::Layer4)]
     pub layer: crate::cam::CamLayer,
     /// Input scales whose maps are averaged (IRNet uses 1,0.5,1.5,2).
     #[arg(long, value_delimiter = ',', default_values_t = vec![1.0])]

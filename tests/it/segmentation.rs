@@ -110,13 +110,13 @@ fn pseudo_masks_train_seg_segment_and_report() {
     assert_eq!(seg["round_metrics"].as_array().expect("rounds").len(), 2);
     assert_eq!(seg["history"].as_array().expect("history").len(), 2);
     let first = &seg["round_metrics"][0];
-    // Round 1 trains on the pseudo-masks (by default LayerCAM on layer3, refined by appearance): their score
-    // against the truth is what the pseudo-mask command measured.
-    assert_eq!(manifest["method"], "layer-cam");
-    assert_eq!(manifest["layer"], "layer3");
+    // Round 1 trains on the pseudo-masks (by default Grad-CAM on layer4, half its maximum): their score against
+    // the truth is what the pseudo-mask command measured.
+    assert_eq!(manifest["method"], "grad-cam");
+    assert_eq!(manifest["layer"], "layer4");
     assert_eq!(
         first["targets_vs_truth"]["dice"],
-        manifest["quality"]["appearance:10"]["Training"]["all"]["dice"]
+        manifest["quality"]["fraction:0.5"]["Training"]["all"]["dice"]
     );
     assert_eq!(first["test_label_gate"]["all"]["images"], 8);
     assert!(image::image_dimensions(segrun.join("gallery.png")).is_ok());
