@@ -251,6 +251,14 @@ impl Default for PseudoMaskConfig {
     }
 }
 
+/// The usual cleanup of a binary mask: its largest component with the holes filled (an empty mask stays empty).
+pub fn keep_largest_filled(mask: &mut [bool], width: usize, height: usize) {
+    if mask.iter().any(|m| *m) {
+        keep_largest_component(mask, width, height);
+        fill_holes(mask, width, height);
+    }
+}
+
 /// What the image itself tells a pseudo-mask: its grey levels and its head (both at the map's size).
 #[derive(Debug, Clone, Copy)]
 pub struct ImageCues<'a> {
@@ -274,19 +282,18 @@ pub fn pseudo_mask(
         return vec![0; map.len()];
     }
     let head = cues.map(|c| c.head).filter(|_| config.head_only);
-    let score = match (config.threshold, cues) {
-        (Threshold::Appearance(iterations), Some(c)) => {
-            super::refine::appearance_posterior(map, c.gray, head, iterations)
-        }
+    // The score each pixel is thresholded on, and its level: for appearance the posterior (without grey levels,
+    // the prior: the map scaled to its maximum) at 0.5, else the map itself.
+    let (score, level) = match (config.threshold, cues) {
+        (Threshold::Appearance(iterations), Some(c)) => (
+            super::refine::appearance_posterior(map, c.gray, head, iterations),
+            config.threshold.level(map),
+        ),
         (Threshold::Appearance(_), None) => {
-            let max = map.iter().copied().fold(0.0f32, f32::max);
-            map.iter()
-                .map(|v| if max > 0.0 { v / max } else { 0.0 })
-                .collect()
+            (super::refine::prior(map, None), config.threshold.level(map))
         }
-        _ => map.to_vec(),
+        (threshold, _) => (map.to_vec(), threshold.level(map)),
     };
-    let level = config.threshold.level(map);
     let inside = |i: usize| head.is_none_or(|h| h.get(i).copied().unwrap_or(true));
     let mut foreground: Vec<bool> = score
         .iter()
@@ -294,8 +301,7 @@ pub fn pseudo_mask(
         .map(|(i, v)| *v >= level && inside(i))
         .collect();
     if config.cleanup {
-        keep_largest_component(&mut foreground, width, height);
-        fill_holes(&mut foreground, width, height);
+        keep_largest_filled(&mut foreground, width, height);
     }
     score
         .iter()

@@ -28,18 +28,7 @@ pub fn appearance_posterior(
         return vec![0.0; n];
     }
     let inside = |i: usize| region.is_none_or(|r| r[i]);
-    let max = map.iter().copied().fold(0.0f32, f32::max);
-    let prior: Vec<f32> = map
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            if inside(i) && max > 0.0 {
-                (v / max).clamp(0.0, 1.0)
-            } else {
-                0.0
-            }
-        })
-        .collect();
+    let prior = prior(map, region);
     let bin = |g: u8| usize::from(g) * BINS / 256;
     let mut posterior = prior.clone();
     for _ in 0..iterations {
@@ -62,6 +51,22 @@ pub fn appearance_posterior(
         }
     }
     posterior
+}
+
+/// The prior of [`appearance_posterior`]: `map` divided by its maximum (clamped to [0, 1]), 0 outside `region`
+/// (of `map`'s length) and everywhere for a map without a positive value.
+pub fn prior(map: &[f32], region: Option<&[bool]>) -> Vec<f32> {
+    let max = map.iter().copied().fold(0.0f32, f32::max);
+    map.iter()
+        .enumerate()
+        .map(|(i, v)| {
+            if region.is_none_or(|r| r[i]) && max > 0.0 {
+                (v / max).clamp(0.0, 1.0)
+            } else {
+                0.0
+            }
+        })
+        .collect()
 }
 
 /// A histogram convolved with a Gaussian of [`SMOOTHING`] bins (radius 4σ, mirrored edges as in

@@ -297,7 +297,7 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
                         .add_image(&counts, None);
                 }
             }
-            let relative = mask_path(sample, &args.data);
+            let relative = output_path(sample, &args.data, "masks");
             let path = args.out.join(&relative);
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)
@@ -308,7 +308,7 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
                 .save(&path)
                 .with_context(|| format!("writing {}", path.display()))?;
             if args.save_cams {
-                let cam_path = args.out.join(cam_path(&relative));
+                let cam_path = args.out.join(output_path(sample, &args.data, "cams"));
                 if let Some(parent) = cam_path.parent() {
                     std::fs::create_dir_all(parent)
                         .with_context(|| format!("creating {}", parent.display()))?;
@@ -400,8 +400,9 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
     Ok(manifest)
 }
 
-/// Where an image's mask goes: `masks/<split>/<class>/<path below the class folder>.png`.
-fn mask_path(sample: &Sample, root: &Path) -> PathBuf {
+/// Where an image's output goes: `<top>/<split>/<class>/<path below the class folder>.png` (`masks` for the
+/// pseudo-mask, `cams` for the map with `--save-cams`).
+fn output_path(sample: &Sample, root: &Path, top: &str) -> PathBuf {
     let relative = sample.path.strip_prefix(root).unwrap_or(&sample.path);
     let below_class: PathBuf = relative.components().skip(2).collect();
     let below_class = if below_class.as_os_str().is_empty() {
@@ -409,16 +410,10 @@ fn mask_path(sample: &Sample, root: &Path) -> PathBuf {
     } else {
         below_class
     };
-    Path::new("masks")
+    Path::new(top)
         .join(sample.split.folder_name())
         .join(sample.class.folder_name())
         .join(below_class.with_extension("png"))
-}
-
-/// Where an image's CAM goes (`--save-cams`): its mask path with `cams/` for `masks/`.
-fn cam_path(mask: &Path) -> PathBuf {
-    let below: PathBuf = mask.components().skip(1).collect();
-    Path::new("cams").join(below)
 }
 
 /// Scores per threshold method, per split, per class and `all`.

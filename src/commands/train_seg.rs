@@ -339,10 +339,7 @@ fn next_targets(
     let prior: Vec<f32> = logits.iter().map(|z| 1.0 / (1.0 + (-z).exp())).collect();
     let posterior = crate::cam::refine::appearance_posterior(&prior, &gray, Some(&head), refine);
     let mut mask: Vec<bool> = posterior.iter().map(|q| *q >= threshold).collect();
-    if mask.iter().any(|m| *m) {
-        crate::cam::pseudo::keep_largest_component(&mut mask, side, side);
-        crate::cam::pseudo::fill_holes(&mut mask, side, side);
-    }
+    crate::cam::pseudo::keep_largest_filled(&mut mask, side, side);
     mask
 }
 

@@ -4,7 +4,7 @@
 //! the caller: [`predict_logits`] gives the masks of the next round.
 
 use super::stage::epoch_draws;
-use crate::cam::pseudo::{fill_holes, keep_largest_component, IGNORE};
+use crate::cam::pseudo::{keep_largest_filled, IGNORE};
 use crate::data::batcher::images_to_tensor;
 use crate::data::preprocess::hflip;
 use crate::metrics::segmentation::{bce_with_logits, MaskCounts, SegmentationSums};
@@ -207,9 +207,8 @@ pub fn logits_to_mask(
     }
     let level = (threshold / (1.0 - threshold)).ln();
     let mut mask: Vec<bool> = logits.iter().map(|z| *z >= level).collect();
-    if cleanup && mask.iter().any(|m| *m) {
-        keep_largest_component(&mut mask, side, side);
-        fill_holes(&mut mask, side, side);
+    if cleanup {
+        keep_largest_filled(&mut mask, side, side);
     }
     mask
 }

@@ -48,13 +48,21 @@ fn pearson(a: &[f32], b: &[f32]) -> f64 {
     sab / (saa.sqrt() * sbb.sqrt())
 }
 
-#[test]
-fn cams_match_pytorch_grad_cam() {
+/// The 4-class model of the fixtures (tools/gradcam_reference.py): the formula weights, fc cut to 4 rows.
+fn four_class_model() -> ResNet18 {
     let dir = temp_dir();
     let path = dir.path().join("four-class.safetensors");
     write_checkpoint(&path, 4, |_| {});
     let device = tumornet::device::training();
-    let (model, _) = load_torchvision(ResNet18::new(4, &device), &path).expect("load");
+    load_torchvision(ResNet18::new(4, &device), &path)
+        .expect("load")
+        .0
+}
+
+#[test]
+fn cams_match_pytorch_grad_cam() {
+    let model = four_class_model();
+    let device = tumornet::device::training();
     let input: Vec<f32> = formula_input()[..2 * 3 * 224 * 224].to_vec();
     let x = Tensor::<4>::from_data(TensorData::new(input, [2, 3, 224, 224]), &device);
 
@@ -94,11 +102,8 @@ fn cams_match_pytorch_grad_cam() {
 
 #[test]
 fn layer3_cams_match_pytorch_grad_cam() {
-    let dir = temp_dir();
-    let path = dir.path().join("four-class.safetensors");
-    write_checkpoint(&path, 4, |_| {});
+    let model = four_class_model();
     let device = tumornet::device::training();
-    let (model, _) = load_torchvision(ResNet18::new(4, &device), &path).expect("load");
     let input: Vec<f32> = formula_input()[..3 * 224 * 224].to_vec();
     let x = Tensor::<4>::from_data(TensorData::new(input, [1, 3, 224, 224]), &device);
     let batch = compute_at(&model, x, CamMethod::LayerCam, &[None], CamLayer::Layer3).expect("cam");
