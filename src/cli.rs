@@ -95,6 +95,10 @@ pub enum BenchMode {
     /// A U-Net training step at 128×128 (encoder frozen, as `train-seg` runs it): forward, BCE + soft Dice,
     /// backward, Adam.
     Seg,
+    /// What `train` caches once: conv1 … layer3 in eval mode (224×224 in, 256×14×14 out).
+    Prefix,
+    /// A `finetune` step on cached layer3 maps: layer4 + fc forward, cross-entropy, backward, Adam.
+    Finetune,
 }
 
 #[derive(Debug, Clone, Args)]

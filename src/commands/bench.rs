@@ -39,6 +39,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             BenchMode::Eval => bench_eval(batch, args.warmup, args.steps),
             BenchMode::Train => bench_train(batch, args.warmup, args.steps),
             BenchMode::Seg => bench_seg(batch, args.warmup, args.steps),
+            BenchMode::Prefix => bench_prefix(batch, args.warmup, args.steps),
+            BenchMode::Finetune => bench_finetune(batch, args.warmup, args.steps),
         }?;
         println!(
             "{} {:?} batch={}: {:.1} images/s (median step {:.1} ms; warm-up {} steps {:.1} s)",
@@ -132,6 +134,44 @@ pub fn bench_train(batch: usize, warmup: usize, steps: usize) -> anyhow::Result<
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let model = optim.step(1e-4, model, grads);
         // Reading a weight back waits for the step to finish.
+        values(model.fc.weight.val())?;
+        Ok(model)
+    })
+}
+
+/// Images/s through the frozen prefix (conv1 … layer3, eval mode): the cache pass of `train`.
+pub fn bench_prefix(batch: usize, warmup: usize, steps: usize) -> anyhow::Result<BenchResult> {
+    let device = crate::device::inference();
+    device.seed(0);
+    let model = ResNet18::new(4, &device);
+    let x = Tensor::<4>::random(
+        [batch, 3, 224, 224],
+        Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    measure(BenchMode::Prefix, batch, warmup, steps, (), |()| {
+        values(model.to_layer3(x.clone()))?;
+        Ok(())
+    })
+}
+
+/// `finetune` step images/s at `batch` on cached layer3 maps: layer4 + fc learn, the input needs no gradient.
+pub fn bench_finetune(batch: usize, warmup: usize, steps: usize) -> anyhow::Result<BenchResult> {
+    let device = crate::device::training();
+    device.seed(0);
+    let model = crate::model::classifier::Trainable::Layer4AndHead.apply(ResNet18::new(4, &device));
+    let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
+    let maps = Tensor::<4>::random(
+        [batch, 256, 14, 14],
+        Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    let labels: Vec<usize> = (0..batch).map(|i| i % 4).collect();
+    measure(BenchMode::Finetune, batch, warmup, steps, model, |model| {
+        let logits = model.head(model.layer4(maps.clone()));
+        let (loss, _) = loss_and_correct(logits, &labels, &device);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let model = optim.step(1e-4, model, grads);
         values(model.fc.weight.val())?;
         Ok(model)
     })

@@ -2,7 +2,9 @@
 //! U-Net; its training policies; weights in and out; run folders.
 
 pub mod classifier;
+pub mod conv;
 pub mod inference;
+pub mod pool;
 pub mod resnet;
 pub mod run;
 pub mod unet;

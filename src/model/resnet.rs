@@ -6,9 +6,9 @@
 //! The encoder returns its feature list `[stem, layer1, layer2, layer3, layer4]`, which the classifier head,
 //! Grad-CAM and the U-Net share.
 
+use super::{conv, pool};
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
@@ -76,11 +76,11 @@ impl BasicBlock {
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = match &self.downsample {
-            Some(d) => d.bn.forward(d.conv.forward(x.clone())), // [N, C_out, H/s, W/s]
-            None => x.clone(),                                  // [N, C, H, W]
+            Some(d) => d.bn.forward(conv::forward(&d.conv, x.clone())), // [N, C_out, H/s, W/s]
+            None => x.clone(),                                          // [N, C, H, W]
         };
-        let out = relu(self.bn1.forward(self.conv1.forward(x))); // [N, C_out, H/s, W/s]
-        let out = self.bn2.forward(self.conv2.forward(out)); // [N, C_out, H/s, W/s]
+        let out = relu(self.bn1.forward(conv::forward(&self.conv1, x))); // [N, C_out, H/s, W/s]
+        let out = self.bn2.forward(conv::forward(&self.conv2, out)); // [N, C_out, H/s, W/s]
         relu(out + identity)
     }
 }
@@ -166,7 +166,7 @@ impl ResNet18 {
     /// Every feature map, from the normalised image batch `x` (`[N, 3, H, W]`).
     pub fn features(&self, x: Tensor<4>) -> Features {
         let stem = self.stem(x); // [N, 64, H/2, W/2]
-        let layer1 = run_layer(&self.layer1, max_pool().forward(stem.clone())); // [N, 64, H/4, W/4]
+        let layer1 = run_layer(&self.layer1, pool::max_pool_3x3_s2(stem.clone())); // [N, 64, H/4, W/4]
         let layer2 = run_layer(&self.layer2, layer1.clone()); // [N, 128, H/8, W/8]
         let layer3 = run_layer(&self.layer3, layer2.clone()); // [N, 256, H/16, W/16]
         let layer4 = run_layer(&self.layer4, layer3.clone()); // [N, 512, H/32, W/32]
@@ -181,7 +181,7 @@ impl ResNet18 {
 
     /// conv1 … layer3: the part a `layer4` fine-tune keeps frozen (its output can be cached).
     pub fn to_layer3(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = max_pool().forward(self.stem(x)); // [N, 64, H/4, W/4]
+        let x = pool::max_pool_3x3_s2(self.stem(x)); // [N, 64, H/4, W/4]
         let x = run_layer(&self.layer1, x); // [N, 64, H/4, W/4]
         let x = run_layer(&self.layer2, x); // [N, 128, H/8, W/8]
         run_layer(&self.layer3, x) // [N, 256, H/16, W/16]
@@ -206,13 +206,6 @@ impl ResNet18 {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         self.head(self.layer4(self.to_layer3(x))) // [N, classes]
     }
-}
-
-fn max_pool() -> MaxPool2d {
-    MaxPool2dConfig::new([3, 3])
-        .with_strides([2, 2])
-        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-        .init()
 }
 
 #[cfg(test)]
