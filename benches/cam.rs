@@ -7,6 +7,7 @@ use tumornet::cam::{compute, postprocess, CamMethod};
 use tumornet::model::ResNet18;
 
 fn main() {
+    tumornet::allocator::tune();
     let batch = 16;
     let device = tumornet::device::training();
     device.seed(0);

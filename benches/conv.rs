@@ -25,6 +25,7 @@ fn read(t: Tensor<4>) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
+    tumornet::allocator::tune();
     let batch = 32;
     // (name, channels in → out, input size, kernel, stride, padding)
     let shapes = [

@@ -3,6 +3,7 @@
 //! `cargo bench --bench eval [-- 16 64]`. Compare with `tools/bench_torch_eval.py` on the same machine.
 
 fn main() -> anyhow::Result<()> {
+    tumornet::allocator::tune();
     let batches: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())

@@ -1,5 +1,6 @@
 //! TumorNet: brain MRI tumour classification, Grad-CAM explanations and pseudo-segmentation.
 
+pub mod allocator;
 pub mod cam;
 pub mod cli;
 pub mod commands;

@@ -4,10 +4,12 @@
 //! burn flex convolves in tiles per image, and computes a weight gradient as a convolution of the input with the
 //! output gradient: on layer4's 7×7 maps that means many small products. Written as `W[C_out, C_in·k²] ·
 //! cols[C_in·k², N·H_out·W_out]`, forward and both gradients become single large products (burn's autodiff
-//! differentiates the matmul and the patch extraction). Measured on the 2-core dev VM (2026-11-27, batch 32,
-//! `examples`-style probe, see BENCHMARKS.md): a 1×1/2 downsample 256→512 forward + weight gradient 45.6 → 9 ms,
-//! a 3×3/2 256→512 75 → 58 ms, a 3×3 512→512 forward 58 → 44 ms and with input gradient 200 → 166 ms; on
-//! 14×14 maps and larger burn's convolution is the faster one, so those keep it, and so does every GPU backend.
+//! differentiates the matmul and the patch extraction). `cargo bench --bench conv` on the 2-core dev VM
+//! (2026-11-27, batch 32): a 1×1/2 downsample 256→512, forward + weight gradient, 45.1 → 7.3 ms; a 3×3/2
+//! 256→512 71.6 → 58.5 ms; a 3×3 512→512 forward 53.2 → 42.1 ms, forward + weight gradient 127.2 → 81.6 ms; with
+//! an input gradient as well the single convolution is even (242 vs 248 ms), yet a whole finetune step is faster
+//! with those on this path too (`bench --mode finetune`: 45–54 against 42 images/s). On 14×14 maps and larger
+//! burn's convolution was the faster one in every pass measured, so those keep it, and so does every GPU backend.
 
 use burn::nn::conv::Conv2d;
 use burn::nn::PaddingConfig2d;

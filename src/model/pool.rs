@@ -91,7 +91,11 @@ mod tests {
             let theirs = max_pool_module().forward(x);
             assert_eq!(ours.dims(), theirs.dims(), "{h}×{w}");
             let (a, b) = (ours.into_data(), theirs.into_data());
-            assert_eq!(a.to_vec::<f32>().ok(), b.to_vec::<f32>().ok(), "{h}×{w}");
+            assert_eq!(
+                a.try_to_vec::<f32>().expect("f32"),
+                b.try_to_vec::<f32>().expect("f32"),
+                "{h}×{w}"
+            );
         }
     }
 
@@ -102,14 +106,20 @@ mod tests {
         values[5] = f32::NAN; // row 1, column 1: inside all four output windows
         values[15] = 7.0;
         let x = Tensor::<4>::from_data(TensorData::new(values, [1, 1, 4, 4]), &device);
-        let out = max_pool_3x3_s2(x).into_data().to_vec::<f32>().expect("f32");
+        let out = max_pool_3x3_s2(x)
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("f32");
         assert!(out[0].is_nan() && out[1].is_nan() && out[2].is_nan() && out[3].is_nan());
         let x = Tensor::<4>::from_data(
             TensorData::new((0..16).map(|v| v as f32).collect::<Vec<_>>(), [1, 1, 4, 4]),
             &device,
         );
         // Windows: rows/cols {0,1}, {1,2,3}: maxima 5, 7, 13, 15.
-        let out = max_pool_3x3_s2(x).into_data().to_vec::<f32>().expect("f32");
+        let out = max_pool_3x3_s2(x)
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("f32");
         assert_eq!(out, vec![5.0, 7.0, 13.0, 15.0]);
     }
 
