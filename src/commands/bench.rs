@@ -1,15 +1,17 @@
 //! `tumornet bench`: ResNet18 images/s on the chosen device, with random images and labels, so a GPU build can
 //! be measured where only the binary travels. Eval = forward pass in eval mode; train = forward, cross-entropy,
-//! backward and an Adam step with every layer learning (PyTorch's `model.train()` on a full fine-tune). The
+//! backward and an Adam step with every layer learning (PyTorch's `model.train()` on a full fine-tune); prefix and
+//! finetune = the two costs of `train` (the cached conv1 … layer3 pass, a layer4 + fc step on cached maps). The
 //! warm-up steps (kernel compilation and autotuning on a GPU) are timed separately and reported.
 
 use crate::cli::{BenchArgs, BenchMode};
+use crate::model::classifier::Trainable;
 use crate::model::inference::values;
 use crate::model::ResNet18;
 use crate::train::stage::loss_and_correct;
 use anyhow::Context;
 use burn::optim::{AdamConfig, GradientsParams};
-use burn::tensor::{Distribution, Tensor};
+use burn::tensor::{Device, Distribution, Tensor};
 use std::io::Write;
 use std::time::Instant;
 
@@ -102,18 +104,15 @@ fn measure<S>(
 
 /// Inference images/s at `batch` (also what `cargo bench --bench eval` reports).
 pub fn bench_eval(batch: usize, warmup: usize, steps: usize) -> anyhow::Result<BenchResult> {
-    let device = crate::device::inference();
-    device.seed(0);
-    let model = ResNet18::new(4, &device);
-    let x = Tensor::<4>::random(
-        [batch, 3, 224, 224],
-        Distribution::Normal(0.0, 1.0),
-        &device,
-    );
-    // Reading the logits back waits for the device, so a step's time is its whole work.
-    measure(BenchMode::Eval, batch, warmup, steps, (), |()| {
-        values(model.forward(x.clone()))?;
-        Ok(())
+    bench_inference(BenchMode::Eval, batch, warmup, steps, |model, x| {
+        model.forward(x)
+    })
+}
+
+/// Images/s through the frozen prefix (conv1 … layer3, eval mode): the cache pass of `train`.
+pub fn bench_prefix(batch: usize, warmup: usize, steps: usize) -> anyhow::Result<BenchResult> {
+    bench_inference(BenchMode::Prefix, batch, warmup, steps, |model, x| {
+        model.to_layer3(x)
     })
 }
 
@@ -122,36 +121,9 @@ pub fn bench_train(batch: usize, warmup: usize, steps: usize) -> anyhow::Result<
     let device = crate::device::training();
     device.seed(0);
     let model = ResNet18::new(4, &device);
-    let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
-    let x = Tensor::<4>::random(
-        [batch, 3, 224, 224],
-        Distribution::Normal(0.0, 1.0),
-        &device,
-    );
-    let labels: Vec<usize> = (0..batch).map(|i| i % 4).collect();
-    measure(BenchMode::Train, batch, warmup, steps, model, |model| {
-        let (loss, _) = loss_and_correct(model.forward(x.clone()), &labels, &device);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        let model = optim.step(1e-4, model, grads);
-        // Reading a weight back waits for the step to finish.
-        values(model.fc.weight.val())?;
-        Ok(model)
-    })
-}
-
-/// Images/s through the frozen prefix (conv1 … layer3, eval mode): the cache pass of `train`.
-pub fn bench_prefix(batch: usize, warmup: usize, steps: usize) -> anyhow::Result<BenchResult> {
-    let device = crate::device::inference();
-    device.seed(0);
-    let model = ResNet18::new(4, &device);
-    let x = Tensor::<4>::random(
-        [batch, 3, 224, 224],
-        Distribution::Normal(0.0, 1.0),
-        &device,
-    );
-    measure(BenchMode::Prefix, batch, warmup, steps, (), |()| {
-        values(model.to_layer3(x.clone()))?;
-        Ok(())
+    let x = random_batch([batch, 3, 224, 224], &device);
+    bench_step(BenchMode::Train, warmup, steps, model, x, |model, x| {
+        model.forward(x)
     })
 }
 
@@ -159,19 +131,59 @@ pub fn bench_prefix(batch: usize, warmup: usize, steps: usize) -> anyhow::Result
 pub fn bench_finetune(batch: usize, warmup: usize, steps: usize) -> anyhow::Result<BenchResult> {
     let device = crate::device::training();
     device.seed(0);
-    let model = crate::model::classifier::Trainable::Layer4AndHead.apply(ResNet18::new(4, &device));
-    let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
-    let maps = Tensor::<4>::random(
-        [batch, 256, 14, 14],
-        Distribution::Normal(0.0, 1.0),
-        &device,
-    );
+    let model = Trainable::Layer4AndHead.apply(ResNet18::new(4, &device));
+    let maps = random_batch([batch, 256, 14, 14], &device);
+    bench_step(
+        BenchMode::Finetune,
+        warmup,
+        steps,
+        model,
+        maps,
+        |model, maps| model.head(model.layer4(maps)),
+    )
+}
+
+fn random_batch(shape: [usize; 4], device: &Device) -> Tensor<4> {
+    Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), device)
+}
+
+/// Time `run` on a random 224×224 batch with an inference-mode model.
+fn bench_inference<const D: usize>(
+    mode: BenchMode,
+    batch: usize,
+    warmup: usize,
+    steps: usize,
+    run: impl Fn(&ResNet18, Tensor<4>) -> Tensor<D>,
+) -> anyhow::Result<BenchResult> {
+    let device = crate::device::inference();
+    device.seed(0);
+    let model = ResNet18::new(4, &device);
+    let x = random_batch([batch, 3, 224, 224], &device);
+    // Reading the output back waits for the device, so a step's time is its whole work.
+    measure(mode, batch, warmup, steps, (), |()| {
+        values(run(&model, x.clone()))?;
+        Ok(())
+    })
+}
+
+/// Time training steps (forward by `logits`, cross-entropy, backward, Adam) on the fixed batch `input`.
+fn bench_step(
+    mode: BenchMode,
+    warmup: usize,
+    steps: usize,
+    model: ResNet18,
+    input: Tensor<4>,
+    logits: impl Fn(&ResNet18, Tensor<4>) -> Tensor<2>,
+) -> anyhow::Result<BenchResult> {
+    let device = input.device();
+    let batch = input.dims()[0];
     let labels: Vec<usize> = (0..batch).map(|i| i % 4).collect();
-    measure(BenchMode::Finetune, batch, warmup, steps, model, |model| {
-        let logits = model.head(model.layer4(maps.clone()));
-        let (loss, _) = loss_and_correct(logits, &labels, &device);
+    let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
+    measure(mode, batch, warmup, steps, model, |model| {
+        let (loss, _) = loss_and_correct(logits(&model, input.clone()), &labels, &device);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let model = optim.step(1e-4, model, grads);
+        // Reading a weight back waits for the step to finish.
         values(model.fc.weight.val())?;
         Ok(model)
     })
@@ -188,7 +200,7 @@ pub fn bench_seg(batch: usize, warmup: usize, steps: usize) -> anyhow::Result<Be
     unet.encoder = unet.encoder.freeze();
     let train = crate::device::training();
     let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
-    let x = Tensor::<4>::random([batch, 3, 128, 128], Distribution::Normal(0.0, 1.0), &train);
+    let x = random_batch([batch, 3, 128, 128], &train);
     let target = Tensor::<4>::random([batch, 1, 128, 128], Distribution::Bernoulli(0.05), &train);
     let weight = Tensor::<4>::ones([batch, 1, 128, 128], &train);
     measure(BenchMode::Seg, batch, warmup, steps, unet, |unet| {
