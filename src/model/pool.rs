@@ -21,27 +21,29 @@ pub fn max_pool_module() -> MaxPool2d {
 /// Max-pool 3×3 / 2 / padding 1 of `x` (`[N, C, H, W]` → `[N, C, ⌈H/2⌉, ⌈W/2⌉]`); NaN propagates as in burn
 /// and PyTorch.
 pub fn max_pool_3x3_s2(x: Tensor<4>) -> Tensor<4> {
-    let on_cpu = crate::device::backend() == crate::device::Backend::Cpu;
-    if !on_cpu || x.is_autodiff() {
-        return max_pool_module().forward(x);
-    }
     let [n, c, h, w] = x.dims();
-    if h == 0 || w == 0 {
+    let on_host = crate::device::backend() == crate::device::Backend::Cpu
+        && !x.is_autodiff()
+        && h > 0
+        && w > 0;
+    // Not f32 (a half-precision model) reads back as an error: burn's pooling handles every dtype.
+    let input = on_host
+        .then(|| x.clone().into_data().try_into_vec::<f32>().ok())
+        .flatten();
+    let Some(input) = input else {
         return max_pool_module().forward(x);
-    }
-    let device = x.device();
-    let input = match x.clone().into_data().try_into_vec::<f32>() {
-        Ok(values) => values,
-        // Not f32 (a half-precision model): burn's pooling handles every dtype.
-        Err(_) => return max_pool_module().forward(x),
     };
     let (ho, wo) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
     let mut output = vec![0.0f32; n * c * ho * wo];
     output
         .par_chunks_mut(ho * wo)
         .zip(input.par_chunks(h * w))
-        .for_each(|(out, plane)| pool_plane(plane, [h, w], out, [ho, wo]));
-    Tensor::<4>::from_data(TensorData::new(output, [n, c, ho, wo]), &device)
+        // One row-maxima buffer per rayon worker, not per plane.
+        .for_each_init(
+            || vec![0.0f32; h * wo],
+            |rows, (out, plane)| pool_plane(plane, [h, w], rows, out, [ho, wo]),
+        );
+    Tensor::<4>::from_data(TensorData::new(output, [n, c, ho, wo]), &x.device())
 }
 
 /// NaN-propagating maximum (`f32::max` would drop a NaN).
@@ -60,9 +62,14 @@ fn window_max(o: usize, len: usize, at: impl Fn(usize) -> f32) -> f32 {
     (first + 1..=last).fold(at(first), |m, i| max_nan(m, at(i)))
 }
 
-fn pool_plane(plane: &[f32], [h, w]: [usize; 2], out: &mut [f32], [ho, wo]: [usize; 2]) {
-    // Row maxima first: [H, W_out].
-    let mut rows = vec![0.0f32; h * wo];
+/// Pool one `[H, W]` plane into `out` (`[H_out, W_out]`), through `rows` (`[H, W_out]`, the row maxima).
+fn pool_plane(
+    plane: &[f32],
+    [h, w]: [usize; 2],
+    rows: &mut [f32],
+    out: &mut [f32],
+    [ho, wo]: [usize; 2],
+) {
     for y in 0..h {
         let line = &plane[y * w..(y + 1) * w];
         for (ox, value) in rows[y * wo..(y + 1) * wo].iter_mut().enumerate() {
