@@ -3,7 +3,7 @@
 
 use burn::tensor::{Distribution, Tensor};
 use std::time::Instant;
-use tumornet::cam::{compute, postprocess, CamMethod};
+use tumornet::cam::{compute, CamMethod};
 use tumornet::model::ResNet18;
 
 fn main() {
@@ -22,11 +22,7 @@ fn main() {
         for pass in 0..7 {
             let start = Instant::now();
             let cams = compute(&model, x.clone(), method, &[]).expect("cam");
-            let maps: Vec<Vec<f32>> = cams
-                .raw
-                .iter()
-                .map(|r| postprocess::finish(r, cams.height, cams.width, 224, 224))
-                .collect();
+            let maps = cams.finished_all(224, 224);
             assert_eq!(maps.len(), batch);
             if pass >= 2 {
                 times.push(start.elapsed().as_secs_f64());

@@ -126,6 +126,10 @@ pub struct SynthArgs {
     /// Lesion sizes × this (1: realistic; 2: an easier set whose lesions a model trained from scratch can find).
     #[arg(long, default_value_t = 1.0)]
     pub lesion_scale: f32,
+    /// The same images with every lesion left out (masks empty, class folders kept): `evaluate` on them shows
+    /// whether a classifier relies on the lesions or on something else.
+    #[arg(long)]
+    pub without_lesions: bool,
     /// Write into a non-empty folder, replacing files of the same names.
     #[arg(long)]
     pub force: bool,
@@ -314,7 +318,8 @@ pub struct CamArgs {
     /// Average each map with the un-mirrored map of the mirrored image.
     #[arg(long)]
     pub flip_smooth: bool,
-    /// Layer whose activations make the CAM (layer3: twice the resolution of layer4).
+    /// Layer whose activations make the CAM (layer3: twice the resolution of layer4; fused: layer1, layer2 and
+    /// layer3 averaged, the finest).
     #[arg(long, value_enum, default_value_t = crate::cam::CamLayer::Layer4)]
     pub layer: crate::cam::CamLayer,
     /// Raw maps (224×224, values in [0, 1]) as .npy float32, 16-bit PNG, or not at all.
@@ -380,7 +385,8 @@ pub struct PseudoMaskArgs {
     /// Average each map with the un-mirrored map of the mirrored image.
     #[arg(long)]
     pub flip_smooth: bool,
-    /// Layer whose activations make the CAM (layer3: twice the resolution of layer4, finer masks).
+    /// Layer whose activations make the CAM (layer3: twice the resolution of layer4, finer masks; fused: layer1,
+    /// layer2 and layer3 averaged, finer still).
     #[arg(long, value_enum, default_value_t = crate::cam::CamLayer::Layer4)]
     pub layer: crate::cam::CamLayer,
     /// Input scales whose maps are averaged (IRNet uses 1,0.5,1.5,2).

@@ -7,6 +7,8 @@ input (images 0 and 1). Writes under tests/fixtures/cam/:
                      class 3 (its class-2 map is all zero after the ReLU: a degenerate check)
   {gradcam++,hirescam,layercam}.f16  [224, 224] image 0, predicted class, little-endian f16
   layercam-layer3.f16  [224, 224] image 0, predicted class, LayerCAM on layer3 (14×14 before resizing)
+  layercam-fused.f16   [224, 224] the same with target layers layer1, layer2 and layer3 (pytorch-grad-cam's
+                       multi-layer aggregation: per-layer scale and resize, mean, scale)
   targets.json       the classes explained
 Run: /opt/ref/bin/python tools/gradcam_reference.py  (torch, torchvision, grad-cam 1.5.x)
 """
@@ -45,6 +47,9 @@ for name, method in [("gradcam++", GradCAMPlusPlus), ("hirescam", HiResCAM), ("l
     m[0].astype("<f2").tofile(OUT / f"{name}.f16")
 m = LayerCAM(model=model, target_layers=[model.layer3[-1]])(input_tensor=x[:1], targets=[ClassifierOutputTarget(targets[0])])
 m[0].astype("<f2").tofile(OUT / "layercam-layer3.f16")
+m = LayerCAM(model=model, target_layers=[model.layer1[-1], model.layer2[-1], model.layer3[-1]])(
+    input_tensor=x[:1], targets=[ClassifierOutputTarget(targets[0])])
+m[0].astype("<f2").tofile(OUT / "layercam-fused.f16")
 (OUT / "targets.json").write_text(json.dumps({"targets": targets, "predicted": predicted}))
 import pytorch_grad_cam
 print("grad-cam", getattr(pytorch_grad_cam, "__version__", "?"), "targets", targets, "predicted", predicted)

@@ -1,4 +1,4 @@
-//! Class activation maps on `layer4` (or `layer3`), computed as pytorch-grad-cam computes them.
+//! Class activation maps on `layer4` (or a shallower layer, or several fused), computed as pytorch-grad-cam computes them.
 //!
 //! Every method differs only in its channel weights (pytorch-grad-cam's `get_cam_weights`): given layer4's
 //! activations A and the gradients G of the target score with respect to them, a method returns weights W that
@@ -88,8 +88,9 @@ impl CamMethod {
 }
 
 /// The layer whose activations and gradients make the map. `layer4` (7×7 at 224², the seed's and
-/// pytorch-grad-cam's usual choice) sees the whole class evidence; `layer3` (14×14) halves the cell size, which
-/// matters for lesions smaller than a layer4 cell (LayerCAM's paper fuses shallower layers for that reason).
+/// pytorch-grad-cam's usual choice) sees the whole class evidence; each shallower layer halves the cell size, which
+/// matters for lesions smaller than a layer4 cell; `fused` averages the maps of layer1, layer2 and layer3, as
+/// LayerCAM's paper does for fine localisation and as pytorch-grad-cam does with several target layers.
 #[derive(
     Debug,
     Clone,
@@ -106,21 +107,82 @@ impl CamMethod {
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum CamLayer {
+    /// layer1 (56×56 at 224²).
+    Layer1,
+    /// layer2 (28×28).
+    Layer2,
+    /// layer3 (14×14).
     Layer3,
+    /// layer4 (7×7).
     #[default]
     Layer4,
+    /// layer1, layer2 and layer3: each map scaled to [0, 1] and resized, then averaged and scaled again
+    /// (pytorch-grad-cam with those three target layers).
+    Fused,
 }
 
-/// Maps for a batch: the raw maps at the chosen layer's resolution and what the model predicted.
-pub struct CamBatch {
-    /// `[N][h·w]` ReLU'd maps at layer4 resolution, before any scaling.
+impl CamLayer {
+    /// The residual stages (1–4) whose maps make this layer's map, shallowest first.
+    pub fn stages(self) -> &'static [usize] {
+        match self {
+            CamLayer::Layer1 => &[1],
+            CamLayer::Layer2 => &[2],
+            CamLayer::Layer3 => &[3],
+            CamLayer::Layer4 => &[4],
+            CamLayer::Fused => &[1, 2, 3],
+        }
+    }
+}
+
+/// Raw maps of one layer for a batch.
+pub struct LayerMaps {
+    /// `[N][h·w]` ReLU'd maps at the layer's resolution, before any scaling.
     pub raw: Vec<Vec<f32>>,
     pub height: usize,
     pub width: usize,
+}
+
+/// Maps for a batch: the raw maps of each layer used and what the model predicted.
+pub struct CamBatch {
+    /// One entry per layer, shallowest first (one for every [`CamLayer`] but `fused`).
+    pub layers: Vec<LayerMaps>,
     /// Class each map explains.
     pub targets: Vec<usize>,
     /// Softmax probabilities per image.
     pub probabilities: Vec<Vec<f32>>,
+}
+
+impl CamBatch {
+    /// Image `i`'s final `out_h`×`out_w` map in [0, 1]: per layer ReLU, min-max, resize; the mean over the
+    /// layers, min-max again (pytorch-grad-cam's `compute_cam_per_layer` and `aggregate_multi_layers`; for one
+    /// layer this is [`postprocess::finish`]).
+    pub fn finished(&self, i: usize, out_h: usize, out_w: usize) -> Vec<f32> {
+        let mut sum = vec![0f32; out_h * out_w];
+        for layer in &self.layers {
+            let Some(raw) = layer.raw.get(i) else {
+                continue;
+            };
+            let mut map: Vec<f32> = raw.iter().map(|v| v.max(0.0)).collect();
+            postprocess::min_max(&mut map);
+            let big = postprocess::resize_bilinear(&map, layer.height, layer.width, out_h, out_w);
+            for (s, v) in sum.iter_mut().zip(big) {
+                *s += v.max(0.0);
+            }
+        }
+        let count = self.layers.len().max(1) as f32;
+        for s in sum.iter_mut() {
+            *s /= count;
+        }
+        postprocess::min_max(&mut sum);
+        sum
+    }
+
+    /// [`CamBatch::finished`] for every image.
+    pub fn finished_all(&self, out_h: usize, out_w: usize) -> Vec<Vec<f32>> {
+        (0..self.targets.len())
+            .map(|i| self.finished(i, out_h, out_w))
+            .collect()
+    }
 }
 
 /// Compute `method`'s maps for a normalised batch `x` (`[N, 3, H, W]`) with `model` on an autodiff device, for
@@ -135,7 +197,9 @@ pub fn compute(
     compute_at(model, x, method, targets, CamLayer::Layer4)
 }
 
-/// [`compute`] on `layer`: its output is the leaf whose activations and gradients make the map.
+/// [`compute`] on `layer`. The shallowest stage's output is made a leaf that requires a gradient (nothing below
+/// it is differentiated); each deeper stage used gets a zero tensor added as a further leaf, whose gradient is
+/// the gradient with respect to that stage's output — one backward pass serves every layer.
 pub fn compute_at(
     model: &ResNet18,
     x: Tensor<4>,
@@ -144,19 +208,25 @@ pub fn compute_at(
     layer: CamLayer,
 ) -> Result<CamBatch, InferenceError> {
     let model = model.clone().freeze();
-    let layer3 = model.to_layer3(x); // [N, 256, h3, w3]
-    let (acts, logits) = match layer {
-        CamLayer::Layer4 => {
-            let acts = model.layer4(layer3).detach().require_grad(); // [N, 512, h, w]
-            let logits = model.head(acts.clone()); // [N, classes]
-            (acts, logits)
+    let stages = layer.stages();
+    let mut h = model.stem_pooled(x); // [N, 64, H/4, W/4]
+                                      // (activations, leaf whose gradient is theirs) per stage used.
+    let mut probes: Vec<(Tensor<4>, Tensor<4>)> = Vec::with_capacity(stages.len());
+    for k in 1..=4 {
+        h = model.stage(k, h); // [N, C_k, H/2^(k+1), W/2^(k+1)]
+        if !stages.contains(&k) {
+            continue;
         }
-        CamLayer::Layer3 => {
-            let acts = layer3.detach().require_grad(); // [N, 256, h3, w3]
-            let logits = model.head(model.layer4(acts.clone())); // [N, classes]
-            (acts, logits)
+        if probes.is_empty() {
+            h = h.detach().require_grad();
+            probes.push((h.clone(), h.clone()));
+        } else {
+            let zero = Tensor::<4>::zeros(h.dims(), &h.device()).require_grad();
+            h = h + zero.clone();
+            probes.push((h.clone(), zero));
         }
-    };
+    }
+    let logits = model.head(h); // [N, classes]
     let [n, classes] = logits.dims();
     let probabilities: Vec<Vec<f32>> = values(softmax(logits.clone().detach(), 1))?
         .chunks(classes)
@@ -174,20 +244,22 @@ pub fn compute_at(
     let onehot = Tensor::<2>::from_data(TensorData::new(onehot, [n, classes]), &logits.device());
     let score = (logits * onehot).sum(); // [1]
     let grads = score.backward();
-    let g = acts
-        .grad(&grads)
-        .ok_or_else(|| InferenceError::Readback("no gradient reached the CAM layer".into()))?; // [N, K, h, w]
-    let a = acts.inner(); // [N, K, h, w]
-    let [_, _, height, width] = a.dims();
-    let cam = relu(method.weights(a.clone(), g).mul(a).sum_dim(1)); // [N, 1, h, w]
-    let raw = values(cam)?
-        .chunks(height * width)
-        .map(<[f32]>::to_vec)
-        .collect();
+    let mut layers = Vec::with_capacity(probes.len());
+    for (acts, leaf) in probes {
+        let g = leaf
+            .grad(&grads)
+            .ok_or_else(|| InferenceError::Readback("no gradient reached the CAM layer".into()))?; // [N, K, h, w]
+        let a = acts.inner(); // [N, K, h, w]
+        let [_, _, height, width] = a.dims();
+        let cam = relu(method.weights(a.clone(), g).mul(a).sum_dim(1)); // [N, 1, h, w]
+        let raw = values(cam)?
+            .chunks(height * width)
+            .map(<[f32]>::to_vec)
+            .collect();
+        layers.push(LayerMaps { raw, height, width });
+    }
     Ok(CamBatch {
-        raw,
-        height,
-        width,
+        layers,
         targets: chosen,
         probabilities,
     })
@@ -210,11 +282,13 @@ pub fn compute_smoothed(
     }
     let chosen: Vec<Option<usize>> = first.targets.iter().map(|&t| Some(t)).collect();
     let mirrored = compute_at(model, x.flip([3]), method, &chosen, layer)?;
-    let (h, w) = (first.height, first.width);
-    for (map, back) in first.raw.iter_mut().zip(&mirrored.raw) {
-        for y in 0..h {
-            for x in 0..w {
-                map[y * w + x] = 0.5 * (map[y * w + x] + back[y * w + (w - 1 - x)]);
+    for (layer, back_layer) in first.layers.iter_mut().zip(&mirrored.layers) {
+        let (h, w) = (layer.height, layer.width);
+        for (map, back) in layer.raw.iter_mut().zip(&back_layer.raw) {
+            for y in 0..h {
+                for x in 0..w {
+                    map[y * w + x] = 0.5 * (map[y * w + x] + back[y * w + (w - 1 - x)]);
+                }
             }
         }
     }

@@ -4,7 +4,6 @@
 //! against them (pointing game, energy in mask, thresholded Dice/IoU); every image also gets a deletion score.
 
 use super::progress_bar;
-use crate::cam::postprocess::finish;
 use crate::cam::quality::{score_against_mask, top_pixels, MaskScores, QualityMeans, QualitySums};
 use crate::cam::{compute_smoothed, CamBatch, CamMethod};
 use crate::cli::{CamArgs, RawFormat};
@@ -70,6 +69,8 @@ pub struct CamReport {
     #[serde(serialize_with = "crate::paths::lossy")]
     pub run: PathBuf,
     pub methods: Vec<CamMethod>,
+    /// The layer (or fused layers) the maps come from.
+    pub layer: crate::cam::CamLayer,
     pub flip_smooth: bool,
     pub threshold: f32,
     pub delete_fraction: f64,
@@ -151,11 +152,7 @@ pub fn cam(args: &CamArgs) -> anyhow::Result<CamReport> {
                 args.flip_smooth,
                 args.layer,
             )?;
-            let finished: Vec<Vec<f32>> = batch
-                .raw
-                .iter()
-                .map(|raw| finish(raw, batch.height, batch.width, side, side))
-                .collect();
+            let finished = batch.finished_all(side, side);
             let deletion = if args.delete_fraction > 0.0 {
                 Some(deletion_drops(
                     &evaluator,
@@ -268,6 +265,7 @@ pub fn cam(args: &CamArgs) -> anyhow::Result<CamReport> {
     let report = CamReport {
         run: args.run.clone(),
         methods: args.method.clone(),
+        layer: args.layer,
         flip_smooth: args.flip_smooth,
         threshold: args.threshold,
         delete_fraction: args.delete_fraction,

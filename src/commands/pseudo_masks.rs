@@ -5,7 +5,6 @@
 //! (image | true mask | CAM | pseudo-mask).
 
 use super::progress_bar;
-use crate::cam::postprocess::finish;
 use crate::cam::pseudo::{
     head_mask, pseudo_mask, split_labels, ImageCues, PseudoMaskConfig, Threshold,
 };
@@ -145,14 +144,7 @@ pub fn multi_scale_cams(
         flip_smooth,
         layer,
     )?;
-    let finish_all = |batch: &crate::cam::CamBatch| -> Vec<Vec<f32>> {
-        batch
-            .raw
-            .iter()
-            .map(|raw| finish(raw, batch.height, batch.width, side, side))
-            .collect()
-    };
-    let mut maps = finish_all(&first);
+    let mut maps = first.finished_all(side, side);
     let chosen: Vec<Option<usize>> = first.targets.iter().map(|t| Some(*t)).collect();
     let mut counted = 1.0f32;
     for &scale in scales.iter().filter(|s| (**s - 1.0).abs() > 1e-6) {
@@ -164,7 +156,7 @@ pub fn multi_scale_cams(
             flip_smooth,
             layer,
         )?;
-        for (sum, map) in maps.iter_mut().zip(finish_all(&batch)) {
+        for (sum, map) in maps.iter_mut().zip(batch.finished_all(side, side)) {
             for (s, v) in sum.iter_mut().zip(map) {
                 *s += v;
             }

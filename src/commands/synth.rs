@@ -15,6 +15,7 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
         max_size: args.max_size,
         jpeg_quality: args.jpeg_quality,
         lesion_scale: args.lesion_scale,
+        without_lesions: args.without_lesions,
     };
     prepare_output(&args.out, args.force)?;
     let total = config.ids().len();

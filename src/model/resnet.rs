@@ -179,9 +179,25 @@ impl ResNet18 {
         }
     }
 
+    /// conv1 → bn1 → ReLU → max-pool: the input of layer1.
+    pub fn stem_pooled(&self, x: Tensor<4>) -> Tensor<4> {
+        pool::max_pool_3x3_s2(self.stem(x)) // [N, 64, H/4, W/4]
+    }
+
+    /// Residual stage `k` (1 = layer1 … 4 = layer4) on the previous stage's output; any other `k` returns `x`.
+    pub fn stage(&self, k: usize, x: Tensor<4>) -> Tensor<4> {
+        match k {
+            1 => run_layer(&self.layer1, x), // [N, 64, H/4, W/4]
+            2 => run_layer(&self.layer2, x), // [N, 128, H/8, W/8]
+            3 => run_layer(&self.layer3, x), // [N, 256, H/16, W/16]
+            4 => run_layer(&self.layer4, x), // [N, 512, H/32, W/32]
+            _ => x,
+        }
+    }
+
     /// conv1 … layer3: the part a `layer4` fine-tune keeps frozen (its output can be cached).
     pub fn to_layer3(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = pool::max_pool_3x3_s2(self.stem(x)); // [N, 64, H/4, W/4]
+        let x = self.stem_pooled(x); // [N, 64, H/4, W/4]
         let x = run_layer(&self.layer1, x); // [N, 64, H/4, W/4]
         let x = run_layer(&self.layer2, x); // [N, 128, H/8, W/8]
         run_layer(&self.layer3, x) // [N, 256, H/16, W/16]

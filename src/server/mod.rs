@@ -6,7 +6,6 @@
 //! file that is not a readable image, 413 for a body over the limit, 408 for a request that runs out of time,
 //! 503 when no slot frees in time.
 
-use crate::cam::postprocess::finish;
 use crate::cam::{compute, CamMethod};
 use crate::data::batcher::images_to_tensor;
 use crate::data::decode::decode_bytes;
@@ -294,6 +293,7 @@ async fn example(query: Result<Query<ExampleQuery>, QueryRejection>) -> Result<R
             max_size: 256,
             jpeg_quality: 90,
             lesion_scale: 1.0,
+            without_lesions: false,
         };
         let id = ImageId {
             split: crate::data::scan::Split::Testing,
@@ -413,7 +413,7 @@ fn explain(
     let probabilities = &cam.probabilities[0];
     let (best, confidence) = crate::metrics::argmax(probabilities);
     let side = size as usize;
-    let map = finish(&cam.raw[0], cam.height, cam.width, side, side);
+    let map = cam.finished(0, side, side);
     let overlay = colormap::overlay_resized(&image, &map, side, side, state.image_weight)
         .map_err(internal)?;
     let png = png_bytes(image::DynamicImage::ImageRgb8(overlay))?;

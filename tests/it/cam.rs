@@ -73,8 +73,15 @@ fn cams_match_pytorch_grad_cam() {
         "predicted class of image 0, then the requested class"
     );
     let reference = read_f32("gradcam.f32");
-    for (i, raw) in batch.raw.iter().enumerate() {
-        let ours = postprocess::finish(raw, batch.height, batch.width, 224, 224);
+    let layer = &batch.layers[0];
+    assert_eq!(batch.layers.len(), 1, "layer4 alone");
+    for (i, raw) in layer.raw.iter().enumerate() {
+        let ours = postprocess::finish(raw, layer.height, layer.width, 224, 224);
+        assert_eq!(
+            ours,
+            batch.finished(i, 224, 224),
+            "one layer: finished = finish"
+        );
         let theirs = &reference[i * 224 * 224..(i + 1) * 224 * 224];
         let (r, d) = (pearson(&ours, theirs), max_abs(&ours, theirs));
         eprintln!("grad-cam image {i}: r = {r:.7}, max |Δ| = {d:.2e}");
@@ -88,7 +95,7 @@ fn cams_match_pytorch_grad_cam() {
         (CamMethod::LayerCam, "layercam.f16"),
     ] {
         let batch = compute(&model, x.clone(), method, &[None, None]).expect("cam");
-        let ours = postprocess::finish(&batch.raw[0], batch.height, batch.width, 224, 224);
+        let ours = batch.finished(0, 224, 224);
         let theirs = read_f16(file);
         let (r, d) = (pearson(&ours, &theirs), max_abs(&ours, &theirs));
         eprintln!("{}: r = {r:.7}, max |Δ| = {d:.2e}", method.name());
@@ -101,18 +108,82 @@ fn cams_match_pytorch_grad_cam() {
 }
 
 #[test]
-fn layer3_cams_match_pytorch_grad_cam() {
+fn shallower_and_fused_cams_match_pytorch_grad_cam() {
     let model = four_class_model();
     let device = tumornet::device::training();
     let input: Vec<f32> = formula_input()[..3 * 224 * 224].to_vec();
     let x = Tensor::<4>::from_data(TensorData::new(input, [1, 3, 224, 224]), &device);
-    let batch = compute_at(&model, x, CamMethod::LayerCam, &[None], CamLayer::Layer3).expect("cam");
-    assert_eq!((batch.height, batch.width), (14, 14), "layer3 resolution");
-    let ours = postprocess::finish(&batch.raw[0], batch.height, batch.width, 224, 224);
-    let theirs = read_f16("layercam-layer3.f16");
-    let (r, d) = (pearson(&ours, &theirs), max_abs(&ours, &theirs));
-    eprintln!("layercam on layer3: r = {r:.7}, max |Δ| = {d:.2e}");
-    assert!(r >= 0.999 && d <= 2e-3, "r {r}, max |Δ| {d}");
+    // layer3 alone; layer1 + layer2 + layer3 in one backward pass (zero-tensor probes on the deeper two),
+    // aggregated as pytorch-grad-cam aggregates several target layers. The fused bound is looser: with these
+    // synthetic weights about half of layer2's pre-activations are exactly zero in PyTorch, and where the two
+    // libraries round one to opposite sides the ReLU passes or blocks layer1's gradient — layer1's own map
+    // differs by up to 4 % of its maximum in one 7×9-cell patch (layer2 alone matches to 1.2e-6, checked by
+    // hand); the fused map by 1.7e-2 there, r = 0.999996.
+    for (layer, file, sizes, r_min, d_max) in [
+        (
+            CamLayer::Layer3,
+            "layercam-layer3.f16",
+            vec![14],
+            0.999,
+            2e-3,
+        ),
+        (
+            CamLayer::Fused,
+            "layercam-fused.f16",
+            vec![56, 28, 14],
+            0.99999,
+            2.5e-2,
+        ),
+    ] {
+        let batch =
+            compute_at(&model, x.clone(), CamMethod::LayerCam, &[None], layer).expect("cam");
+        let got: Vec<usize> = batch.layers.iter().map(|l| l.height).collect();
+        assert_eq!(got, sizes, "{layer:?}: layer resolutions");
+        assert!(batch.layers.iter().all(|l| l.height == l.width));
+        let ours = batch.finished(0, 224, 224);
+        let theirs = read_f16(file);
+        let (r, d) = (pearson(&ours, &theirs), max_abs(&ours, &theirs));
+        eprintln!("layercam on {layer:?}: r = {r:.7}, max |Δ| = {d:.2e}");
+        assert!(r >= r_min && d <= d_max, "{layer:?}: r {r}, max |Δ| {d}");
+    }
+}
+
+#[test]
+fn fused_layers_equal_the_single_layer_maps_in_one_pass() {
+    // The zero-tensor probes of the fused pass give each layer the map its own pass (that layer's output as the
+    // leaf) gives, for every method: Grad-CAM's mean gradient and LayerCAM's element-wise one.
+    let model = four_class_model();
+    let device = tumornet::device::training();
+    let input: Vec<f32> = formula_input()[..2 * 3 * 224 * 224].to_vec();
+    let x = Tensor::<4>::from_data(TensorData::new(input, [2, 3, 224, 224]), &device);
+    for method in [CamMethod::GradCam, CamMethod::LayerCam] {
+        let fused = compute_at(&model, x.clone(), method, &[None, Some(3)], CamLayer::Fused)
+            .expect("fused");
+        assert_eq!(fused.layers.len(), 3);
+        for (k, single) in [CamLayer::Layer1, CamLayer::Layer2, CamLayer::Layer3]
+            .into_iter()
+            .enumerate()
+        {
+            let alone =
+                compute_at(&model, x.clone(), method, &[None, Some(3)], single).expect("single");
+            assert_eq!(alone.targets, fused.targets);
+            let mut nonzero = 0;
+            for (a, b) in alone.layers[0].raw.iter().zip(&fused.layers[k].raw) {
+                let scale = a.iter().chain(b).copied().fold(0f32, f32::max);
+                nonzero += usize::from(scale > 0.0);
+                let d = max_abs(a, b);
+                assert!(
+                    d <= 1e-5 * scale,
+                    "{} {single:?}: max |Δ| {d} of {scale}",
+                    method.name()
+                );
+            }
+            assert!(
+                nonzero > 0,
+                "{single:?}: maps that are all zero test nothing"
+            );
+        }
+    }
 }
 
 #[test]
@@ -150,6 +221,7 @@ fn flip_smoothing_is_mirror_symmetric() {
     )
     .expect("b");
     let plain = compute(&model, x, CamMethod::GradCam, &[Some(2)]).expect("plain");
+    let (a, b, plain) = (&a.layers[0], &b.layers[0], &plain.layers[0]);
     let (h, w) = (a.height, a.width);
     let mirrored: Vec<f32> = (0..h * w)
         .map(|i| b.raw[0][(i / w) * w + (w - 1 - i % w)])
@@ -199,7 +271,13 @@ fn cam_command_writes_overlays_maps_grid_and_scores_against_masks() {
         .arg(&data)
         .arg("--out")
         .arg(&cams)
-        .args(["--method", "grad-cam,layercam", "--flip-smooth"])
+        .args([
+            "--method",
+            "grad-cam,layercam",
+            "--flip-smooth",
+            "--layer",
+            "fused",
+        ])
         .output()
         .expect("cam");
     assert!(
@@ -212,6 +290,7 @@ fn cam_command_writes_overlays_maps_grid_and_scores_against_masks() {
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(cams.join("cam.json")).expect("cam.json"))
             .expect("json");
+    assert_eq!(report["layer"], "fused");
     let images = report["images"].as_array().expect("images");
     assert_eq!(images.len(), 4);
     for image in images {

@@ -51,6 +51,7 @@ pub fn small_phantom(dir: &Path, train: usize, test: usize, seed: u64) {
         max_size: 160,
         jpeg_quality: 90,
         lesion_scale: 1.0,
+        without_lesions: false,
     };
     tumornet::data::phantom::generate(dir, &config, &|| {}).expect("phantom");
 }

@@ -14,6 +14,7 @@ fn small_config(seed: u64) -> SynthConfig {
         max_size: 256,
         jpeg_quality: 90,
         lesion_scale: 1.0,
+        without_lesions: false,
     }
 }
 
@@ -160,4 +161,95 @@ fn bad_settings_are_refused() {
         ..small_config(0)
     };
     assert!(generate(dir.path(), &config, &|| {}).is_err());
+}
+
+#[test]
+fn without_lesions_renders_the_same_image_with_only_the_lesion_gone() {
+    let with = small_config(3);
+    let without = SynthConfig {
+        without_lesions: true,
+        ..small_config(3)
+    };
+    for class in [
+        Class::Glioma,
+        Class::Meningioma,
+        Class::Pituitary,
+        Class::NoTumor,
+    ] {
+        let id = ImageId {
+            split: Split::Training,
+            class,
+            number: 2,
+        };
+        let (a, b) = (
+            render(&with, id).expect("with"),
+            render(&without, id).expect("without"),
+        );
+        assert_eq!(a.image.dimensions(), b.image.dimensions());
+        assert!(
+            b.mask.pixels().all(|p| p.0[0] == 0),
+            "{class:?}: twin mask empty"
+        );
+        assert!(b.record.lesion.is_none() && b.record.mask_pixels == 0);
+        if class == Class::NoTumor {
+            assert_eq!(a.image, b.image, "no lesion either way: identical");
+            continue;
+        }
+        assert!(
+            a.record.mask_pixels > 0,
+            "{class:?}: the original has a lesion"
+        );
+        // Inside the lesion the two differ strongly; far from it only by the intensity scale (the gain is set
+        // from the 99.5th percentile, which a bright lesion can move) — so compare after matching the means.
+        let (w, h) = a.image.dimensions();
+        let near = |x: u32, y: u32| {
+            let r = 24i64;
+            (-r..=r).step_by(4).any(|dy| {
+                (-r..=r).step_by(4).any(|dx| {
+                    let (xx, yy) = (i64::from(x) + dx, i64::from(y) + dy);
+                    xx >= 0
+                        && yy >= 0
+                        && xx < i64::from(w)
+                        && yy < i64::from(h)
+                        && a.mask.get_pixel(xx as u32, yy as u32).0[0] > 0
+                })
+            })
+        };
+        let (mut inside, mut n_in, mut far, mut n_far, mut sum_a, mut sum_b) =
+            (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+        for y in (0..h).step_by(2) {
+            for x in (0..w).step_by(2) {
+                let (va, vb) = (
+                    f64::from(a.image.get_pixel(x, y).0[0]),
+                    f64::from(b.image.get_pixel(x, y).0[0]),
+                );
+                if a.mask.get_pixel(x, y).0[0] > 0 {
+                    inside += (va - vb).abs();
+                    n_in += 1.0;
+                } else if !near(x, y) {
+                    sum_a += va;
+                    sum_b += vb;
+                    far += 1.0;
+                }
+            }
+        }
+        let scale = sum_a / sum_b.max(1.0);
+        for y in (0..h).step_by(2) {
+            for x in (0..w).step_by(2) {
+                if a.mask.get_pixel(x, y).0[0] == 0 && !near(x, y) {
+                    let (va, vb) = (
+                        f64::from(a.image.get_pixel(x, y).0[0]),
+                        f64::from(b.image.get_pixel(x, y).0[0]),
+                    );
+                    n_far += (va - vb * scale).abs();
+                }
+            }
+        }
+        let (inside, far) = (inside / n_in, n_far / far);
+        eprintln!("{class:?}: mean |Δ| inside the lesion {inside:.1}, far from it {far:.2} (scale {scale:.3})");
+        assert!(
+            inside > 10.0 && far < 2.0,
+            "{class:?}: mean |Δ| inside {inside:.1}, far {far:.2} (scale {scale:.3})"
+        );
+    }
 }

@@ -45,6 +45,11 @@ pub struct SynthConfig {
     /// Lesion sizes × this (1: the realistic ranges; larger lesions make an easier set).
     #[serde(default = "unit_scale")]
     pub lesion_scale: f32,
+    /// Leave every lesion out: each image as it would be without its lesion (the nuisance draws and the noise
+    /// do not depend on the lesion), masks empty, class folders kept — for testing whether a classifier relies on
+    /// the lesion or on something else.
+    #[serde(default)]
+    pub without_lesions: bool,
 }
 
 fn unit_scale() -> f32 {
@@ -61,6 +66,7 @@ impl Default for SynthConfig {
             max_size: 512,
             jpeg_quality: 90,
             lesion_scale: 1.0,
+            without_lesions: false,
         }
     }
 }
@@ -235,7 +241,8 @@ pub fn render(config: &SynthConfig, id: ImageId) -> Result<Rendered, PhantomErro
         &maps,
         config.lesion_scale,
         &mut lesion_rng,
-    );
+    )
+    .filter(|_| !config.without_lesions);
     let gland = lesion::normal_gland(anatomy, &slice);
 
     // Compose the 1 mm canvas: warped anatomy, tissue contrast, lesion, gland; then bias field and gamma.
