@@ -448,6 +448,10 @@ pub struct TrainSegArgs {
     pub round_epochs: usize,
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
+    /// Decay the learning rate over each round by a cosine down to 1 % of `--lr` (as `train` does); by default
+    /// it stays constant.
+    #[arg(long)]
+    pub cosine_lr: bool,
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
     /// Train the encoder too (by default it stays the classifier's, frozen, BatchNorm in eval mode).

@@ -16,6 +16,7 @@ use crate::data::Class;
 use crate::metrics::segmentation::{MaskCounts, SegmentationScores, SegmentationSums};
 use crate::model::run::{self, RunConfig};
 use crate::model::unet::{save_unet, UNet};
+use crate::train::config::Schedule;
 use crate::train::data::stratified_split;
 use crate::train::segmentation::{
     logits_to_mask, predict_logits, score_logits, train_round, RoundConfig, SegData, SegEpoch,
@@ -61,6 +62,9 @@ pub struct SegRun {
     pub epochs: usize,
     pub round_epochs: usize,
     pub learning_rate: f64,
+    /// Cosine decay of the learning rate over each round (runs written before it existed: constant).
+    #[serde(default)]
+    pub cosine_lr: bool,
     pub batch_size: usize,
     pub validation_fraction: f64,
     pub seed: u64,
@@ -200,6 +204,11 @@ pub fn train_seg(args: &TrainSegArgs) -> anyhow::Result<SegRun> {
                 args.round_epochs
             },
             learning_rate: args.lr,
+            schedule: if args.cosine_lr {
+                Schedule::Cosine
+            } else {
+                Schedule::Constant
+            },
             batch_size: args.batch_size,
             seed: args.seed,
             threshold: args.threshold,
@@ -279,6 +288,7 @@ pub fn train_seg(args: &TrainSegArgs) -> anyhow::Result<SegRun> {
         epochs: args.epochs,
         round_epochs: args.round_epochs,
         learning_rate: args.lr,
+        cosine_lr: args.cosine_lr,
         batch_size: args.batch_size,
         validation_fraction: args.validation_fraction,
         seed: args.seed,

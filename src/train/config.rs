@@ -63,22 +63,39 @@ pub struct StageConfig {
     pub schedule: Schedule,
 }
 
+impl Schedule {
+    /// The rate at `epoch` (0-based), step `step` of `steps_per_epoch`, of `epochs` epochs that start at `base`.
+    pub fn rate(
+        self,
+        base: f64,
+        epochs: usize,
+        epoch: usize,
+        step: usize,
+        steps_per_epoch: usize,
+    ) -> f64 {
+        match self {
+            Schedule::Constant => base,
+            Schedule::Cosine => {
+                let total = (epochs * steps_per_epoch).max(1) as f64;
+                let t = (epoch * steps_per_epoch + step) as f64 / total;
+                let floor = base * 0.01;
+                floor + 0.5 * (base - floor) * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+            Schedule::Step { every, gamma } => base * gamma.powi((epoch / every.max(1)) as i32),
+        }
+    }
+}
+
 impl StageConfig {
     /// Learning rate at `epoch` (0-based), step `step` of `steps_per_epoch`.
     pub fn learning_rate_at(&self, epoch: usize, step: usize, steps_per_epoch: usize) -> f64 {
-        match self.schedule {
-            Schedule::Constant => self.learning_rate,
-            Schedule::Cosine => {
-                let total = (self.epochs * steps_per_epoch).max(1) as f64;
-                let t = (epoch * steps_per_epoch + step) as f64 / total;
-                let floor = self.learning_rate * 0.01;
-                floor
-                    + 0.5 * (self.learning_rate - floor) * (1.0 + (std::f64::consts::PI * t).cos())
-            }
-            Schedule::Step { every, gamma } => {
-                self.learning_rate * gamma.powi((epoch / every.max(1)) as i32)
-            }
-        }
+        self.schedule.rate(
+            self.learning_rate,
+            self.epochs,
+            epoch,
+            step,
+            steps_per_epoch,
+        )
     }
 }
 

@@ -3,6 +3,7 @@
 //! epoch with the best validation Dice (against the current targets) is kept. Self-training rounds are driven by
 //! the caller: [`predict_logits`] gives the masks of the next round.
 
+use super::config::Schedule;
 use super::stage::epoch_draws;
 use crate::cam::pseudo::{keep_largest_filled, IGNORE};
 use crate::data::batcher::images_to_tensor;
@@ -91,9 +92,16 @@ pub struct RoundConfig {
     pub round: usize,
     pub epochs: usize,
     pub learning_rate: f64,
+    /// Over the round's steps (runs written before it existed: constant).
+    #[serde(default = "constant")]
+    pub schedule: Schedule,
     pub batch_size: usize,
     pub seed: u64,
     pub threshold: f32,
+}
+
+fn constant() -> Schedule {
+    Schedule::Constant
 }
 
 /// One epoch of one round.
@@ -128,7 +136,8 @@ pub fn train_round(
         let (order, mirrored) =
             epoch_draws(config.seed, 100 + config.round as u64, epoch, train.len());
         let (mut loss_sum, mut seen) = (0.0f64, 0usize);
-        for batch in order.chunks(config.batch_size.max(1)) {
+        let steps = order.len().div_ceil(config.batch_size.max(1));
+        for (step, batch) in order.chunks(config.batch_size.max(1)).enumerate() {
             let items: Vec<usize> = batch.iter().map(|i| train[*i]).collect();
             let flips: Vec<bool> = batch.iter().map(|i| mirrored[*i]).collect();
             let (x, target, weight) = data.batch(&items, &flips, &device)?;
@@ -137,7 +146,11 @@ pub fn train_round(
                 * items.len() as f64;
             seen += items.len();
             let grads = GradientsParams::from_grads(loss.backward(), &unet);
-            unet = optimizer.step(config.learning_rate, unet, grads);
+            let rate =
+                config
+                    .schedule
+                    .rate(config.learning_rate, config.epochs, epoch, step, steps);
+            unet = optimizer.step(rate, unet, grads);
             progress(items.len() as u64);
         }
         let model = unet.clone().valid();
@@ -255,6 +268,19 @@ pub fn score_logits(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn round_configs_without_a_schedule_read_as_constant_and_cosine_ends_at_one_percent() {
+        let old = r#"{"round":1,"epochs":6,"learning_rate":0.001,"batch_size":16,"seed":0,"threshold":0.5}"#;
+        let config: RoundConfig = serde_json::from_str(old).expect("json");
+        assert_eq!(config.schedule, Schedule::Constant);
+        let cosine = Schedule::Cosine;
+        assert!((cosine.rate(1e-3, 6, 0, 0, 10) - 1e-3).abs() < 1e-15);
+        let last = cosine.rate(1e-3, 6, 5, 9, 10);
+        // The last step is 59 of 60: just above the floor.
+        assert!(last > 1e-5 && last < 1.1e-5, "{last}");
+        assert!((Schedule::Constant.rate(1e-3, 6, 5, 9, 10) - 1e-3).abs() < 1e-15);
+    }
 
     #[test]
     fn the_loss_matches_hand_computed_bce_and_dice_and_skips_ignored_pixels() {
