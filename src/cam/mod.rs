@@ -1,4 +1,5 @@
-//! Class activation maps on `layer4` (or a shallower layer, or several fused), computed as pytorch-grad-cam computes them.
+//! Class activation maps on `layer4` (or a shallower layer, or several fused), computed as pytorch-grad-cam
+//! computes them.
 //!
 //! Every method differs only in its channel weights (pytorch-grad-cam's `get_cam_weights`): given layer4's
 //! activations A and the gradients G of the target score with respect to them, a method returns weights W that
@@ -210,7 +211,8 @@ pub fn compute_at(
     let model = model.clone().freeze();
     let stages = layer.stages();
     let mut h = model.stem_pooled(x); // [N, 64, H/4, W/4]
-                                      // (activations, leaf whose gradient is theirs) per stage used.
+
+    // (activations, leaf whose gradient is theirs) per stage used.
     let mut probes: Vec<(Tensor<4>, Tensor<4>)> = Vec::with_capacity(stages.len());
     for k in 1..=4 {
         h = model.stage(k, h); // [N, C_k, H/2^(k+1), W/2^(k+1)]

@@ -59,12 +59,19 @@ fn four_class_model() -> ResNet18 {
         .0
 }
 
+/// The first `n` images of the formula input (those of the fixtures), on the training device.
+fn formula_batch(n: usize) -> Tensor<4> {
+    let input: Vec<f32> = formula_input()[..n * 3 * 224 * 224].to_vec();
+    Tensor::<4>::from_data(
+        TensorData::new(input, [n, 3, 224, 224]),
+        &tumornet::device::training(),
+    )
+}
+
 #[test]
 fn cams_match_pytorch_grad_cam() {
     let model = four_class_model();
-    let device = tumornet::device::training();
-    let input: Vec<f32> = formula_input()[..2 * 3 * 224 * 224].to_vec();
-    let x = Tensor::<4>::from_data(TensorData::new(input, [2, 3, 224, 224]), &device);
+    let x = formula_batch(2);
 
     let batch = compute(&model, x.clone(), CamMethod::GradCam, &[None, Some(3)]).expect("grad-cam");
     assert_eq!(
@@ -110,9 +117,7 @@ fn cams_match_pytorch_grad_cam() {
 #[test]
 fn shallower_and_fused_cams_match_pytorch_grad_cam() {
     let model = four_class_model();
-    let device = tumornet::device::training();
-    let input: Vec<f32> = formula_input()[..3 * 224 * 224].to_vec();
-    let x = Tensor::<4>::from_data(TensorData::new(input, [1, 3, 224, 224]), &device);
+    let x = formula_batch(1);
     // layer3 alone; layer1 + layer2 + layer3 in one backward pass (zero-tensor probes on the deeper two),
     // aggregated as pytorch-grad-cam aggregates several target layers. The fused bound is looser: with these
     // synthetic weights about half of layer2's pre-activations are exactly zero in PyTorch, and where the two
@@ -153,9 +158,7 @@ fn fused_layers_equal_the_single_layer_maps_in_one_pass() {
     // The zero-tensor probes of the fused pass give each layer the map its own pass (that layer's output as the
     // leaf) gives, for every method: Grad-CAM's mean gradient and LayerCAM's element-wise one.
     let model = four_class_model();
-    let device = tumornet::device::training();
-    let input: Vec<f32> = formula_input()[..2 * 3 * 224 * 224].to_vec();
-    let x = Tensor::<4>::from_data(TensorData::new(input, [2, 3, 224, 224]), &device);
+    let x = formula_batch(2);
     for method in [CamMethod::GradCam, CamMethod::LayerCam] {
         let fused = compute_at(&model, x.clone(), method, &[None, Some(3)], CamLayer::Fused)
             .expect("fused");
