@@ -163,9 +163,7 @@ impl CamBatch {
             let Some(raw) = layer.raw.get(i) else {
                 continue;
             };
-            let mut map: Vec<f32> = raw.iter().map(|v| v.max(0.0)).collect();
-            postprocess::min_max(&mut map);
-            let big = postprocess::resize_bilinear(&map, layer.height, layer.width, out_h, out_w);
+            let big = postprocess::scaled_resized(raw, layer.height, layer.width, out_h, out_w);
             for (s, v) in sum.iter_mut().zip(big) {
                 *s += v.max(0.0);
             }

@@ -42,11 +42,22 @@ pub fn resize_bilinear(
     out
 }
 
-/// A raw layer4 map → the final `out_h`×`out_w` map in [0, 1].
-pub fn finish(raw: &[f32], height: usize, width: usize, out_h: usize, out_w: usize) -> Vec<f32> {
+/// pytorch-grad-cam's per-layer step: a raw map, ReLU'd, min-max scaled, resized to `out_h`×`out_w`.
+pub fn scaled_resized(
+    raw: &[f32],
+    height: usize,
+    width: usize,
+    out_h: usize,
+    out_w: usize,
+) -> Vec<f32> {
     let mut map: Vec<f32> = raw.iter().map(|v| v.max(0.0)).collect();
     min_max(&mut map);
-    let mut big = resize_bilinear(&map, height, width, out_h, out_w);
+    resize_bilinear(&map, height, width, out_h, out_w)
+}
+
+/// A raw map of one layer → the final `out_h`×`out_w` map in [0, 1].
+pub fn finish(raw: &[f32], height: usize, width: usize, out_h: usize, out_w: usize) -> Vec<f32> {
+    let mut big = scaled_resized(raw, height, width, out_h, out_w);
     min_max(&mut big);
     big
 }

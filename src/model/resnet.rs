@@ -166,10 +166,10 @@ impl ResNet18 {
     /// Every feature map, from the normalised image batch `x` (`[N, 3, H, W]`).
     pub fn features(&self, x: Tensor<4>) -> Features {
         let stem = self.stem(x); // [N, 64, H/2, W/2]
-        let layer1 = run_layer(&self.layer1, pool::max_pool_3x3_s2(stem.clone())); // [N, 64, H/4, W/4]
-        let layer2 = run_layer(&self.layer2, layer1.clone()); // [N, 128, H/8, W/8]
-        let layer3 = run_layer(&self.layer3, layer2.clone()); // [N, 256, H/16, W/16]
-        let layer4 = run_layer(&self.layer4, layer3.clone()); // [N, 512, H/32, W/32]
+        let layer1 = self.stage(1, pool::max_pool_3x3_s2(stem.clone())); // [N, 64, H/4, W/4]
+        let layer2 = self.stage(2, layer1.clone()); // [N, 128, H/8, W/8]
+        let layer3 = self.stage(3, layer2.clone()); // [N, 256, H/16, W/16]
+        let layer4 = self.stage(4, layer3.clone()); // [N, 512, H/32, W/32]
         Features {
             stem,
             layer1,
@@ -198,14 +198,14 @@ impl ResNet18 {
     /// conv1 … layer3: the part a `layer4` fine-tune keeps frozen (its output can be cached).
     pub fn to_layer3(&self, x: Tensor<4>) -> Tensor<4> {
         let x = self.stem_pooled(x); // [N, 64, H/4, W/4]
-        let x = run_layer(&self.layer1, x); // [N, 64, H/4, W/4]
-        let x = run_layer(&self.layer2, x); // [N, 128, H/8, W/8]
-        run_layer(&self.layer3, x) // [N, 256, H/16, W/16]
+        let x = self.stage(1, x); // [N, 64, H/4, W/4]
+        let x = self.stage(2, x); // [N, 128, H/8, W/8]
+        self.stage(3, x) // [N, 256, H/16, W/16]
     }
 
     /// layer4 on layer3's output.
     pub fn layer4(&self, layer3: Tensor<4>) -> Tensor<4> {
-        run_layer(&self.layer4, layer3) // [N, 512, H/32, W/32]
+        self.stage(4, layer3) // [N, 512, H/32, W/32]
     }
 
     /// Global average pool of layer4's output: the 512-d feature a frozen backbone gives the head.

@@ -234,15 +234,19 @@ pub fn render(config: &SynthConfig, id: ImageId) -> Result<Rendered, PhantomErro
 
     let slice = anatomy.slice(plane, index);
     let maps = SliceMaps::new(&slice);
-    let lesion = Lesion::place(
-        id.class,
-        anatomy,
-        &slice,
-        &maps,
-        config.lesion_scale,
-        &mut lesion_rng,
-    )
-    .filter(|_| !config.without_lesions);
+    // The lesion draws have their own stream, so leaving the lesion out changes nothing else.
+    let lesion = if config.without_lesions {
+        None
+    } else {
+        Lesion::place(
+            id.class,
+            anatomy,
+            &slice,
+            &maps,
+            config.lesion_scale,
+            &mut lesion_rng,
+        )
+    };
     let gland = lesion::normal_gland(anatomy, &slice);
 
     // Compose the 1 mm canvas: warped anatomy, tissue contrast, lesion, gland; then bias field and gamma.
