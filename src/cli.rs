@@ -392,6 +392,16 @@ pub struct PseudoMaskArgs {
     /// Input scales whose maps are averaged (IRNet uses 1,0.5,1.5,2).
     #[arg(long, value_delimiter = ',', default_values_t = vec![1.0])]
     pub scales: Vec<f32>,
+    /// Combine each tumour image's CAM with an occlusion map (a black PATCH×PATCH square slid by STRIDE pixels
+    /// of the classifier's input; geometric mean, the occlusion weighted WEIGHT, default 0.5): finds lesions no
+    /// gradient map points at, at one forward pass per window (48:16 = 144 per image).
+    #[arg(long, value_name = "PATCH:STRIDE[:WEIGHT]")]
+    pub occlusion: Option<crate::cam::occlusion::Occlusion>,
+    /// With --occlusion: make the mask from the CAM alone and from the combined map, black each out of the
+    /// image, and keep the one the classifier confirms (the smaller of those whose removal halves the class
+    /// probability, else the one whose removal lowers it most).
+    #[arg(long, requires = "occlusion")]
+    pub confirm_by_deletion: bool,
     /// Class the CAM explains and gate of the mask: the image's label or the classifier's prediction.
     #[arg(long, value_enum, default_value_t = Gate::Label)]
     pub gate: Gate,

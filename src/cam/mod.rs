@@ -7,6 +7,7 @@
 //! resize to the input size, min-max again) is shared and lives in [`postprocess`]. Computing is apart from
 //! drawing: this module returns maps, `viz` draws them.
 
+pub mod occlusion;
 pub mod postprocess;
 pub mod pseudo;
 pub mod quality;

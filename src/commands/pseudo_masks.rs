@@ -5,6 +5,8 @@
 //! (image | true mask | CAM | pseudo-mask).
 
 use super::progress_bar;
+use crate::cam::occlusion::{combine, confirmed_by_deletion, occlusion_map, Occlusion};
+use crate::cam::postprocess::resize_bilinear;
 use crate::cam::pseudo::{
     head_mask, pseudo_mask, split_labels, ImageCues, PseudoMaskConfig, Threshold,
 };
@@ -47,6 +49,13 @@ pub struct PseudoEntry {
     pub true_mask: Option<PathBuf>,
 }
 
+/// Which map's mask `--confirm-by-deletion` kept, counted over the tumour images.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct ConfirmedCounts {
+    pub cam: usize,
+    pub combined: usize,
+}
+
 /// `pseudo_masks.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PseudoManifest {
@@ -59,6 +68,12 @@ pub struct PseudoManifest {
     #[serde(default)]
     pub layer: CamLayer,
     pub scales: Vec<f32>,
+    /// The occlusion combined with each tumour image's CAM (`--occlusion`), if any.
+    #[serde(default)]
+    pub occlusion: Option<Occlusion>,
+    /// With `--confirm-by-deletion`: how many tumour images kept the CAM's mask and how many the combined one.
+    #[serde(default)]
+    pub confirm_by_deletion: Option<ConfirmedCounts>,
     pub entries: Vec<PseudoEntry>,
     /// Per threshold method (`fraction:0.5`, `otsu`, …), per split, per true class and `all`: scores of the
     /// pseudo-masks against the true masks (no-tumour images count as empty references).
@@ -70,6 +85,12 @@ pub struct PseudoManifest {
 pub fn run(args: &PseudoMaskArgs) -> anyhow::Result<()> {
     let manifest = pseudo_masks(args)?;
     print!("{}", quality_table(&manifest, Split::Training));
+    if let Some(counts) = manifest.confirm_by_deletion {
+        println!(
+            "Confirmed by deletion: the CAM's mask for {} tumour images, the combined map's for {}",
+            counts.cam, counts.combined
+        );
+    }
     println!(
         "Wrote {} pseudo-masks, {MANIFEST}, quality.md and gallery.png to {}",
         manifest.entries.len(),
@@ -175,6 +196,40 @@ pub fn multi_scale_cams(
     })
 }
 
+/// With `--occlusion`, one tumour image's map: its CAM (128×128) combined with the occlusion map for `target`,
+/// or — with `confirm` = (the class probability, the image's cues, the mask settings) — whichever of the CAM and
+/// the combined map gives the mask the classifier confirms ([`confirmed_by_deletion`]; index 0 the CAM, 1 the
+/// combined map, returned beside the map).
+fn with_occlusion(
+    model: &ResNet18,
+    image: &RgbImage,
+    input_size: u32,
+    cam: &[f32],
+    target: usize,
+    occlusion: Occlusion,
+    confirm: Option<(f32, &ImageCues, &PseudoMaskConfig)>,
+) -> anyhow::Result<(Vec<f32>, Option<usize>)> {
+    let device = crate::device::inference();
+    let side = SIDE as usize;
+    let n = input_size as usize;
+    let input = resize_rgb(image, input_size, input_size)?;
+    let occ = occlusion_map(model, &input, target, occlusion, 64, &device)?;
+    let combined = combine(
+        cam,
+        &resize_bilinear(&occ, n, n, side, side),
+        occlusion.weight,
+    );
+    let Some((base, cues, config)) = confirm else {
+        return Ok((combined, None));
+    };
+    let masks = [cam, combined.as_slice()]
+        .map(|m| split_labels(&pseudo_mask(m, side, side, true, Some(cues), config)).0);
+    let candidates = [masks[0].as_slice(), masks[1].as_slice()];
+    let (kept, _) = confirmed_by_deletion(model, &input, target, base, &candidates, side, &device)?;
+    let map = if kept == 0 { cam.to_vec() } else { combined };
+    Ok((map, Some(kept)))
+}
+
 /// A decoded sample: the image, its grey 128×128 version, its true mask at 128×128.
 struct Loaded {
     image: RgbImage,
@@ -220,6 +275,8 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
     };
     let (model, run_config) = run::load_run(&args.run, &crate::device::inference())
         .with_context(|| format!("loading {}", args.run.display()))?;
+    // The occlusion's forward passes need no gradients: they run the model as loaded.
+    let frozen = args.occlusion.map(|_| model.clone());
     let model = model.train().fork(&crate::device::training());
     let dataset = super::scan_dataset(&args.data, false)?.dataset;
     let samples: Vec<&Sample> = dataset.samples.iter().collect();
@@ -239,6 +296,8 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
     let mut gallery_counts = [0usize; Class::COUNT];
     let per_class = args.gallery.div_ceil(3).max(1);
     let side = SIDE as usize;
+    // With --confirm-by-deletion: how often the CAM's mask and the combined map's mask were kept.
+    let mut confirmed = [0usize; 2];
     let bar = progress_bar(samples.len() as u64, "pseudo-masks");
     for chunk in samples.chunks(args.batch_size.max(1)) {
         let ready = super::load_batch(chunk, |sample| load(sample), &mut errors, &bar);
@@ -267,7 +326,30 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
                 gray: &loaded.gray,
                 head: &head,
             };
-            let map = &cams.maps[i];
+            let occluded;
+            let map = match (&frozen, args.occlusion) {
+                (Some(frozen), Some(occlusion)) if tumour => {
+                    let (map, kept) = with_occlusion(
+                        frozen,
+                        &loaded.image,
+                        run_config.input_size,
+                        &cams.maps[i],
+                        cams.targets[i],
+                        occlusion,
+                        args.confirm_by_deletion.then_some((
+                            cams.probabilities[i][cams.targets[i]],
+                            &cues,
+                            &config,
+                        )),
+                    )?;
+                    if let Some(k) = kept {
+                        confirmed[k] += 1;
+                    }
+                    occluded = map;
+                    &occluded
+                }
+                _ => &cams.maps[i],
+            };
             let mask = pseudo_mask(map, side, side, tumour, Some(&cues), &config);
             if let Some(truth) = &loaded.truth {
                 for threshold in &compared {
@@ -366,6 +448,11 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
         flip_smooth: args.flip_smooth,
         layer: args.layer,
         scales: args.scales.clone(),
+        occlusion: args.occlusion,
+        confirm_by_deletion: args.confirm_by_deletion.then_some(ConfirmedCounts {
+            cam: confirmed[0],
+            combined: confirmed[1],
+        }),
         entries,
         quality: quality(&sums),
         errors,

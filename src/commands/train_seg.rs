@@ -279,6 +279,7 @@ pub fn train_seg(args: &TrainSegArgs) -> anyhow::Result<SegRun> {
             "flip_smooth": manifest.flip_smooth,
             "layer": manifest.layer,
             "scales": manifest.scales,
+            "occlusion": manifest.occlusion,
         }),
         side: SIDE,
         threshold: args.threshold,

@@ -59,6 +59,29 @@ fn four_class_model() -> ResNet18 {
         .0
 }
 
+/// The occlusion fixtures' model (tools/occlusion_reference.py): the 4-class model with its fc weight × 300, on
+/// the inference device.
+fn sharpened_model() -> ResNet18 {
+    let dir = temp_dir();
+    let path = dir.path().join("sharpened.safetensors");
+    write_checkpoint(&path, 4, |tensors| {
+        for (name, _, bytes, _) in tensors.iter_mut() {
+            if name == "fc.weight" {
+                *bytes = bytes
+                    .chunks_exact(4)
+                    .flat_map(|c| {
+                        (f32::from_le_bytes([c[0], c[1], c[2], c[3]]) * 300.0).to_le_bytes()
+                    })
+                    .collect();
+            }
+        }
+    });
+    let device = tumornet::device::inference();
+    load_torchvision(ResNet18::new(4, &device), &path)
+        .expect("load")
+        .0
+}
+
 /// The first `n` images of the formula input (those of the fixtures), on the training device.
 fn formula_batch(n: usize) -> Tensor<4> {
     let input: Vec<f32> = formula_input()[..n * 3 * 224 * 224].to_vec();
@@ -237,6 +260,57 @@ fn flip_smoothing_is_mirror_symmetric() {
         max_abs(&a.raw[0], &plain.raw[0]) > 1e-3 * scale,
         "smoothing had no effect"
     );
+}
+
+#[test]
+fn occlusion_map_and_deletion_check_match_pytorch() {
+    use tumornet::cam::occlusion::{confirmed_by_deletion, occlusion_map, Occlusion};
+    let model = sharpened_model();
+    let device = tumornet::device::inference();
+    // The fixture's formula image: grey (3x + 5y) mod 200, +55 in a disc of radius 30 around (150, 80).
+    let image = image::RgbImage::from_fn(224, 224, |x, y| {
+        let disc = (x as i64 - 150).pow(2) + (y as i64 - 80).pow(2) <= 900;
+        let v = ((3 * x + 5 * y) % 200 + if disc { 55 } else { 0 }) as u8;
+        image::Rgb([v, v, v])
+    });
+    let reference: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(fixtures().join("cam").join("occlusion.json")).expect("fixture"),
+    )
+    .expect("json");
+    let target = reference["target"].as_u64().expect("target") as usize;
+    let base = reference["probability"].as_f64().expect("p") as f32;
+
+    // 96-pixel windows at stride 80: origins 0, 80 and 128 (flush), 9 windows, batches of 4.
+    let occlusion: Occlusion = "96:80".parse().expect("parse");
+    assert_eq!(occlusion.origins(224), vec![0, 80, 128]);
+    let map = occlusion_map(&model, &image, target, occlusion, 4, &device).expect("occlusion");
+    let expected = read_f32("occlusion.f32");
+    let peak = expected.iter().copied().fold(0.0, f32::max);
+    assert!(
+        peak > 0.01,
+        "the fixture's drops are not degenerate: {peak}"
+    );
+    assert!(expected.contains(&0.0), "a window that raises p is floored");
+    let worst = max_abs(&map, &expected);
+    assert!(worst < 2e-5, "max |Δ| {worst} against drops up to {peak}");
+
+    // Blacking out 128×128 masks upsampled by nearest neighbour.
+    let disc: Vec<bool> = (0..128 * 128)
+        .map(|i| ((i % 128) as i64 - 86).pow(2) + ((i / 128) as i64 - 46).pow(2) <= 289)
+        .collect();
+    let left: Vec<bool> = (0..128 * 128).map(|i| i % 128 < 64).collect();
+    let (chosen, after) =
+        confirmed_by_deletion(&model, &image, target, base, &[&disc, &left], 128, &device)
+            .expect("deletion");
+    let removed = [
+        reference["removed"]["disc"].as_f64().expect("disc") as f32,
+        reference["removed"]["left"].as_f64().expect("left") as f32,
+    ];
+    assert!(max_abs(&after, &removed) < 2e-5, "{after:?} vs {removed:?}");
+    // Neither removal halves p: the one that lowers it most is kept.
+    assert!(removed.iter().all(|p| *p > base / 2.0));
+    let lowest = if removed[0] <= removed[1] { 0 } else { 1 };
+    assert_eq!(chosen, lowest);
 }
 
 fn read_npy(path: &std::path::Path) -> (Vec<usize>, Vec<f32>) {

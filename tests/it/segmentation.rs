@@ -248,3 +248,58 @@ fn train_seg_and_segment_name_what_is_wrong() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("otsu"));
 }
+
+#[test]
+fn pseudo_masks_with_occlusion_record_it_and_confirm_a_mask_per_tumour_image() {
+    let dir = temp_dir();
+    let data = dir.path().join("data");
+    small_phantom(&data, 2, 1, 5);
+    let run = import_formula_run(dir.path());
+    let pseudo = dir.path().join("pseudo");
+    // 112-pixel windows at stride 112: 4 per image, the cheapest real occlusion.
+    ok(tumornet()
+        .args(["-q", "pseudo-masks"])
+        .arg(&run)
+        .arg(&data)
+        .arg("--out")
+        .arg(&pseudo)
+        .args(["--occlusion", "112:112", "--confirm-by-deletion"])
+        .output()
+        .expect("pseudo-masks"));
+    let manifest = json(&pseudo.join("pseudo_masks.json"));
+    assert_eq!(
+        manifest["occlusion"],
+        serde_json::json!({"patch": 112, "stride": 112, "weight": 0.5})
+    );
+    // Label gate: 3 tumour classes × 3 images get an occlusion map and a confirmed mask; no-tumour images none.
+    let counts = &manifest["confirm_by_deletion"];
+    let total =
+        counts["cam"].as_u64().expect("cam") + counts["combined"].as_u64().expect("combined");
+    assert_eq!(total, 9, "{counts}");
+    for entry in manifest["entries"].as_array().expect("entries") {
+        let mask = image::open(pseudo.join(entry["mask"].as_str().expect("mask")))
+            .expect("mask png")
+            .to_luma8();
+        assert_eq!(mask.dimensions(), (128, 128));
+        if entry["class"] == "notumor" {
+            assert!(mask.pixels().all(|p| p.0[0] == 0));
+        }
+    }
+
+    // Without --occlusion there is nothing to confirm; a malformed window is refused with the expected form.
+    for (flags, expect) in [
+        (&["--confirm-by-deletion"][..], "--occlusion"),
+        (&["--occlusion", "16:32"][..], "PATCH:STRIDE"),
+    ] {
+        let out = tumornet()
+            .arg("pseudo-masks")
+            .arg(&run)
+            .arg(&data)
+            .args(flags)
+            .output()
+            .expect("pseudo-masks");
+        assert_eq!(out.status.code(), Some(2), "{flags:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expect), "{flags:?}: {stderr}");
+    }
+}

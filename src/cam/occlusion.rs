@@ -1,0 +1,324 @@
+//! Occlusion maps (Zeiler & Fergus 2014): slide a black square over the image and record how much the target
+//! class's probability drops while each pixel is covered. Unlike a gradient map, this asks the classifier what
+//! it decides without a region, so it finds evidence that a gradient at one point misses — on the phantom, the
+//! pituitary lesion (BENCHMARKS.md). Black (pixel value 0, the MRI's background) is the fill because it is what
+//! the classifier reads as "nothing here"; a blurred or mean-filled patch leaves a blob it reads as a lesion.
+//!
+//! Cost: one forward pass per window — `(⌈(side − patch) / stride⌉ + 1)²` of them, 144 for 48:16 at 224 px.
+
+use crate::model::inference::{probabilities, InferenceError};
+use crate::model::ResNet18;
+use burn::tensor::Device;
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// Window side and step, in pixels of the classifier's input, and the occlusion map's weight when combined with
+/// a CAM ([`combine`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Occlusion {
+    pub patch: u32,
+    pub stride: u32,
+    pub weight: f32,
+}
+
+impl Occlusion {
+    /// The weight when none is given: an equal geometric mean.
+    pub const DEFAULT_WEIGHT: f32 = 0.5;
+}
+
+impl fmt::Display for Occlusion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.patch, self.stride, self.weight)
+    }
+}
+
+impl FromStr for Occlusion {
+    type Err = String;
+
+    /// `PATCH:STRIDE[:WEIGHT]`, e.g. `48:16` or `48:24:0.25`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let parts: Vec<&str> = text.split(':').map(str::trim).collect();
+        let parsed = match parts.as_slice() {
+            [p, s] | [p, s, _] => (|| {
+                Some(Occlusion {
+                    patch: p.parse().ok()?,
+                    stride: s.parse().ok()?,
+                    weight: match parts.get(2) {
+                        Some(w) => w.parse().ok()?,
+                        None => Occlusion::DEFAULT_WEIGHT,
+                    },
+                })
+            })(),
+            _ => None,
+        };
+        match parsed {
+            Some(o)
+                if o.patch >= 1
+                    && o.stride >= 1
+                    && o.stride <= o.patch
+                    && (0.0..=1.0).contains(&o.weight) =>
+            {
+                Ok(o)
+            }
+            _ => Err(format!(
+                "`{text}`: expected PATCH:STRIDE[:WEIGHT], pixels with 1 ≤ STRIDE ≤ PATCH and a weight in [0, 1] \
+                 (e.g. 48:16 or 48:24:0.25)"
+            )),
+        }
+    }
+}
+
+impl Occlusion {
+    /// Window origins along a side of `side` pixels: every `stride` while the window fits, and one flush with
+    /// the far edge when the steps leave pixels uncovered. A patch wider than the side gives one window at 0.
+    pub fn origins(self, side: u32) -> Vec<u32> {
+        if self.patch >= side {
+            return vec![0];
+        }
+        let last = side - self.patch;
+        let mut origins: Vec<u32> = (0..=last).step_by(self.stride as usize).collect();
+        if origins.last() != Some(&last) {
+            origins.push(last);
+        }
+        origins
+    }
+
+    /// Forward passes per image at `side` pixels.
+    pub fn windows(self, side: u32) -> usize {
+        self.origins(side).len().pow(2)
+    }
+}
+
+/// The occlusion map of `image` (already at the classifier's input size, square) for class `target`: per pixel,
+/// the mean over the windows that cover it of `p(target | image) − p(target | image with the window black)`,
+/// floored at 0 (a window that makes the class more likely is not evidence for it). Row-major, `side × side`.
+/// `batch` windows go through the model at a time (on a device without autodiff).
+pub fn occlusion_map(
+    model: &ResNet18,
+    image: &RgbImage,
+    target: usize,
+    occlusion: Occlusion,
+    batch: usize,
+    device: &Device,
+) -> Result<Vec<f32>, InferenceError> {
+    let side = image.width();
+    let n = side as usize;
+    let base = probabilities(model, std::slice::from_ref(image), device)?
+        .first()
+        .and_then(|p| p.get(target).copied())
+        .unwrap_or(0.0);
+    let origins = occlusion.origins(side);
+    let windows: Vec<(u32, u32)> = origins
+        .iter()
+        .flat_map(|&y| origins.iter().map(move |&x| (y, x)))
+        .collect();
+    let mut sum = vec![0f32; n * n];
+    let mut covered = vec![0u32; n * n];
+    let patch = occlusion.patch.min(side);
+    for chunk in windows.chunks(batch.max(1)) {
+        let occluded: Vec<RgbImage> = chunk
+            .iter()
+            .map(|&(y0, x0)| {
+                let mut copy = image.clone();
+                for y in y0..y0 + patch {
+                    for x in x0..x0 + patch {
+                        copy.put_pixel(x, y, image::Rgb([0, 0, 0]));
+                    }
+                }
+                copy
+            })
+            .collect();
+        let probs = probabilities(model, &occluded, device)?;
+        for (&(y0, x0), p) in chunk.iter().zip(&probs) {
+            let drop = base - p.get(target).copied().unwrap_or(0.0);
+            for y in y0 as usize..(y0 + patch) as usize {
+                for x in x0 as usize..(x0 + patch) as usize {
+                    sum[y * n + x] += drop;
+                    covered[y * n + x] += 1;
+                }
+            }
+        }
+    }
+    Ok(sum
+        .iter()
+        .zip(&covered)
+        .map(|(s, c)| {
+            if *c == 0 {
+                0.0
+            } else {
+                (s / *c as f32).max(0.0)
+            }
+        })
+        .collect())
+}
+
+/// A CAM (values in [0, 1]) combined with an occlusion map of the same size: their weighted geometric mean
+/// `cam^(1−w) · (occlusion / max)^w`, scaled to a maximum of 1 — a pixel must be evidence by both the gradient
+/// and the occlusion. An occlusion map with no positive value (no window lowered the probability) carries no
+/// location; the CAM is kept as it is then.
+pub fn combine(cam: &[f32], occlusion: &[f32], weight: f32) -> Vec<f32> {
+    let occ_max = occlusion.iter().copied().fold(0.0, f32::max);
+    if occ_max <= 0.0 {
+        return cam.to_vec();
+    }
+    let mut out: Vec<f32> = cam
+        .iter()
+        .zip(occlusion)
+        .map(|(c, o)| c.max(0.0).powf(1.0 - weight) * (o / occ_max).max(0.0).powf(weight))
+        .collect();
+    let max = out.iter().copied().fold(0.0, f32::max);
+    if max > 0.0 {
+        for v in &mut out {
+            *v /= max;
+        }
+    }
+    out
+}
+
+/// Of several candidate masks for one image (`side`×`side`, row-major, any side), the one the classifier
+/// confirms: each is blacked out of `image` (at the classifier's input size) and the class probability read
+/// again. Among the candidates whose removal at least halves `base` (the probability of `target` without
+/// removal) the smallest wins — it holds the evidence with the fewest pixels; when none does, the one whose
+/// removal lowers the probability most. Empty candidates never win against a non-empty one. Returns the index
+/// and the probability after each removal.
+pub fn confirmed_by_deletion(
+    model: &ResNet18,
+    image: &RgbImage,
+    target: usize,
+    base: f32,
+    candidates: &[&[bool]],
+    side: usize,
+    device: &Device,
+) -> Result<(usize, Vec<f32>), InferenceError> {
+    let n = image.width() as usize;
+    // Nearest neighbour as PIL resizes: output pixel x samples source ⌊(x + ½) · side / n⌋.
+    let source: Vec<usize> = (0..n)
+        .map(|x| ((2 * x + 1) * side / (2 * n)).min(side - 1))
+        .collect();
+    let removed: Vec<RgbImage> = candidates
+        .iter()
+        .map(|mask| {
+            let mut copy = image.clone();
+            for (y, row) in copy.rows_mut().enumerate() {
+                for (x, pixel) in row.enumerate() {
+                    if mask[source[y] * side + source[x]] {
+                        *pixel = image::Rgb([0, 0, 0]);
+                    }
+                }
+            }
+            copy
+        })
+        .collect();
+    let after: Vec<f32> = probabilities(model, &removed, device)?
+        .iter()
+        .map(|p| p.get(target).copied().unwrap_or(0.0))
+        .collect();
+    let areas: Vec<usize> = candidates
+        .iter()
+        .map(|m| m.iter().filter(|v| **v).count())
+        .collect();
+    Ok((confirmed(base, &after, &areas), after))
+}
+
+/// The rule of [`confirmed_by_deletion`] on its numbers: `after[i]` the probability once candidate `i` (of
+/// `areas[i]` pixels) is removed, `base` before.
+pub fn confirmed(base: f32, after: &[f32], areas: &[usize]) -> usize {
+    let usable: Vec<usize> = (0..after.len().min(areas.len()))
+        .filter(|&i| areas[i] > 0)
+        .collect();
+    let halving = usable
+        .iter()
+        .copied()
+        .filter(|&i| after[i] <= base / 2.0)
+        .min_by_key(|&i| areas[i]);
+    let lowest = usable
+        .iter()
+        .copied()
+        .min_by(|&a, &b| after[a].total_cmp(&after[b]));
+    halving.or(lowest).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints_patch_and_stride() {
+        let o: Occlusion = "48:16".parse().unwrap();
+        assert_eq!(
+            o,
+            Occlusion {
+                patch: 48,
+                stride: 16,
+                weight: 0.5
+            }
+        );
+        assert_eq!(o.to_string(), "48:16:0.5");
+        assert_eq!(o.to_string().parse::<Occlusion>(), Ok(o));
+        let weighted: Occlusion = "48:24:0.25".parse().unwrap();
+        assert_eq!((weighted.stride, weighted.weight), (24, 0.25));
+        for bad in [
+            "48",
+            "0:1",
+            "16:32",
+            "a:b",
+            "48:0",
+            "",
+            "48:16:1.5",
+            "48:16:0.5:1",
+        ] {
+            assert!(bad.parse::<Occlusion>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn origins_cover_every_pixel_and_end_flush() {
+        let exact: Occlusion = "48:16".parse().unwrap();
+        assert_eq!(exact.origins(224).len(), 12);
+        assert_eq!(exact.windows(224), 144);
+        let ragged: Occlusion = "48:24".parse().unwrap();
+        // 0, 24, …, 168 leaves 216..224 uncovered: one more window at 176.
+        assert_eq!(
+            ragged.origins(224),
+            vec![0, 24, 48, 72, 96, 120, 144, 168, 176]
+        );
+        let wide: Occlusion = "300:10".parse().unwrap();
+        assert_eq!(wide.origins(224), vec![0]);
+    }
+
+    #[test]
+    fn deletion_keeps_the_smallest_halving_mask_else_the_strongest_and_never_an_empty_one() {
+        // Both halve 0.8: the smaller (index 1) wins although the larger removes more.
+        assert_eq!(confirmed(0.8, &[0.1, 0.4], &[500, 200]), 1);
+        // Only the larger halves it.
+        assert_eq!(confirmed(0.8, &[0.3, 0.5], &[500, 200]), 0);
+        // Neither halves it: the lower probability wins.
+        assert_eq!(confirmed(0.8, &[0.7, 0.6], &[100, 900]), 1);
+        // An empty mask "removes" nothing, whatever the probability says.
+        assert_eq!(confirmed(0.8, &[0.1, 0.7], &[0, 300]), 1);
+        assert_eq!(confirmed(0.8, &[0.1, 0.1], &[0, 0]), 0);
+    }
+
+    #[test]
+    fn combine_is_the_scaled_geometric_mean_and_keeps_the_cam_without_occlusion_evidence() {
+        let cam = [1.0, 0.25, 0.0, 0.5];
+        let occ = [0.2, 0.4, 0.4, 0.0];
+        let out = combine(&cam, &occ, 0.5);
+        // sqrt(cam · occ/0.4) = [0.707, 0.5, 0, 0], scaled by 1/0.707.
+        let expect = [1.0, 0.5 / 0.5f32.sqrt(), 0.0, 0.0];
+        for (o, e) in out.iter().zip(expect) {
+            assert!((o - e).abs() < 1e-6, "{out:?}");
+        }
+        // Weight 0 keeps the CAM (where the occlusion is not zero), weight 1 the scaled occlusion.
+        assert_eq!(combine(&cam, &[1.0; 4], 0.0), cam.to_vec());
+        let only = combine(&[1.0; 4], &occ, 1.0);
+        assert!(only
+            .iter()
+            .zip([0.5, 1.0, 1.0, 0.0])
+            .all(|(o, e)| (o - e).abs() < 1e-6));
+        assert_eq!(combine(&cam, &[0.0; 4], 0.5), cam.to_vec());
+        assert_eq!(combine(&cam, &[-0.1; 4], 0.5), cam.to_vec());
+    }
+}
