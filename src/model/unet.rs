@@ -171,7 +171,8 @@ pub fn load_unet(path: &Path, classes: usize, device: &Device) -> Result<UNet, W
             tensors: result.unused.clone(),
         });
     }
-    Ok(unet)
+    // A half-precision file (a U-Net exported from PyTorch after `.half()`) computes in f32 like ours.
+    Ok(weights::cast_floats(unet, burn::tensor::DType::F32))
 }
 
 #[cfg(test)]

@@ -2,10 +2,12 @@
 //! checkpoints out (safetensors with torchvision key names and layouts, so PyTorch can read them back).
 
 use super::resnet::ResNet18;
+use burn::module::{Module, ModuleMapper, Param};
 use burn::store::{
     ApplyError, ApplyResult, BurnToPyTorchAdapter, ModuleSnapshot, ModuleStore,
     PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
 };
+use burn::tensor::{DType, Tensor};
 use std::path::{Path, PathBuf};
 
 /// torchvision's ImageNet ResNet18 weights (`ResNet18_Weights.IMAGENET1K_V1`).
@@ -118,7 +120,21 @@ pub fn load_torchvision_with(
         message,
     })?;
     let report = judge(&result, model.num_classes(), path, missing)?;
-    Ok((model, report))
+    // The model computes in f32: a half-precision (or f64) checkpoint's tensors keep their file's dtype when
+    // applied, and the CPU backend panics at the first operation that mixes them with f32.
+    Ok((cast_floats(model, DType::F32), report))
+}
+
+/// Every float tensor of `module` (parameters and BatchNorm running statistics) as `dtype`.
+pub fn cast_floats<M: Module>(module: M, dtype: DType) -> M {
+    struct Cast(DType);
+    impl ModuleMapper for Cast {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let dtype = self.0;
+            param.map(|t| if t.dtype() == dtype { t } else { t.cast(dtype) })
+        }
+    }
+    module.map(&mut Cast(dtype))
 }
 
 fn apply<S: ModuleStore>(model: &mut ResNet18, mut store: S) -> Result<ApplyResult, String> {

@@ -154,6 +154,48 @@ fn forward_pass_matches_pytorch_on_a_torchvision_checkpoint() {
 }
 
 #[test]
+fn a_half_precision_checkpoint_loads_as_f32_instead_of_crashing() {
+    use tumornet::model::weights::{cast_floats, save_torchvision};
+    let dir = temp_dir();
+    let path = dir.path().join("formula.safetensors");
+    write_checkpoint(&path, 4, |_| {});
+    let device = tumornet::device::inference();
+    let load = || {
+        load_torchvision(ResNet18::new(4, &device), &path)
+            .expect("load")
+            .0
+    };
+    // The same weights saved in f16, as `model.half()` in PyTorch would. (A fresh copy: a module's clone shares
+    // its BatchNorm running statistics, and the cast replaces them in place.)
+    let half = dir.path().join("half.safetensors");
+    save_torchvision(&cast_floats(load(), burn::tensor::DType::F16), &half, &[]).expect("save f16");
+    let model = load();
+    let bytes = std::fs::read(&half).expect("read");
+    let file = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+    let dtypes: std::collections::BTreeSet<String> = file
+        .tensors()
+        .iter()
+        .map(|(_, view)| format!("{:?}", view.dtype()))
+        .collect();
+    assert!(
+        dtypes.contains("F16") && !dtypes.contains("F32"),
+        "{dtypes:?}"
+    );
+
+    let (loaded, report) = load_torchvision(ResNet18::new(4, &device), &half).expect("f16 loads");
+    assert_eq!(report.applied, 102);
+    let x = input(&device);
+    let expected = values(model.forward(x.clone())).expect("f32 logits");
+    let logits = values(loaded.forward(x)).expect("logits from the f16 file");
+    let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let difference = max_abs_difference(&logits, &expected);
+    assert!(
+        difference <= 2e-2 * scale.max(1.0),
+        "max |Δ| {difference} (logits up to {scale})"
+    );
+}
+
+#[test]
 fn an_imagenet_checkpoint_loads_into_a_four_class_model_with_a_fresh_head() {
     let dir = temp_dir();
     let path = dir.path().join("imagenet-layout.safetensors");
