@@ -9,29 +9,24 @@ replaced by a blurred copy, stride 16).
 Usage: /opt/ref/bin/python tools/cam_localisation_probe.py RUN DATA [IMAGES_PER_CLASS]
 """
 import glob
-import json
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torchvision
 from PIL import Image
-from safetensors.torch import load_file
 from scipy import ndimage as ndi
-from torchvision import transforms
+
+sys.path.insert(0, str(Path(__file__).parent))
+from torch_run import load_run  # noqa: E402
 
 run, data = sys.argv[1], sys.argv[2]
 per_class = int(sys.argv[3]) if len(sys.argv) > 3 else 40
 torch.set_num_threads(2)
-config = json.load(open(f"{run}/run.json"))
+model, config, tf = load_run(run)
 classes = config["classes"]
-model = torchvision.models.resnet18(num_classes=len(classes))
-model.load_state_dict(load_file(f"{run}/model.safetensors"), strict=False)
-model.eval()
-tf = transforms.Compose([transforms.Resize((224, 224)), transforms.ToTensor(),
-                         transforms.Normalize(config["mean"], config["std"])])
 m = model
 
 

@@ -6,23 +6,16 @@ Usage: /opt/ref/bin/python tools/check_run_in_pytorch.py RUN IMAGE...
 """
 import json
 import sys
+from pathlib import Path
 
 import torch
-import torchvision
 from PIL import Image
-from safetensors.torch import load_file
-from torchvision import transforms
+
+sys.path.insert(0, str(Path(__file__).parent))
+from torch_run import load_run  # noqa: E402
 
 run, images = sys.argv[1], sys.argv[2:]
-config = json.load(open(f"{run}/run.json"))
-model = torchvision.models.resnet18(num_classes=len(config["classes"]))
-result = model.load_state_dict(load_file(f"{run}/model.safetensors"), strict=False)
-unexpected_missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
-assert not unexpected_missing and not result.unexpected_keys, (unexpected_missing, result.unexpected_keys)
-model.eval()
-size = config["input_size"]
-tf = transforms.Compose([transforms.Resize((size, size)), transforms.ToTensor(),
-                         transforms.Normalize(config["mean"], config["std"])])
+model, config, tf = load_run(run)
 rows = []
 with torch.no_grad():
     for path in images:

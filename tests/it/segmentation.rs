@@ -23,22 +23,37 @@ fn json(path: &Path) -> serde_json::Value {
     .expect("json")
 }
 
-#[test]
-fn pseudo_masks_train_seg_segment_and_report() {
-    let dir = temp_dir();
-    let data = dir.path().join("data");
-    small_phantom(&data, 3, 2, 21);
-    let run = import_formula_run(dir.path());
-
-    // Pseudo-masks: one per image, 128×128, values 0/128/255, empty for no-tumour images (label gate).
-    let pseudo = dir.path().join("pseudo");
+/// A small phantom (`train`/`test` images per class, `seed`) and the formula run in `dir`, and `pseudo-masks` on
+/// them with `flags` into `dir/pseudo`: (data, run, pseudo).
+fn phantom_pseudo_masks(
+    dir: &Path,
+    (train, test, seed): (usize, usize, u64),
+    flags: &[&str],
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let data = dir.join("data");
+    small_phantom(&data, train, test, seed);
+    let run = import_formula_run(dir);
+    let pseudo = dir.join("pseudo");
     ok(tumornet()
         .args(["-q", "pseudo-masks"])
         .arg(&run)
         .arg(&data)
         .arg("--out")
         .arg(&pseudo)
-        .args([
+        .args(flags)
+        .output()
+        .expect("pseudo-masks"));
+    (data, run, pseudo)
+}
+
+#[test]
+fn pseudo_masks_train_seg_segment_and_report() {
+    let dir = temp_dir();
+    // Pseudo-masks: one per image, 128×128, values 0/128/255, empty for no-tumour images (label gate).
+    let (data, run, pseudo) = phantom_pseudo_masks(
+        dir.path(),
+        (3, 2, 21),
+        &[
             "--ignore-below",
             "0.1",
             "--scales",
@@ -46,9 +61,8 @@ fn pseudo_masks_train_seg_segment_and_report() {
             "--batch-size",
             "5",
             "--save-cams",
-        ])
-        .output()
-        .expect("pseudo-masks"));
+        ],
+    );
     let manifest = json(&pseudo.join("pseudo_masks.json"));
     let entries = manifest["entries"].as_array().expect("entries");
     assert_eq!(entries.len(), 4 * (3 + 2));
@@ -252,20 +266,12 @@ fn train_seg_and_segment_name_what_is_wrong() {
 #[test]
 fn pseudo_masks_with_occlusion_record_it_and_confirm_a_mask_per_tumour_image() {
     let dir = temp_dir();
-    let data = dir.path().join("data");
-    small_phantom(&data, 2, 1, 5);
-    let run = import_formula_run(dir.path());
-    let pseudo = dir.path().join("pseudo");
     // 112-pixel windows at stride 112: 4 per image, the cheapest real occlusion.
-    ok(tumornet()
-        .args(["-q", "pseudo-masks"])
-        .arg(&run)
-        .arg(&data)
-        .arg("--out")
-        .arg(&pseudo)
-        .args(["--occlusion", "112:112", "--confirm-by-deletion"])
-        .output()
-        .expect("pseudo-masks"));
+    let (data, run, pseudo) = phantom_pseudo_masks(
+        dir.path(),
+        (2, 1, 5),
+        &["--occlusion", "112:112", "--confirm-by-deletion"],
+    );
     let manifest = json(&pseudo.join("pseudo_masks.json"));
     assert_eq!(
         manifest["occlusion"],
