@@ -4,7 +4,7 @@
 //! pituitary lesion (BENCHMARKS.md). Black (pixel value 0, the MRI's background) is the fill because it is what
 //! the classifier reads as "nothing here"; a blurred or mean-filled patch leaves a blob it reads as a lesion.
 //!
-//! Cost: one forward pass per window — `(⌈(side − patch) / stride⌉ + 1)²` of them, 144 for 48:16 at 224 px.
+//! Cost: one forward pass per window — `origins(side).len()²` of them, 144 for 48:16 at 224 px.
 
 use crate::model::inference::{probabilities, InferenceError};
 use crate::model::ResNet18;
@@ -84,31 +84,37 @@ impl Occlusion {
         }
         origins
     }
+}
 
-    /// Forward passes per image at `side` pixels.
-    pub fn windows(self, side: u32) -> usize {
-        self.origins(side).len().pow(2)
+/// A copy of `image` with every pixel where `covered(x, y)` black (0, the MRI's background).
+fn blacked_out(image: &RgbImage, covered: impl Fn(usize, usize) -> bool) -> RgbImage {
+    let mut copy = image.clone();
+    for (y, row) in copy.rows_mut().enumerate() {
+        for (x, pixel) in row.enumerate() {
+            if covered(x, y) {
+                *pixel = image::Rgb([0, 0, 0]);
+            }
+        }
     }
+    copy
 }
 
 /// The occlusion map of `image` (already at the classifier's input size, square) for class `target`: per pixel,
 /// the mean over the windows that cover it of `p(target | image) − p(target | image with the window black)`,
-/// floored at 0 (a window that makes the class more likely is not evidence for it). Row-major, `side × side`.
-/// `batch` windows go through the model at a time (on a device without autodiff).
+/// floored at 0 (a window that makes the class more likely is not evidence for it); `base` is
+/// `p(target | image)`, which the caller has from its CAM pass. Row-major, `side × side`. `batch` windows go
+/// through the model at a time (on a device without autodiff).
 pub fn occlusion_map(
     model: &ResNet18,
     image: &RgbImage,
     target: usize,
+    base: f32,
     occlusion: Occlusion,
     batch: usize,
     device: &Device,
 ) -> Result<Vec<f32>, InferenceError> {
     let side = image.width();
     let n = side as usize;
-    let base = probabilities(model, std::slice::from_ref(image), device)?
-        .first()
-        .and_then(|p| p.get(target).copied())
-        .unwrap_or(0.0);
     let origins = occlusion.origins(side);
     let windows: Vec<(u32, u32)> = origins
         .iter()
@@ -121,13 +127,11 @@ pub fn occlusion_map(
         let occluded: Vec<RgbImage> = chunk
             .iter()
             .map(|&(y0, x0)| {
-                let mut copy = image.clone();
-                for y in y0..y0 + patch {
-                    for x in x0..x0 + patch {
-                        copy.put_pixel(x, y, image::Rgb([0, 0, 0]));
-                    }
-                }
-                copy
+                let (ys, xs) = (
+                    y0 as usize..(y0 + patch) as usize,
+                    x0 as usize..(x0 + patch) as usize,
+                );
+                blacked_out(image, |x, y| ys.contains(&y) && xs.contains(&x))
             })
             .collect();
         let probs = probabilities(model, &occluded, device)?;
@@ -199,17 +203,7 @@ pub fn confirmed_by_deletion(
         .collect();
     let removed: Vec<RgbImage> = candidates
         .iter()
-        .map(|mask| {
-            let mut copy = image.clone();
-            for (y, row) in copy.rows_mut().enumerate() {
-                for (x, pixel) in row.enumerate() {
-                    if mask[source[y] * side + source[x]] {
-                        *pixel = image::Rgb([0, 0, 0]);
-                    }
-                }
-            }
-            copy
-        })
+        .map(|mask| blacked_out(image, |x, y| mask[source[y] * side + source[x]]))
         .collect();
     let after: Vec<f32> = probabilities(model, &removed, device)?
         .iter()
@@ -277,7 +271,7 @@ mod tests {
     fn origins_cover_every_pixel_and_end_flush() {
         let exact: Occlusion = "48:16".parse().unwrap();
         assert_eq!(exact.origins(224).len(), 12);
-        assert_eq!(exact.windows(224), 144);
+        assert_eq!(exact.origins(224).len().pow(2), 144);
         let ragged: Occlusion = "48:24".parse().unwrap();
         // 0, 24, …, 168 leaves 216..224 uncovered: one more window at 176.
         assert_eq!(

@@ -196,8 +196,8 @@ pub fn multi_scale_cams(
     })
 }
 
-/// With `--occlusion`, one tumour image's map: its CAM (128×128) combined with the occlusion map for `target`,
-/// or — with `confirm` = (the class probability, the image's cues, the mask settings) — whichever of the CAM and
+/// With `--occlusion`, one tumour image's map: its CAM (128×128) combined with the occlusion map for `target`
+/// (of probability `base`), or — with `confirm` = (the image's cues, the mask settings) — whichever of the CAM and
 /// the combined map gives the mask the classifier confirms ([`confirmed_by_deletion`]; index 0 the CAM, 1 the
 /// combined map, returned beside the map).
 fn with_occlusion(
@@ -206,20 +206,21 @@ fn with_occlusion(
     input_size: u32,
     cam: &[f32],
     target: usize,
+    base: f32,
     occlusion: Occlusion,
-    confirm: Option<(f32, &ImageCues, &PseudoMaskConfig)>,
+    confirm: Option<(&ImageCues, &PseudoMaskConfig)>,
 ) -> anyhow::Result<(Vec<f32>, Option<usize>)> {
     let device = crate::device::inference();
     let side = SIDE as usize;
     let n = input_size as usize;
     let input = resize_rgb(image, input_size, input_size)?;
-    let occ = occlusion_map(model, &input, target, occlusion, 64, &device)?;
+    let occ = occlusion_map(model, &input, target, base, occlusion, 64, &device)?;
     let combined = combine(
         cam,
         &resize_bilinear(&occ, n, n, side, side),
         occlusion.weight,
     );
-    let Some((base, cues, config)) = confirm else {
+    let Some((cues, config)) = confirm else {
         return Ok((combined, None));
     };
     let masks = [cam, combined.as_slice()]
@@ -335,12 +336,9 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
                         run_config.input_size,
                         &cams.maps[i],
                         cams.targets[i],
+                        cams.probabilities[i][cams.targets[i]],
                         occlusion,
-                        args.confirm_by_deletion.then_some((
-                            cams.probabilities[i][cams.targets[i]],
-                            &cues,
-                            &config,
-                        )),
+                        args.confirm_by_deletion.then_some((&cues, &config)),
                     )?;
                     if let Some(k) = kept {
                         confirmed[k] += 1;

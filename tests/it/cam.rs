@@ -283,7 +283,8 @@ fn occlusion_map_and_deletion_check_match_pytorch() {
     // 96-pixel windows at stride 80: origins 0, 80 and 128 (flush), 9 windows, batches of 4.
     let occlusion: Occlusion = "96:80".parse().expect("parse");
     assert_eq!(occlusion.origins(224), vec![0, 80, 128]);
-    let map = occlusion_map(&model, &image, target, occlusion, 4, &device).expect("occlusion");
+    let map =
+        occlusion_map(&model, &image, target, base, occlusion, 4, &device).expect("occlusion");
     let expected = read_f32("occlusion.f32");
     let peak = expected.iter().copied().fold(0.0, f32::max);
     assert!(
