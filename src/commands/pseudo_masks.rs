@@ -196,14 +196,13 @@ pub fn multi_scale_cams(
     })
 }
 
-/// With `--occlusion`, one tumour image's map: its CAM (128×128) combined with the occlusion map for `target`
-/// (of probability `base`), or — with `confirm` = (the image's cues, the mask settings) — whichever of the CAM and
+/// With `--occlusion`, one tumour image's map: its CAM (128×128) combined with the occlusion map of `input` (the
+/// image at the classifier's input size) for `target` (of probability `base`), or — with `confirm` = (the image's cues, the mask settings) — whichever of the CAM and
 /// the combined map gives the mask the classifier confirms ([`confirmed_by_deletion`]; index 0 the CAM, 1 the
 /// combined map, returned beside the map).
 fn with_occlusion(
     model: &ResNet18,
-    image: &RgbImage,
-    input_size: u32,
+    input: &RgbImage,
     cam: &[f32],
     target: usize,
     base: f32,
@@ -212,9 +211,8 @@ fn with_occlusion(
 ) -> anyhow::Result<(Vec<f32>, Option<usize>)> {
     let device = crate::device::inference();
     let side = SIDE as usize;
-    let n = input_size as usize;
-    let input = resize_rgb(image, input_size, input_size)?;
-    let occ = occlusion_map(model, &input, target, base, occlusion, 64, &device)?;
+    let n = input.width() as usize;
+    let occ = occlusion_map(model, input, target, base, occlusion, 64, &device)?;
     let combined = combine(
         cam,
         &resize_bilinear(&occ, n, n, side, side),
@@ -226,7 +224,7 @@ fn with_occlusion(
     let masks = [cam, combined.as_slice()]
         .map(|m| split_labels(&pseudo_mask(m, side, side, true, Some(cues), config)).0);
     let candidates = [masks[0].as_slice(), masks[1].as_slice()];
-    let (kept, _) = confirmed_by_deletion(model, &input, target, base, &candidates, side, &device)?;
+    let (kept, _) = confirmed_by_deletion(model, input, target, base, &candidates, side, &device)?;
     let map = if kept == 0 { cam.to_vec() } else { combined };
     Ok((map, Some(kept)))
 }
@@ -330,10 +328,10 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
             let occluded;
             let map = match (&frozen, args.occlusion) {
                 (Some(frozen), Some(occlusion)) if tumour => {
+                    let size = run_config.input_size;
                     let (map, kept) = with_occlusion(
                         frozen,
-                        &loaded.image,
-                        run_config.input_size,
+                        &resize_rgb(&loaded.image, size, size)?,
                         &cams.maps[i],
                         cams.targets[i],
                         cams.probabilities[i][cams.targets[i]],
