@@ -402,6 +402,11 @@ pub struct PseudoMaskArgs {
     /// probability, else the one whose removal lowers it most).
     #[arg(long, requires = "occlusion")]
     pub confirm_by_deletion: bool,
+    /// With --confirm-by-deletion: more candidates, the combined map raised to each exponent E (> 1) before
+    /// thresholding — tighter masks around its peak (2: the smallest mask that still holds the evidence, often).
+    #[arg(long, value_name = "E", value_delimiter = ',', requires = "confirm_by_deletion",
+          value_parser = parse_exponent)]
+    pub sharpen: Vec<f32>,
     /// Class the CAM explains and gate of the mask: the image's label or the classifier's prediction.
     #[arg(long, value_enum, default_value_t = Gate::Label)]
     pub gate: Gate,
@@ -583,4 +588,12 @@ pub struct ServeArgs {
     /// A segmentation run (from `train-seg`): responses also carry the tumour mask's outline.
     #[arg(long)]
     pub seg: Option<PathBuf>,
+}
+
+/// A `--sharpen` exponent: a finite number above 1 (1 would repeat the combined map's own mask).
+fn parse_exponent(text: &str) -> Result<f32, String> {
+    match text.trim().parse::<f32>() {
+        Ok(e) if e.is_finite() && e > 1.0 => Ok(e),
+        _ => Err(format!("`{text}`: expected an exponent above 1, e.g. 2")),
+    }
 }

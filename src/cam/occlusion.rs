@@ -181,6 +181,19 @@ pub fn combine(cam: &[f32], occlusion: &[f32], weight: f32) -> Vec<f32> {
     out
 }
 
+/// A map (values ≥ 0, any scale) raised to `exponent` and scaled to a maximum of 1: the hottest pixels keep
+/// their rank while the rest fall towards 0, so the same threshold cuts a tighter mask around the peak (a blob
+/// much larger than the lesion shrinks onto it). A map with no positive value comes back as zeros.
+pub fn sharpened(map: &[f32], exponent: f32) -> Vec<f32> {
+    let max = map.iter().copied().fold(0.0, f32::max);
+    if max <= 0.0 {
+        return vec![0.0; map.len()];
+    }
+    map.iter()
+        .map(|v| (v.max(0.0) / max).powf(exponent))
+        .collect()
+}
+
 /// Of several candidate masks for one image (`side`×`side`, row-major, any side), the one the classifier
 /// confirms: each is blacked out of `image` (at the classifier's input size) and the class probability read
 /// again. Among the candidates whose removal at least halves `base` (the probability of `target` without
@@ -293,6 +306,21 @@ mod tests {
         // An empty mask "removes" nothing, whatever the probability says.
         assert_eq!(confirmed(0.8, &[0.1, 0.7], &[0, 300]), 1);
         assert_eq!(confirmed(0.8, &[0.1, 0.1], &[0, 0]), 0);
+    }
+
+    #[test]
+    fn sharpening_keeps_the_order_and_the_peak_and_shrinks_the_rest() {
+        let map = [0.5, 2.0, 1.0, 0.0, -1.0];
+        let out = sharpened(&map, 2.0);
+        // (v / 2)² : 0.0625, 1, 0.25, 0, 0 (negative values count as 0).
+        for (o, e) in out.iter().zip([0.0625, 1.0, 0.25, 0.0, 0.0]) {
+            assert!((o - e).abs() < 1e-6, "{out:?}");
+        }
+        // The fraction of pixels at ≥ half the maximum shrinks: 2 of 5 before (scaled: 1, 0.5), 1 after.
+        let above = |m: &[f32]| m.iter().filter(|v| **v >= 0.5).count();
+        assert_eq!((above(&[0.25, 1.0, 0.5, 0.0, 0.0]), above(&out)), (2, 1));
+        assert_eq!(sharpened(&map, 1.0), vec![0.25, 1.0, 0.5, 0.0, 0.0]);
+        assert_eq!(sharpened(&[0.0, -2.0], 2.0), vec![0.0, 0.0]);
     }
 
     #[test]

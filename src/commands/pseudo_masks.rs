@@ -5,7 +5,7 @@
 //! (image | true mask | CAM | pseudo-mask).
 
 use super::progress_bar;
-use crate::cam::occlusion::{combine, confirmed_by_deletion, occlusion_map, Occlusion};
+use crate::cam::occlusion::{combine, confirmed_by_deletion, occlusion_map, sharpened, Occlusion};
 use crate::cam::postprocess::resize_bilinear;
 use crate::cam::pseudo::{
     head_mask, pseudo_mask, split_labels, ImageCues, PseudoMaskConfig, Threshold,
@@ -50,10 +50,13 @@ pub struct PseudoEntry {
 }
 
 /// Which map's mask `--confirm-by-deletion` kept, counted over the tumour images.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConfirmedCounts {
     pub cam: usize,
     pub combined: usize,
+    /// Per `--sharpen` exponent, in its order: the combined map raised to it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sharpened: Vec<usize>,
 }
 
 /// `pseudo_masks.json`.
@@ -74,6 +77,9 @@ pub struct PseudoManifest {
     /// With `--confirm-by-deletion`: how many tumour images kept the CAM's mask and how many the combined one.
     #[serde(default)]
     pub confirm_by_deletion: Option<ConfirmedCounts>,
+    /// `--sharpen`: exponents of the combined map's extra candidates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sharpen: Vec<f32>,
     pub entries: Vec<PseudoEntry>,
     /// Per threshold method (`fraction:0.5`, `otsu`, …), per split, per true class and `all`: scores of the
     /// pseudo-masks against the true masks (no-tumour images count as empty references).
@@ -84,12 +90,25 @@ pub struct PseudoManifest {
 
 pub fn run(args: &PseudoMaskArgs) -> anyhow::Result<()> {
     let manifest = pseudo_masks(args)?;
-    print!("{}", quality_table(&manifest, Split::Training));
-    if let Some(counts) = manifest.confirm_by_deletion {
-        println!(
+    // The score tables of the splits that have true masks (none without a `masks/` tree).
+    for split in [Split::Training, Split::Testing] {
+        if manifest
+            .quality
+            .values()
+            .any(|by_split| by_split.contains_key(split.folder_name()))
+        {
+            println!("{}", quality_table(&manifest, split));
+        }
+    }
+    if let Some(counts) = &manifest.confirm_by_deletion {
+        print!(
             "Confirmed by deletion: the CAM's mask for {} tumour images, the combined map's for {}",
             counts.cam, counts.combined
         );
+        for (e, n) in manifest.sharpen.iter().zip(&counts.sharpened) {
+            print!(", the combined map^{e}'s for {n}");
+        }
+        println!();
     }
     println!(
         "Wrote {} pseudo-masks, {MANIFEST}, quality.md and gallery.png to {}",
@@ -197,9 +216,10 @@ pub fn multi_scale_cams(
 }
 
 /// With `--occlusion`, one tumour image's map: its CAM (128×128) combined with the occlusion map of `input` (the
-/// image at the classifier's input size) for `target` (of probability `base`), or — with `confirm` = (the image's cues, the mask settings) — whichever of the CAM and
-/// the combined map gives the mask the classifier confirms ([`confirmed_by_deletion`]; index 0 the CAM, 1 the
-/// combined map, returned beside the map).
+/// image at the classifier's input size) for `target` (of probability `base`), or — with `confirm` = (the
+/// image's cues, the mask settings, the `--sharpen` exponents) — whichever of the CAM, the combined map and the
+/// combined map raised to each exponent gives the mask the classifier confirms ([`confirmed_by_deletion`]; its
+/// index, 0 the CAM, 1 the combined map, 2… the sharpened ones, is returned beside the map).
 fn with_occlusion(
     model: &ResNet18,
     input: &RgbImage,
@@ -207,7 +227,7 @@ fn with_occlusion(
     target: usize,
     base: f32,
     occlusion: Occlusion,
-    confirm: Option<(&ImageCues, &PseudoMaskConfig)>,
+    confirm: Option<(&ImageCues, &PseudoMaskConfig, &[f32])>,
 ) -> anyhow::Result<(Vec<f32>, Option<usize>)> {
     let device = crate::device::inference();
     let side = SIDE as usize;
@@ -218,14 +238,19 @@ fn with_occlusion(
         &resize_bilinear(&occ, n, n, side, side),
         occlusion.weight,
     );
-    let Some((cues, config)) = confirm else {
+    let Some((cues, config, exponents)) = confirm else {
         return Ok((combined, None));
     };
-    let masks = [cam, combined.as_slice()]
-        .map(|m| split_labels(&pseudo_mask(m, side, side, true, Some(cues), config)).0);
-    let candidates = [masks[0].as_slice(), masks[1].as_slice()];
+    let mut maps = vec![cam.to_vec()];
+    maps.extend(exponents.iter().map(|e| sharpened(&combined, *e)));
+    maps.insert(1, combined);
+    let masks: Vec<Vec<bool>> = maps
+        .iter()
+        .map(|m| split_labels(&pseudo_mask(m, side, side, true, Some(cues), config)).0)
+        .collect();
+    let candidates: Vec<&[bool]> = masks.iter().map(Vec::as_slice).collect();
     let (kept, _) = confirmed_by_deletion(model, input, target, base, &candidates, side, &device)?;
-    let map = if kept == 0 { cam.to_vec() } else { combined };
+    let map = maps.swap_remove(kept);
     Ok((map, Some(kept)))
 }
 
@@ -295,8 +320,9 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
     let mut gallery_counts = [0usize; Class::COUNT];
     let per_class = args.gallery.div_ceil(3).max(1);
     let side = SIDE as usize;
-    // With --confirm-by-deletion: how often the CAM's mask and the combined map's mask were kept.
-    let mut confirmed = [0usize; 2];
+    // With --confirm-by-deletion: how often the CAM's mask, the combined map's and each sharpened map's were
+    // kept.
+    let mut confirmed = vec![0usize; 2 + args.sharpen.len()];
     let bar = progress_bar(samples.len() as u64, "pseudo-masks");
     for chunk in samples.chunks(args.batch_size.max(1)) {
         let ready = super::load_batch(chunk, |sample| load(sample), &mut errors, &bar);
@@ -336,7 +362,11 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
                         cams.targets[i],
                         cams.probabilities[i][cams.targets[i]],
                         occlusion,
-                        args.confirm_by_deletion.then_some((&cues, &config)),
+                        args.confirm_by_deletion.then_some((
+                            &cues,
+                            &config,
+                            args.sharpen.as_slice(),
+                        )),
                     )?;
                     if let Some(k) = kept {
                         confirmed[k] += 1;
@@ -445,10 +475,12 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
         layer: args.layer,
         scales: args.scales.clone(),
         occlusion: args.occlusion,
-        confirm_by_deletion: args.confirm_by_deletion.then_some(ConfirmedCounts {
+        confirm_by_deletion: args.confirm_by_deletion.then(|| ConfirmedCounts {
             cam: confirmed[0],
             combined: confirmed[1],
+            sharpened: confirmed[2..].to_vec(),
         }),
+        sharpen: args.sharpen.clone(),
         entries,
         quality: quality(&sums),
         errors,

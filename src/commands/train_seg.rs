@@ -280,6 +280,8 @@ pub fn train_seg(args: &TrainSegArgs) -> anyhow::Result<SegRun> {
             "layer": manifest.layer,
             "scales": manifest.scales,
             "occlusion": manifest.occlusion,
+            "confirm_by_deletion": manifest.confirm_by_deletion.is_some(),
+            "sharpen": manifest.sharpen,
         }),
         side: SIDE,
         threshold: args.threshold,

@@ -29,12 +29,17 @@ fn phantom_pseudo_masks(
     dir: &Path,
     (train, test, seed): (usize, usize, u64),
     flags: &[&str],
-) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+) -> (
+    std::path::PathBuf,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    String,
+) {
     let data = dir.join("data");
     small_phantom(&data, train, test, seed);
     let run = import_formula_run(dir);
     let pseudo = dir.join("pseudo");
-    ok(tumornet()
+    let out = ok(tumornet()
         .args(["-q", "pseudo-masks"])
         .arg(&run)
         .arg(&data)
@@ -43,14 +48,15 @@ fn phantom_pseudo_masks(
         .args(flags)
         .output()
         .expect("pseudo-masks"));
-    (data, run, pseudo)
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (data, run, pseudo, stdout)
 }
 
 #[test]
 fn pseudo_masks_train_seg_segment_and_report() {
     let dir = temp_dir();
     // Pseudo-masks: one per image, 128×128, values 0/128/255, empty for no-tumour images (label gate).
-    let (data, run, pseudo) = phantom_pseudo_masks(
+    let (data, run, pseudo, stdout) = phantom_pseudo_masks(
         dir.path(),
         (3, 2, 21),
         &[
@@ -90,11 +96,21 @@ fn pseudo_masks_train_seg_segment_and_report() {
         tumour_pixels += foreground;
     }
     assert!(tumour_pixels > 0 && cam_pixels > 0);
-    // Every compared threshold is scored on both splits against the true masks.
+    // Every compared threshold is scored on both splits against the true masks, and both tables are printed.
     for threshold in ["appearance:10", "fraction:0.5", "otsu", "top:5"] {
         let all = &manifest["quality"][threshold]["Training"]["all"];
         assert_eq!(all["images"], 12, "{threshold}: {all}");
         assert_eq!(all["empty_images"], 3);
+        assert_eq!(
+            manifest["quality"][threshold]["Testing"]["all"]["images"],
+            8
+        );
+    }
+    for split in ["Training", "Testing"] {
+        assert!(
+            stdout.contains(&format!("against the true masks, {split}:")),
+            "{stdout}"
+        );
     }
     assert!(image::image_dimensions(pseudo.join("gallery.png")).is_ok());
 
@@ -267,20 +283,34 @@ fn train_seg_and_segment_name_what_is_wrong() {
 fn pseudo_masks_with_occlusion_record_it_and_confirm_a_mask_per_tumour_image() {
     let dir = temp_dir();
     // 112-pixel windows at stride 112: 4 per image, the cheapest real occlusion.
-    let (data, run, pseudo) = phantom_pseudo_masks(
+    let (data, run, pseudo, _) = phantom_pseudo_masks(
         dir.path(),
         (2, 1, 5),
-        &["--occlusion", "112:112", "--confirm-by-deletion"],
+        &[
+            "--occlusion",
+            "112:112",
+            "--confirm-by-deletion",
+            "--sharpen",
+            "2,3",
+        ],
     );
     let manifest = json(&pseudo.join("pseudo_masks.json"));
     assert_eq!(
         manifest["occlusion"],
         serde_json::json!({"patch": 112, "stride": 112, "weight": 0.5})
     );
-    // Label gate: 3 tumour classes × 3 images get an occlusion map and a confirmed mask; no-tumour images none.
+    assert_eq!(manifest["sharpen"], serde_json::json!([2.0, 3.0]));
+    // Label gate: 3 tumour classes × 3 images get an occlusion map and a confirmed mask (of the CAM, the combined
+    // map or one of its two sharpened versions); no-tumour images none.
     let counts = &manifest["confirm_by_deletion"];
-    let total =
-        counts["cam"].as_u64().expect("cam") + counts["combined"].as_u64().expect("combined");
+    let sharpened = counts["sharpened"].as_array().expect("sharpened");
+    assert_eq!(sharpened.len(), 2, "{counts}");
+    let total = counts["cam"].as_u64().expect("cam")
+        + counts["combined"].as_u64().expect("combined")
+        + sharpened
+            .iter()
+            .map(|n| n.as_u64().expect("count"))
+            .sum::<u64>();
     assert_eq!(total, 9, "{counts}");
     for entry in manifest["entries"].as_array().expect("entries") {
         let mask = image::open(pseudo.join(entry["mask"].as_str().expect("mask")))
@@ -292,10 +322,25 @@ fn pseudo_masks_with_occlusion_record_it_and_confirm_a_mask_per_tumour_image() {
         }
     }
 
-    // Without --occlusion there is nothing to confirm; a malformed window is refused with the expected form.
+    // Without --occlusion there is nothing to confirm, without --confirm-by-deletion nothing to sharpen; a
+    // malformed window and an exponent that sharpens nothing are refused with the expected form.
     for (flags, expect) in [
         (&["--confirm-by-deletion"][..], "--occlusion"),
         (&["--occlusion", "16:32"][..], "PATCH:STRIDE"),
+        (
+            &["--occlusion", "48:24", "--sharpen", "2"][..],
+            "--confirm-by-deletion",
+        ),
+        (
+            &[
+                "--occlusion",
+                "48:24",
+                "--confirm-by-deletion",
+                "--sharpen",
+                "1",
+            ][..],
+            "above 1",
+        ),
     ] {
         let out = tumornet()
             .arg("pseudo-masks")
