@@ -241,9 +241,9 @@ fn with_occlusion(
     let Some((cues, config, exponents)) = confirm else {
         return Ok((combined, None));
     };
-    let mut maps = vec![cam.to_vec()];
-    maps.extend(exponents.iter().map(|e| sharpened(&combined, *e)));
-    maps.insert(1, combined);
+    let sharper: Vec<Vec<f32>> = exponents.iter().map(|e| sharpened(&combined, *e)).collect();
+    let mut maps = vec![cam.to_vec(), combined];
+    maps.extend(sharper);
     let masks: Vec<Vec<bool>> = maps
         .iter()
         .map(|m| split_labels(&pseudo_mask(m, side, side, true, Some(cues), config)).0)
