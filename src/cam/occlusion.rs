@@ -6,6 +6,7 @@
 //!
 //! Cost: one forward pass per window — `origins(side).len()²` of them, 144 for 48:16 at 224 px.
 
+use crate::cam::refine::prior;
 use crate::model::inference::{probabilities, InferenceError};
 use crate::model::ResNet18;
 use burn::tensor::Device;
@@ -163,34 +164,25 @@ pub fn occlusion_map(
 /// and the occlusion. An occlusion map with no positive value (no window lowered the probability) carries no
 /// location; the CAM is kept as it is then.
 pub fn combine(cam: &[f32], occlusion: &[f32], weight: f32) -> Vec<f32> {
-    let occ_max = occlusion.iter().copied().fold(0.0, f32::max);
-    if occ_max <= 0.0 {
+    let occlusion = prior(occlusion, None);
+    if occlusion.iter().all(|o| *o <= 0.0) {
         return cam.to_vec();
     }
-    let mut out: Vec<f32> = cam
+    let out: Vec<f32> = cam
         .iter()
-        .zip(occlusion)
-        .map(|(c, o)| c.max(0.0).powf(1.0 - weight) * (o / occ_max).max(0.0).powf(weight))
+        .zip(&occlusion)
+        .map(|(c, o)| c.max(0.0).powf(1.0 - weight) * o.powf(weight))
         .collect();
-    let max = out.iter().copied().fold(0.0, f32::max);
-    if max > 0.0 {
-        for v in &mut out {
-            *v /= max;
-        }
-    }
-    out
+    prior(&out, None)
 }
 
 /// A map (values ≥ 0, any scale) raised to `exponent` and scaled to a maximum of 1: the hottest pixels keep
 /// their rank while the rest fall towards 0, so the same threshold cuts a tighter mask around the peak (a blob
 /// much larger than the lesion shrinks onto it). A map with no positive value comes back as zeros.
 pub fn sharpened(map: &[f32], exponent: f32) -> Vec<f32> {
-    let max = map.iter().copied().fold(0.0, f32::max);
-    if max <= 0.0 {
-        return vec![0.0; map.len()];
-    }
-    map.iter()
-        .map(|v| (v.max(0.0) / max).powf(exponent))
+    prior(map, None)
+        .into_iter()
+        .map(|v| v.powf(exponent))
         .collect()
 }
 
