@@ -1,5 +1,6 @@
 //! Command-line types (clap). Every field has a default, so a parsed command is a fully resolved setting.
 
+use crate::data::Class;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -311,7 +312,7 @@ pub struct CamArgs {
     pub method: Vec<crate::cam::CamMethod>,
     /// Explain this class instead of the predicted one.
     #[arg(long)]
-    pub target: Option<crate::data::Class>,
+    pub target: Option<Class>,
     /// Weight of the image in the overlay (pytorch-grad-cam's `image_weight`).
     #[arg(long, default_value_t = 0.5)]
     pub image_weight: f32,
@@ -407,6 +408,12 @@ pub struct PseudoMaskArgs {
     #[arg(long, value_name = "E", value_delimiter = ',', requires = "confirm_by_deletion",
           value_parser = parse_exponent)]
     pub sharpen: Vec<f32>,
+    /// With --sharpen: offer the sharpened candidates only for images whose explained class is one of these
+    /// (small lesions, such as pituitary tumours, gain from them; large ones, such as gliomas, are cut short).
+    /// Default: every tumour class.
+    #[arg(long, value_name = "CLASS", value_delimiter = ',', requires = "sharpen",
+          value_parser = parse_tumour_class)]
+    pub sharpen_classes: Vec<Class>,
     /// Class the CAM explains and gate of the mask: the image's label or the classifier's prediction.
     #[arg(long, value_enum, default_value_t = Gate::Label)]
     pub gate: Gate,
@@ -588,6 +595,14 @@ pub struct ServeArgs {
     /// A segmentation run (from `train-seg`): responses also carry the tumour mask's outline.
     #[arg(long)]
     pub seg: Option<PathBuf>,
+}
+
+/// A tumour class by any name the dataset scanner accepts (`notumor` has no lesion to outline).
+fn parse_tumour_class(text: &str) -> Result<Class, String> {
+    match text.trim().parse::<Class>()? {
+        c if c.is_tumour() => Ok(c),
+        c => Err(format!("`{text}`: {c} has no lesion to sharpen a mask for")),
+    }
 }
 
 /// A `--sharpen` exponent: a finite number above 1 (1 would repeat the combined map's own mask).

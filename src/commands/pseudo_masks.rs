@@ -47,6 +47,35 @@ pub struct PseudoEntry {
     pub mask: PathBuf,
     /// The dataset's true mask, when it has one.
     pub true_mask: Option<PathBuf>,
+    /// With `--confirm-by-deletion`, for a tumour image: every candidate the classifier was asked about, so that
+    /// the choice can be checked (and other rules tried) from the manifest alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion: Option<DeletionRecord>,
+}
+
+/// One tumour image's deletion check: the class probability before removal and, per candidate mask, what
+/// removing it left.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeletionRecord {
+    /// p(target | image).
+    pub probability: f32,
+    /// Index of the kept candidate.
+    pub kept: usize,
+    pub candidates: Vec<DeletionCandidate>,
+}
+
+/// A candidate mask of the deletion check.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeletionCandidate {
+    /// The map it was cut from: `cam`, `combined` or `combined^E`.
+    pub map: String,
+    /// Its pixels at 128×128.
+    pub area: usize,
+    /// p(target | image with the mask blacked out).
+    pub probability_after: f32,
+    /// Dice against the true mask, where the dataset has one (`None` also when both are empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dice: Option<f64>,
 }
 
 /// Which map's mask `--confirm-by-deletion` kept, counted over the tumour images.
@@ -80,6 +109,9 @@ pub struct PseudoManifest {
     /// `--sharpen`: exponents of the combined map's extra candidates.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sharpen: Vec<f32>,
+    /// `--sharpen-classes`: the explained classes that get the sharpened candidates (empty: every tumour class).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sharpen_classes: Vec<Class>,
     pub entries: Vec<PseudoEntry>,
     /// Per threshold method (`fraction:0.5`, `otsu`, …), per split, per true class and `all`: scores of the
     /// pseudo-masks against the true masks (no-tumour images count as empty references).
@@ -107,6 +139,14 @@ pub fn run(args: &PseudoMaskArgs) -> anyhow::Result<()> {
         );
         for (e, n) in manifest.sharpen.iter().zip(&counts.sharpened) {
             print!(", the combined map^{e}'s for {n}");
+        }
+        if !manifest.sharpen_classes.is_empty() {
+            let classes: Vec<String> = manifest
+                .sharpen_classes
+                .iter()
+                .map(Class::to_string)
+                .collect();
+            print!(" (sharpened maps offered for {} only)", classes.join(", "));
         }
         println!();
     }
@@ -215,11 +255,19 @@ pub fn multi_scale_cams(
     })
 }
 
+/// What `--confirm-by-deletion` needs beside the maps: the image's cues, the mask settings, the `--sharpen`
+/// exponents and the true mask (to score each candidate in the record), if any.
+struct Confirm<'a> {
+    cues: &'a ImageCues<'a>,
+    config: &'a PseudoMaskConfig,
+    exponents: &'a [f32],
+    truth: Option<&'a [bool]>,
+}
+
 /// With `--occlusion`, one tumour image's map: its CAM (128×128) combined with the occlusion map of `input` (the
-/// image at the classifier's input size) for `target` (of probability `base`), or — with `confirm` = (the
-/// image's cues, the mask settings, the `--sharpen` exponents) — whichever of the CAM, the combined map and the
-/// combined map raised to each exponent gives the mask the classifier confirms ([`confirmed_by_deletion`]; its
-/// index, 0 the CAM, 1 the combined map, 2… the sharpened ones, is returned beside the map).
+/// image at the classifier's input size) for `target` (of probability `base`), or — with `confirm` — whichever
+/// of the CAM, the combined map and the combined map raised to each exponent gives the mask the classifier
+/// confirms ([`confirmed_by_deletion`]), with the record of every candidate.
 fn with_occlusion(
     model: &ResNet18,
     input: &RgbImage,
@@ -227,8 +275,8 @@ fn with_occlusion(
     target: usize,
     base: f32,
     occlusion: Occlusion,
-    confirm: Option<(&ImageCues, &PseudoMaskConfig, &[f32])>,
-) -> anyhow::Result<(Vec<f32>, Option<usize>)> {
+    confirm: Option<Confirm<'_>>,
+) -> anyhow::Result<(Vec<f32>, Option<DeletionRecord>)> {
     let device = crate::device::inference();
     let side = SIDE as usize;
     let n = input.width() as usize;
@@ -238,20 +286,51 @@ fn with_occlusion(
         &resize_bilinear(&occ, n, n, side, side),
         occlusion.weight,
     );
-    let Some((cues, config, exponents)) = confirm else {
+    let Some(confirm) = confirm else {
         return Ok((combined, None));
     };
-    let sharper: Vec<Vec<f32>> = exponents.iter().map(|e| sharpened(&combined, *e)).collect();
+    let mut names = vec!["cam".to_string(), "combined".to_string()];
     let mut maps = vec![cam.to_vec(), combined];
-    maps.extend(sharper);
+    for e in confirm.exponents {
+        names.push(format!("combined^{e}"));
+        maps.push(sharpened(&maps[1], *e));
+    }
     let masks: Vec<Vec<bool>> = maps
         .iter()
-        .map(|m| split_labels(&pseudo_mask(m, side, side, true, Some(cues), config)).0)
+        .map(|m| {
+            split_labels(&pseudo_mask(
+                m,
+                side,
+                side,
+                true,
+                Some(confirm.cues),
+                confirm.config,
+            ))
+            .0
+        })
         .collect();
     let candidates: Vec<&[bool]> = masks.iter().map(Vec::as_slice).collect();
-    let (kept, _) = confirmed_by_deletion(model, input, target, base, &candidates, side, &device)?;
+    let (kept, after) =
+        confirmed_by_deletion(model, input, target, base, &candidates, side, &device)?;
+    let record = DeletionRecord {
+        probability: base,
+        kept,
+        candidates: names
+            .into_iter()
+            .zip(&masks)
+            .zip(after)
+            .map(|((map, mask), probability_after)| DeletionCandidate {
+                map,
+                area: mask.iter().filter(|v| **v).count(),
+                probability_after,
+                dice: confirm
+                    .truth
+                    .and_then(|t| MaskCounts::from_masks(mask, t, None).dice()),
+            })
+            .collect(),
+    };
     let map = maps.swap_remove(kept);
-    Ok((map, Some(kept)))
+    Ok((map, Some(record)))
 }
 
 /// A decoded sample: the image, its grey 128×128 version, its true mask at 128×128.
@@ -352,24 +431,33 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
                 head: &head,
             };
             let occluded;
+            let mut deletion = None;
             let map = match (&frozen, args.occlusion) {
                 (Some(frozen), Some(occlusion)) if tumour => {
                     let size = run_config.input_size;
-                    let (map, kept) = with_occlusion(
+                    let (map, record) = with_occlusion(
                         frozen,
                         &resize_rgb(&loaded.image, size, size)?,
                         &cams.maps[i],
                         cams.targets[i],
                         cams.probabilities[i][cams.targets[i]],
                         occlusion,
-                        args.confirm_by_deletion.then_some((
-                            &cues,
-                            &config,
-                            args.sharpen.as_slice(),
-                        )),
+                        args.confirm_by_deletion.then(|| Confirm {
+                            cues: &cues,
+                            config: &config,
+                            exponents: if args.sharpen_classes.is_empty()
+                                || args.sharpen_classes.contains(&target)
+                            {
+                                &args.sharpen
+                            } else {
+                                &[]
+                            },
+                            truth: loaded.truth.as_deref(),
+                        }),
                     )?;
-                    if let Some(k) = kept {
-                        confirmed[k] += 1;
+                    if let Some(record) = record {
+                        confirmed[record.kept] += 1;
+                        deletion = Some(record);
                     }
                     occluded = map;
                     &occluded
@@ -455,6 +543,7 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
                 target,
                 mask: relative,
                 true_mask: sample.mask.clone(),
+                deletion,
             });
             bar.inc(1);
         }
@@ -481,6 +570,7 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
             sharpened: confirmed[2..].to_vec(),
         }),
         sharpen: args.sharpen.clone(),
+        sharpen_classes: args.sharpen_classes.clone(),
         entries,
         quality: quality(&sums),
         errors,

@@ -282,6 +282,7 @@ pub fn train_seg(args: &TrainSegArgs) -> anyhow::Result<SegRun> {
             "occlusion": manifest.occlusion,
             "confirm_by_deletion": manifest.confirm_by_deletion.is_some(),
             "sharpen": manifest.sharpen,
+            "sharpen_classes": manifest.sharpen_classes,
         }),
         side: SIDE,
         threshold: args.threshold,

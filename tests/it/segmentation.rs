@@ -292,6 +292,8 @@ fn pseudo_masks_with_occlusion_record_it_and_confirm_a_mask_per_tumour_image() {
             "--confirm-by-deletion",
             "--sharpen",
             "2,3",
+            "--sharpen-classes",
+            "meningioma,pituitary_tumor",
         ],
     );
     let manifest = json(&pseudo.join("pseudo_masks.json"));
@@ -300,6 +302,10 @@ fn pseudo_masks_with_occlusion_record_it_and_confirm_a_mask_per_tumour_image() {
         serde_json::json!({"patch": 112, "stride": 112, "weight": 0.5})
     );
     assert_eq!(manifest["sharpen"], serde_json::json!([2.0, 3.0]));
+    assert_eq!(
+        manifest["sharpen_classes"],
+        serde_json::json!(["meningioma", "pituitary"])
+    );
     // Label gate: 3 tumour classes × 3 images get an occlusion map and a confirmed mask (of the CAM, the combined
     // map or one of its two sharpened versions); no-tumour images none.
     let counts = &manifest["confirm_by_deletion"];
@@ -319,6 +325,56 @@ fn pseudo_masks_with_occlusion_record_it_and_confirm_a_mask_per_tumour_image() {
         assert_eq!(mask.dimensions(), (128, 128));
         if entry["class"] == "notumor" {
             assert!(mask.pixels().all(|p| p.0[0] == 0));
+            assert!(entry.get("deletion").is_none(), "{entry}");
+            continue;
+        }
+        // Each tumour image records its candidates: gliomas only the CAM and the combined map (not in
+        // --sharpen-classes), the others both sharpened maps too; the kept one is the mask written.
+        let record = &entry["deletion"];
+        let candidates = record["candidates"].as_array().expect("candidates");
+        let names: Vec<&str> = candidates
+            .iter()
+            .map(|c| c["map"].as_str().expect("map"))
+            .collect();
+        if entry["class"] == "glioma" {
+            assert_eq!(names, ["cam", "combined"], "{entry}");
+        } else {
+            assert_eq!(
+                names,
+                ["cam", "combined", "combined^2", "combined^3"],
+                "{entry}"
+            );
+        }
+        let kept = record["kept"].as_u64().expect("kept") as usize;
+        let tumour_pixels = mask.pixels().filter(|p| p.0[0] == 255).count() as u64;
+        assert_eq!(candidates[kept]["area"], tumour_pixels, "{entry}");
+        // The rule, re-applied to the record: the smallest non-empty candidate whose removal halves the
+        // probability, else the non-empty one that lowers it most.
+        let base = record["probability"].as_f64().expect("probability");
+        let usable: Vec<(usize, u64, f64)> = candidates
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                (
+                    i,
+                    c["area"].as_u64().expect("area"),
+                    c["probability_after"].as_f64().expect("after"),
+                )
+            })
+            .filter(|(_, area, _)| *area > 0)
+            .collect();
+        let halving = usable
+            .iter()
+            .filter(|(_, _, after)| *after <= base / 2.0)
+            .min_by_key(|(_, area, _)| *area);
+        let lowest = usable.iter().min_by(|a, b| a.2.total_cmp(&b.2));
+        if let Some((expect, _, _)) = halving.or(lowest) {
+            assert_eq!(kept, *expect, "{record}");
+        }
+        // The phantom has true masks: every candidate is scored (a lesion is never empty, so Dice is defined).
+        for c in candidates {
+            let dice = c["dice"].as_f64().expect("dice");
+            assert!((0.0..=1.0).contains(&dice), "{c}");
         }
     }
 
@@ -340,6 +396,28 @@ fn pseudo_masks_with_occlusion_record_it_and_confirm_a_mask_per_tumour_image() {
                 "1",
             ][..],
             "above 1",
+        ),
+        (
+            &[
+                "--occlusion",
+                "48:24",
+                "--confirm-by-deletion",
+                "--sharpen-classes",
+                "pituitary",
+            ][..],
+            "--sharpen",
+        ),
+        (
+            &[
+                "--occlusion",
+                "48:24",
+                "--confirm-by-deletion",
+                "--sharpen",
+                "2",
+                "--sharpen-classes",
+                "notumor",
+            ][..],
+            "no lesion",
         ),
     ] {
         let out = tumornet()
