@@ -124,11 +124,7 @@ pub fn run(args: &PseudoMaskArgs) -> anyhow::Result<()> {
     let manifest = pseudo_masks(args)?;
     // The score tables of the splits that have true masks (none without a `masks/` tree).
     for split in [Split::Training, Split::Testing] {
-        if manifest
-            .quality
-            .values()
-            .any(|by_split| by_split.contains_key(split.folder_name()))
-        {
+        if scored(&manifest, split) {
             println!("{}", quality_table(&manifest, split));
         }
     }
@@ -581,7 +577,11 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
     let mut tables = String::new();
     for split in [Split::Training, Split::Testing] {
         tables.push_str(&format!("## {}\n\n", split.folder_name()));
-        tables.push_str(&quality_table(&manifest, split));
+        if scored(&manifest, split) {
+            tables.push_str(&quality_table(&manifest, split));
+        } else {
+            tables.push_str("No true masks for this split (or no images): nothing scored.\n");
+        }
         tables.push('\n');
     }
     std::fs::write(args.out.join("quality.md"), tables)
@@ -642,6 +642,14 @@ fn quality(
 }
 
 /// One split's scores of every threshold method, as markdown.
+/// Whether any image of `split` was scored against a true mask.
+fn scored(manifest: &PseudoManifest, split: Split) -> bool {
+    manifest
+        .quality
+        .values()
+        .any(|by_split| by_split.contains_key(split.folder_name()))
+}
+
 pub fn quality_table(manifest: &PseudoManifest, split: Split) -> String {
     let num = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| format!("{v:.3}"));
     let mut out = format!(

@@ -142,20 +142,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<TrainReport> {
                 },
             )
         }
-        None => {
-            let full = args.full_epochs.unwrap_or(DEFAULT_OFFLINE_FULL_EPOCHS);
-            eprintln!(
-                "note: no ImageNet weights (none given with --weights, none cached by `tumornet weights fetch`): \
-                 starting from torchvision's random init. The frozen stages cannot learn useful features from \
-                 random filters; {}",
-                if full > 0 {
-                    format!("the `full` stage (all layers) runs too ({full} epochs).")
-                } else {
-                    "with --full-epochs 0, expect chance accuracy.".to_string()
-                }
-            );
-            (fresh, WeightsOrigin::RandomInit { seed: args.seed })
-        }
+        None => (fresh, WeightsOrigin::RandomInit { seed: args.seed }),
     };
     let model = crate::device::from_host(model, &crate::device::inference()).train();
     let full_epochs = args.full_epochs.unwrap_or(if imagenet.is_some() {
@@ -168,6 +155,25 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<TrainReport> {
         .as_ref()
         .map_or_else(|| train_config(args, full_epochs), |s| s.config.clone());
     let origin = resume.as_ref().map_or(origin, |s| s.weights_origin.clone());
+    // Said once per command, with the epochs the run will have (a resumed run's own, not this command's flags).
+    if matches!(origin, WeightsOrigin::RandomInit { .. }) {
+        let full: usize = config
+            .stages
+            .iter()
+            .filter(|s| s.stage == Stage::Full)
+            .map(|s| s.epochs)
+            .sum();
+        eprintln!(
+            "note: no ImageNet weights (none given with --weights, none cached by `tumornet weights fetch`): \
+             starting from torchvision's random init. The frozen stages cannot learn useful features from \
+             random filters; {}",
+            if full > 0 {
+                format!("the `full` stage (all layers) runs too ({full} epochs).")
+            } else {
+                "with --full-epochs 0, expect chance accuracy.".to_string()
+            }
+        );
+    }
 
     // Decode once.
     let bar = progress_bar((train_samples.len() + test_samples.len()) as u64, "decode");

@@ -252,6 +252,46 @@ fn pseudo_masks_train_seg_segment_and_report() {
 }
 
 #[test]
+fn a_split_without_true_masks_is_said_to_be_unscored() {
+    let dir = temp_dir();
+    let data = dir.path().join("data");
+    small_phantom(&data, 1, 1, 9);
+    std::fs::remove_dir_all(data.join("masks").join("Testing")).expect("remove Testing masks");
+    let run = import_formula_run(dir.path());
+    let pseudo = dir.path().join("pseudo");
+    let out = ok(tumornet()
+        .args(["-q", "pseudo-masks"])
+        .arg(&run)
+        .arg(&data)
+        .arg("--out")
+        .arg(&pseudo)
+        .output()
+        .expect("pseudo-masks"));
+    // Testing's images still get masks, but only Training has a table (stdout and quality.md).
+    assert_eq!(
+        json(&pseudo.join("pseudo_masks.json"))["entries"]
+            .as_array()
+            .expect("entries")
+            .len(),
+        8
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("against the true masks, Training:"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("against the true masks, Testing:"),
+        "{stdout}"
+    );
+    let quality = std::fs::read_to_string(pseudo.join("quality.md")).expect("quality.md");
+    let (training, testing) = quality.split_once("## Testing").expect("Testing section");
+    assert!(training.contains("| threshold | class |"), "{quality}");
+    assert!(testing.contains("nothing scored"), "{quality}");
+    assert!(!testing.contains("| threshold | class |"), "{quality}");
+}
+
+#[test]
 fn train_seg_and_segment_name_what_is_wrong() {
     let dir = temp_dir();
     let out = tumornet()

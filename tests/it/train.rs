@@ -252,7 +252,7 @@ fn sigkill_then_resume_matches_an_uninterrupted_run() {
     let dir = temp_dir();
     let data = dir.path().join("data");
     small_phantom(&data, 4, 2, 8);
-    let train = |out: &std::path::Path, resume: bool| {
+    let train = |out: &std::path::Path| {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tumornet"));
         command
             .args(["-q", "train"])
@@ -274,13 +274,10 @@ fn sigkill_then_resume_matches_an_uninterrupted_run() {
                 "0.25",
             ])
             .env("TUMORNET_CACHE", dir.path().join("no-cache"));
-        if resume {
-            command.arg("--resume");
-        }
         command
     };
     let whole = dir.path().join("whole");
-    let out = train(&whole, false).output().expect("train");
+    let out = train(&whole).output().expect("train");
     assert!(
         out.status.success(),
         "{}",
@@ -288,7 +285,7 @@ fn sigkill_then_resume_matches_an_uninterrupted_run() {
     );
 
     let killed = dir.path().join("killed");
-    let mut child = train(&killed, false)
+    let mut child = train(&killed)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -325,12 +322,20 @@ fn sigkill_then_resume_matches_an_uninterrupted_run() {
         "killed before the end"
     );
 
-    let out = train(&killed, true).output().expect("resume");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // Resumed as a user would after a crash: no flags but --resume; the saved configuration decides, and the
+    // random-init note names the run's own `full` epochs (2), not the default of a bare command (5).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tumornet"))
+        .args(["-q", "train"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&killed)
+        .arg("--resume")
+        .env("TUMORNET_CACHE", dir.path().join("no-cache"))
+        .output()
+        .expect("resume");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("runs too (2 epochs)"), "{stderr}");
     // Same history (the timing columns aside) and the same test metrics.
     let history = |run: &std::path::Path| -> Vec<String> {
         std::fs::read_to_string(run.join("history.csv"))
