@@ -44,10 +44,13 @@ def main(folders):
     names = [c["map"] for c in max((d for _, _, d in records), key=lambda d: len(d["candidates"]))["candidates"]]
 
     def score(choose):
-        """Mean Dice per (split, class) and per (split, "all") of the candidate `choose(class, record)` picks."""
+        """Mean Dice per (split, class) and per (split, "all") of the candidate `choose(class, record)` picks
+        (records for which it returns None are left out)."""
         sums = defaultdict(lambda: [0.0, 0])
         for split, cls, d in records:
             i = choose(cls, d)
+            if i is None:
+                continue
             for key in [(split, cls), (split, "all")]:
                 sums[key][0] += d["candidates"][i]["dice"]
                 sums[key][1] += 1
@@ -55,7 +58,8 @@ def main(folders):
 
     rows = [("kept (as run)", score(lambda c, d: d["kept"]))]
     for i, name in enumerate(names):
-        rows.append((f"always {name}", score(lambda c, d, i=i: min(i, len(d["candidates"]) - 1))))
+        # Records made without that candidate (its class not in --sharpen-classes) are left out of its row.
+        rows.append((f"always {name}", score(lambda c, d, i=i: i if i < len(d["candidates"]) else None)))
     rows.append(("oracle", score(lambda c, d: max(range(len(d["candidates"])), key=lambda i: d["candidates"][i]["dice"]))))
     for k in range(0, len(TUMOURS) + 1):
         for sharpened_for in itertools.combinations(TUMOURS, k):
@@ -73,7 +77,8 @@ def main(folders):
         print("| --- | --- | --- | --- | --- |")
         for label, s in rows:
             cells = " | ".join("–" if s.get((split, c)) is None else f"{s[(split, c)]:.3f}" for c in TUMOURS)
-            print(f"| {label} | {cells} | {s[(split, 'all')]:.3f} |")
+            total = s.get((split, "all"))
+            print(f"| {label} | {cells} | {'–' if total is None else f'{total:.3f}'} |")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ RUN=${RUN:-.gpu/run}
 read -r -a SYNTH <<< "${SYNTH:---train 1000 --test 100 --seed 1 --lesion-scale 2}"
 TRAIN_N=${TRAIN_N:-600}
 TEST_N=${TEST_N:-100}
-read -r -a FLAGS <<< "${PSEUDO_FLAGS:---method layercam --layer fused --threshold appearance:10 --occlusion 48:24 --confirm-by-deletion --sharpen 2}"
+read -r -a FLAGS <<< "${PSEUDO_FLAGS:---method layercam --layer fused --threshold appearance:10 --occlusion 48:24 --confirm-by-deletion --sharpen 2 --sharpen-classes pituitary}"
 TIME=(/usr/bin/time -v)
 [ -x /usr/bin/time ] || TIME=()
 
@@ -27,22 +27,11 @@ if [ -f .gpu/expected.md5 ]; then
     log "md5 check rc=$? ($(grep -c ': OK$' "$R/md5.log") files equal)"
 fi
 
-# subset SPLIT N DEST: the first N images of each class folder of SPLIT, with their masks, as links.
-subset() {
-    local split=$1 n=$2 dest=$3 dir class f
-    for dir in "$FULL/$split"/*; do
-        class=$(basename "$dir")
-        mkdir -p "$dest/$split/$class" "$dest/masks/$split/$class"
-        for f in $(ls "$dir" | head -"$n"); do
-            ln -sf "$dir/$f" "$dest/$split/$class/$f"
-            [ -f "$FULL/masks/$split/$class/${f%.*}.png" ] &&
-                ln -sf "$FULL/masks/$split/$class/${f%.*}.png" "$dest/masks/$split/$class/"
-        done
-    done
-}
-subset Testing 2 /tmp/pseudo-small
-subset Testing "$TEST_N" /tmp/pseudo-Testing
-subset Training "$TRAIN_N" /tmp/pseudo-Training
+# shellcheck source=tools/phantom_subset.sh
+source "$(dirname "$0")/phantom_subset.sh"
+subset "$FULL" Testing 2 /tmp/pseudo-small
+subset "$FULL" Testing "$TEST_N" /tmp/pseudo-Testing
+subset "$FULL" Training "$TRAIN_N" /tmp/pseudo-Training
 
 step warmup 200 "${TIME[@]}" "$T" --device "$BACKEND" pseudo-masks "$RUN" /tmp/pseudo-small --out /tmp/out-small "${FLAGS[@]}"
 for split in Testing Training; do

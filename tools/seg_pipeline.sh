@@ -4,13 +4,13 @@
 # Every step is skipped when its last output is already there, so the script continues an interrupted chain (the
 # classifier's own `--resume` included). All outputs under WORK (default /tmp/seg-pipeline); logs beside them.
 #
-#   tools/seg_pipeline.sh                       # the recipe of BENCHMARKS.md's sharpened-candidates section
+#   tools/seg_pipeline.sh                       # the pseudo-mask recipe of BENCHMARKS.md's last section
 #   STOP_AFTER=pseudo tools/seg_pipeline.sh     # stop after a step: synth, classifier, pseudo, unet
 #
 # Settings (environment): TUMORNET (binary; default target/release/tumornet), WORK, SYNTH (synth flags),
 # TRAIN_FLAGS (classifier), TRAIN_N / TEST_N (images per class of each split given to pseudo-masks and the
-# U-Net), PSEUDO_FLAGS, SEG_FLAGS. Cost on the 2-core dev VM (BENCHMARKS.md): classifier ≈ 10 min per epoch
-# of 3,600 images; pseudo-masks with occlusion ≈ 3.4 s per tumour image; U-Net ≈ 1 min per epoch per 100
+# U-Net), PSEUDO_FLAGS, SEG_FLAGS. Cost on the 2-core dev VM (BENCHMARKS.md): classifier ≈ 9–17 min per epoch
+# of 3,600 images; pseudo-masks with occlusion ≈ 3.4–6.4 s per tumour image; U-Net ≈ 1 min per epoch per 100
 # images/class.
 set -euo pipefail
 T=${TUMORNET:-target/release/tumornet}
@@ -19,7 +19,7 @@ read -r -a SYNTH <<< "${SYNTH:---train 1000 --test 100 --seed 1 --lesion-scale 2
 read -r -a TRAIN_FLAGS <<< "${TRAIN_FLAGS:---baseline-epochs 0 --finetune-epochs 0 --full-epochs 7 --batch-size 32}"
 TRAIN_N=${TRAIN_N:-300}
 TEST_N=${TEST_N:-100}
-read -r -a PSEUDO_FLAGS <<< "${PSEUDO_FLAGS:---method layercam --layer fused --threshold appearance:10 --occlusion 48:24 --confirm-by-deletion --sharpen 2}"
+read -r -a PSEUDO_FLAGS <<< "${PSEUDO_FLAGS:---method layercam --layer fused --threshold appearance:10 --occlusion 48:24 --confirm-by-deletion --sharpen 2 --sharpen-classes pituitary}"
 read -r -a SEG_FLAGS <<< "${SEG_FLAGS:---rounds 1 --epochs 6 --cosine-lr}"
 STOP_AFTER=${STOP_AFTER:-}
 [ -x "$T" ] || { echo "no binary at $T (cargo build --release)" >&2; exit 1; }
@@ -47,23 +47,12 @@ step classifier "$WORK/classifier/metrics.json" \
     "$T" -q train "$WORK/phantom" --out "$WORK/classifier" "${TRAIN_FLAGS[@]}" "${resume[@]}"
 
 # The first TRAIN_N / TEST_N images of each class folder, with their true masks, as links.
-subset() {
-    local split=$1 n=$2 dest=$3 dir class f
-    for dir in "$WORK/phantom/$split"/*; do
-        class=$(basename "$dir")
-        mkdir -p "$dest/$split/$class" "$dest/masks/$split/$class"
-        for f in $(ls "$dir" | head -"$n"); do
-            ln -sf "$dir/$f" "$dest/$split/$class/$f"
-            if [ -f "$WORK/phantom/masks/$split/$class/${f%.*}.png" ]; then
-                ln -sf "$WORK/phantom/masks/$split/$class/${f%.*}.png" "$dest/masks/$split/$class/"
-            fi
-        done
-    done
-}
+# shellcheck source=tools/phantom_subset.sh
+source "$(dirname "$0")/phantom_subset.sh"
 DATA="$WORK/subset-$TRAIN_N-$TEST_N"
 if [ ! -d "$DATA" ]; then
-    subset Training "$TRAIN_N" "$DATA"
-    subset Testing "$TEST_N" "$DATA"
+    subset "$WORK/phantom" Training "$TRAIN_N" "$DATA"
+    subset "$WORK/phantom" Testing "$TEST_N" "$DATA"
 fi
 step pseudo "$WORK/pseudo/pseudo_masks.json" \
     "$T" -q pseudo-masks "$WORK/classifier" "$DATA" --out "$WORK/pseudo" "${PSEUDO_FLAGS[@]}"
