@@ -398,6 +398,11 @@ pub struct PseudoMaskArgs {
     /// gradient map points at, at one forward pass per window (48:16 = 144 per image).
     #[arg(long, value_name = "PATCH:STRIDE[:WEIGHT]")]
     pub occlusion: Option<crate::cam::occlusion::Occlusion>,
+    /// With --occlusion: occlude only images whose explained class is one of these; the others keep their CAM's
+    /// mask (and cost no occlusion passes). Default: every tumour class.
+    #[arg(long, value_name = "CLASS", value_delimiter = ',', requires = "occlusion",
+          value_parser = parse_tumour_class)]
+    pub occlusion_classes: Vec<Class>,
     /// With --occlusion: make the mask from the CAM alone and from the combined map, black each out of the
     /// image, and keep the one the classifier confirms (the smaller of those whose removal halves the class
     /// probability, else the one whose removal lowers it most).
@@ -601,7 +606,7 @@ pub struct ServeArgs {
 fn parse_tumour_class(text: &str) -> Result<Class, String> {
     match text.trim().parse::<Class>()? {
         c if c.is_tumour() => Ok(c),
-        c => Err(format!("`{text}`: {c} has no lesion to sharpen a mask for")),
+        c => Err(format!("`{text}`: {c} has no lesion to outline")),
     }
 }
 

@@ -19,7 +19,7 @@ read -r -a SYNTH <<< "${SYNTH:---train 1000 --test 100 --seed 1 --lesion-scale 2
 read -r -a TRAIN_FLAGS <<< "${TRAIN_FLAGS:---baseline-epochs 0 --finetune-epochs 0 --full-epochs 7 --batch-size 32}"
 TRAIN_N=${TRAIN_N:-300}
 TEST_N=${TEST_N:-100}
-read -r -a PSEUDO_FLAGS <<< "${PSEUDO_FLAGS:---method layercam --layer fused --threshold appearance:10 --occlusion 48:24 --confirm-by-deletion --sharpen 2 --sharpen-classes pituitary}"
+read -r -a PSEUDO_FLAGS <<< "${PSEUDO_FLAGS:---method layercam --layer fused --threshold appearance:10 --occlusion 48:24 --occlusion-classes pituitary --confirm-by-deletion --sharpen 2}"
 read -r -a SEG_FLAGS <<< "${SEG_FLAGS:---rounds 1 --epochs 6 --cosine-lr}"
 STOP_AFTER=${STOP_AFTER:-}
 [ -x "$T" ] || { echo "no binary at $T (cargo build --release)" >&2; exit 1; }

@@ -103,6 +103,9 @@ pub struct PseudoManifest {
     /// The occlusion combined with each tumour image's CAM (`--occlusion`), if any.
     #[serde(default)]
     pub occlusion: Option<Occlusion>,
+    /// `--occlusion-classes`: the explained classes that are occluded (empty: every tumour class).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub occlusion_classes: Vec<Class>,
     /// With `--confirm-by-deletion`: how many tumour images kept the CAM's mask and how many the combined one.
     #[serde(default)]
     pub confirm_by_deletion: Option<ConfirmedCounts>,
@@ -136,13 +139,18 @@ pub fn run(args: &PseudoMaskArgs) -> anyhow::Result<()> {
         for (e, n) in manifest.sharpen.iter().zip(&counts.sharpened) {
             print!(", the combined map^{e}'s for {n}");
         }
+        let names = |classes: &[Class]| -> String {
+            let names: Vec<String> = classes.iter().map(Class::to_string).collect();
+            names.join(", ")
+        };
+        if !manifest.occlusion_classes.is_empty() {
+            print!(" (occluded: {} only)", names(&manifest.occlusion_classes));
+        }
         if !manifest.sharpen_classes.is_empty() {
-            let classes: Vec<String> = manifest
-                .sharpen_classes
-                .iter()
-                .map(Class::to_string)
-                .collect();
-            print!(" (sharpened maps offered for {} only)", classes.join(", "));
+            print!(
+                " (sharpened maps offered for {} only)",
+                names(&manifest.sharpen_classes)
+            );
         }
         println!();
     }
@@ -426,10 +434,12 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
                 gray: &loaded.gray,
                 head: &head,
             };
+            // An empty --occlusion-classes / --sharpen-classes list means every class.
+            let listed = |classes: &[Class]| classes.is_empty() || classes.contains(&target);
             let occluded;
             let mut deletion = None;
             let map = match (&frozen, args.occlusion) {
-                (Some(frozen), Some(occlusion)) if tumour => {
+                (Some(frozen), Some(occlusion)) if tumour && listed(&args.occlusion_classes) => {
                     let size = run_config.input_size;
                     let (map, record) = with_occlusion(
                         frozen,
@@ -441,9 +451,7 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
                         args.confirm_by_deletion.then(|| Confirm {
                             cues: &cues,
                             config: &config,
-                            exponents: if args.sharpen_classes.is_empty()
-                                || args.sharpen_classes.contains(&target)
-                            {
+                            exponents: if listed(&args.sharpen_classes) {
                                 &args.sharpen
                             } else {
                                 &[]
@@ -560,6 +568,7 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
         layer: args.layer,
         scales: args.scales.clone(),
         occlusion: args.occlusion,
+        occlusion_classes: args.occlusion_classes.clone(),
         confirm_by_deletion: args.confirm_by_deletion.then(|| ConfirmedCounts {
             cam: confirmed[0],
             combined: confirmed[1],

@@ -280,6 +280,7 @@ pub fn train_seg(args: &TrainSegArgs) -> anyhow::Result<SegRun> {
             "layer": manifest.layer,
             "scales": manifest.scales,
             "occlusion": manifest.occlusion,
+            "occlusion_classes": manifest.occlusion_classes,
             "confirm_by_deletion": manifest.confirm_by_deletion.is_some(),
             "sharpen": manifest.sharpen,
             "sharpen_classes": manifest.sharpen_classes,

@@ -334,6 +334,8 @@ fn pseudo_masks_with_occlusion_record_it_and_confirm_a_mask_per_tumour_image() {
             "2,3",
             "--sharpen-classes",
             "meningioma,pituitary_tumor",
+            "--occlusion-classes",
+            "glioma,pituitary",
         ],
     );
     let manifest = json(&pseudo.join("pseudo_masks.json"));
@@ -346,8 +348,13 @@ fn pseudo_masks_with_occlusion_record_it_and_confirm_a_mask_per_tumour_image() {
         manifest["sharpen_classes"],
         serde_json::json!(["meningioma", "pituitary"])
     );
-    // Label gate: 3 tumour classes × 3 images get an occlusion map and a confirmed mask (of the CAM, the combined
-    // map or one of its two sharpened versions); no-tumour images none.
+    assert_eq!(
+        manifest["occlusion_classes"],
+        serde_json::json!(["glioma", "pituitary"])
+    );
+    // Label gate: the 2 occluded classes × 3 images get an occlusion map and a confirmed mask (of the CAM, the
+    // combined map or one of its two sharpened versions); meningioma (not in --occlusion-classes) and no-tumour
+    // images none.
     let counts = &manifest["confirm_by_deletion"];
     let sharpened = counts["sharpened"].as_array().expect("sharpened");
     assert_eq!(sharpened.len(), 2, "{counts}");
@@ -357,7 +364,7 @@ fn pseudo_masks_with_occlusion_record_it_and_confirm_a_mask_per_tumour_image() {
             .iter()
             .map(|n| n.as_u64().expect("count"))
             .sum::<u64>();
-    assert_eq!(total, 9, "{counts}");
+    assert_eq!(total, 6, "{counts}");
     for entry in manifest["entries"].as_array().expect("entries") {
         let mask = image::open(pseudo.join(entry["mask"].as_str().expect("mask")))
             .expect("mask png")
@@ -368,8 +375,12 @@ fn pseudo_masks_with_occlusion_record_it_and_confirm_a_mask_per_tumour_image() {
             assert!(entry.get("deletion").is_none(), "{entry}");
             continue;
         }
-        // Each tumour image records its candidates: gliomas only the CAM and the combined map (not in
-        // --sharpen-classes), the others both sharpened maps too; the kept one is the mask written.
+        if entry["class"] == "meningioma" {
+            assert!(entry.get("deletion").is_none(), "{entry}");
+            continue;
+        }
+        // Each occluded image records its candidates: gliomas only the CAM and the combined map (not in
+        // --sharpen-classes), pituitary tumours both sharpened maps too; the kept one is the mask written.
         let record = &entry["deletion"];
         let candidates = record["candidates"].as_array().expect("candidates");
         let names: Vec<&str> = candidates
@@ -459,6 +470,7 @@ fn pseudo_masks_with_occlusion_record_it_and_confirm_a_mask_per_tumour_image() {
             ][..],
             "no lesion",
         ),
+        (&["--occlusion-classes", "glioma"][..], "--occlusion"),
     ] {
         let out = tumornet()
             .arg("pseudo-masks")
