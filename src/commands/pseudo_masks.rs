@@ -88,6 +88,24 @@ pub struct ConfirmedCounts {
     pub sharpened: Vec<usize>,
 }
 
+impl ConfirmedCounts {
+    /// Counted from the entries' deletion records (kept index 0 the CAM, 1 the combined map, 2… the maps of the
+    /// `exponents` sharpening exponents).
+    fn of(entries: &[PseudoEntry], exponents: usize) -> ConfirmedCounts {
+        let mut kept = vec![0usize; 2 + exponents];
+        for record in entries.iter().filter_map(|e| e.deletion.as_ref()) {
+            if let Some(n) = kept.get_mut(record.kept) {
+                *n += 1;
+            }
+        }
+        ConfirmedCounts {
+            cam: kept[0],
+            combined: kept[1],
+            sharpened: kept[2..].to_vec(),
+        }
+    }
+}
+
 /// `pseudo_masks.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PseudoManifest {
@@ -403,9 +421,6 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
     let mut gallery_counts = [0usize; Class::COUNT];
     let per_class = args.gallery.div_ceil(3).max(1);
     let side = SIDE as usize;
-    // With --confirm-by-deletion: how often the CAM's mask, the combined map's and each sharpened map's were
-    // kept.
-    let mut confirmed = vec![0usize; 2 + args.sharpen.len()];
     let bar = progress_bar(samples.len() as u64, "pseudo-masks");
     for chunk in samples.chunks(args.batch_size.max(1)) {
         let ready = super::load_batch(chunk, |sample| load(sample), &mut errors, &bar);
@@ -437,7 +452,8 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
             // An empty --occlusion-classes / --sharpen-classes list means every class.
             let listed = |classes: &[Class]| classes.is_empty() || classes.contains(&target);
             let occluded;
-            let mut deletion = None;
+            // With --confirm-by-deletion, an occluded image's record of its candidates.
+            let deletion;
             let map = match (&frozen, args.occlusion) {
                 (Some(frozen), Some(occlusion)) if tumour && listed(&args.occlusion_classes) => {
                     let size = run_config.input_size;
@@ -459,14 +475,14 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
                             truth: loaded.truth.as_deref(),
                         }),
                     )?;
-                    if let Some(record) = record {
-                        confirmed[record.kept] += 1;
-                        deletion = Some(record);
-                    }
+                    deletion = record;
                     occluded = map;
                     &occluded
                 }
-                _ => &cams.maps[i],
+                _ => {
+                    deletion = None;
+                    &cams.maps[i]
+                }
             };
             let mask = pseudo_mask(map, side, side, tumour, Some(&cues), &config);
             if let Some(truth) = &loaded.truth {
@@ -569,11 +585,9 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
         scales: args.scales.clone(),
         occlusion: args.occlusion,
         occlusion_classes: args.occlusion_classes.clone(),
-        confirm_by_deletion: args.confirm_by_deletion.then(|| ConfirmedCounts {
-            cam: confirmed[0],
-            combined: confirmed[1],
-            sharpened: confirmed[2..].to_vec(),
-        }),
+        confirm_by_deletion: args
+            .confirm_by_deletion
+            .then(|| ConfirmedCounts::of(&entries, args.sharpen.len())),
         sharpen: args.sharpen.clone(),
         sharpen_classes: args.sharpen_classes.clone(),
         entries,
@@ -650,7 +664,6 @@ fn quality(
     out
 }
 
-/// One split's scores of every threshold method, as markdown.
 /// Whether any image of `split` was scored against a true mask.
 fn scored(manifest: &PseudoManifest, split: Split) -> bool {
     manifest
@@ -659,6 +672,7 @@ fn scored(manifest: &PseudoManifest, split: Split) -> bool {
         .any(|by_split| by_split.contains_key(split.folder_name()))
 }
 
+/// One split's scores of every threshold method, as markdown.
 pub fn quality_table(manifest: &PseudoManifest, split: Split) -> String {
     let num = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| format!("{v:.3}"));
     let mut out = format!(

@@ -39,17 +39,22 @@ fn phantom_pseudo_masks(
     small_phantom(&data, train, test, seed);
     let run = import_formula_run(dir);
     let pseudo = dir.join("pseudo");
+    let stdout = run_pseudo_masks(&run, &data, &pseudo, flags);
+    (data, run, pseudo, stdout)
+}
+
+/// `pseudo-masks RUN DATA --out PSEUDO FLAGS…`, which must succeed; its stdout.
+fn run_pseudo_masks(run: &Path, data: &Path, pseudo: &Path, flags: &[&str]) -> String {
     let out = ok(tumornet()
         .args(["-q", "pseudo-masks"])
-        .arg(&run)
-        .arg(&data)
+        .arg(run)
+        .arg(data)
         .arg("--out")
-        .arg(&pseudo)
+        .arg(pseudo)
         .args(flags)
         .output()
         .expect("pseudo-masks"));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    (data, run, pseudo, stdout)
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -259,14 +264,7 @@ fn a_split_without_true_masks_is_said_to_be_unscored() {
     std::fs::remove_dir_all(data.join("masks").join("Testing")).expect("remove Testing masks");
     let run = import_formula_run(dir.path());
     let pseudo = dir.path().join("pseudo");
-    let out = ok(tumornet()
-        .args(["-q", "pseudo-masks"])
-        .arg(&run)
-        .arg(&data)
-        .arg("--out")
-        .arg(&pseudo)
-        .output()
-        .expect("pseudo-masks"));
+    let stdout = run_pseudo_masks(&run, &data, &pseudo, &[]);
     // Testing's images still get masks, but only Training has a table (stdout and quality.md).
     assert_eq!(
         json(&pseudo.join("pseudo_masks.json"))["entries"]
@@ -275,7 +273,6 @@ fn a_split_without_true_masks_is_said_to_be_unscored() {
             .len(),
         8
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("against the true masks, Training:"),
         "{stdout}"
