@@ -490,6 +490,14 @@ pub struct TrainSegArgs {
     /// Probability at which the U-Net's output becomes a mask.
     #[arg(long, default_value_t = 0.5)]
     pub threshold: f32,
+    /// Predict with a test-time flip: each image's logits averaged with its mirror image's (kept in the run, so
+    /// `segment` and `serve` do the same).
+    #[arg(long)]
+    pub flip_tta: bool,
+    /// A tumour mask (one the gate lets through) that comes out empty becomes the U-Net's most likely region:
+    /// the pixels at or above half the image's highest probability, largest component (kept in the run).
+    #[arg(long)]
+    pub never_empty: bool,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Cases in gallery.png.
@@ -513,6 +521,12 @@ pub struct SegmentArgs {
     /// Probability at which the U-Net's output becomes a mask (default: the run's).
     #[arg(long)]
     pub threshold: Option<f32>,
+    /// Test-time flip (see `train-seg --flip-tta`), also for a run trained without it.
+    #[arg(long)]
+    pub flip_tta: bool,
+    /// Never-empty tumour masks (see `train-seg --never-empty`), also for a run trained without it.
+    #[arg(long)]
+    pub never_empty: bool,
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
     #[command(flatten)]

@@ -15,7 +15,7 @@ use crate::metrics::segmentation::{MaskCounts, SegmentationScores, SegmentationS
 use crate::model::inference;
 use crate::model::run;
 use crate::model::unet::{load_unet, UNet};
-use crate::train::segmentation::{logits_to_mask, predict_logits};
+use crate::train::segmentation::{logits_to_mask, predict_logits, MaskRule};
 use crate::viz::{self, masks};
 use anyhow::Context;
 use image::{GrayImage, RgbImage};
@@ -50,6 +50,8 @@ pub struct SegmentReport {
     pub segrun: PathBuf,
     pub gated: bool,
     pub threshold: f32,
+    pub flip_tta: bool,
+    pub never_empty: bool,
     pub images: Vec<Segmented>,
     /// Per true class and `all`, where true masks exist.
     pub scores: BTreeMap<String, SegmentationScores>,
@@ -95,7 +97,7 @@ pub fn segment_images(
     model: &SegModel,
     images: &[RgbImage],
     gate: bool,
-    threshold: f32,
+    rule: &MaskRule,
 ) -> anyhow::Result<Vec<(Vec<f32>, Vec<bool>)>> {
     let device = crate::device::inference();
     let size = model.classifier_config.input_size;
@@ -112,14 +114,14 @@ pub fn segment_images(
         .into_iter()
         .unzip();
     let probabilities = inference::probabilities(&model.classifier, &for_classifier, &device)?;
-    let logits = predict_logits(&model.unet, &for_unet, 32)?;
+    let logits = predict_logits(&model.unet, &for_unet, 32, rule.flip)?;
     Ok(probabilities
         .into_iter()
         .zip(logits)
         .map(|(p, z)| {
             let (best, _) = crate::metrics::argmax(&p);
             let tumour = !gate || model.classifier_config.classes[best].is_tumour();
-            let mask = logits_to_mask(&z, side as usize, threshold, tumour, true);
+            let mask = logits_to_mask(&z, side as usize, rule, tumour, true);
             (p, mask)
         })
         .collect())
@@ -164,9 +166,14 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<()> {
 pub fn segment(args: &SegmentArgs) -> anyhow::Result<SegmentReport> {
     let model =
         load_segrun(&args.segrun).with_context(|| format!("loading {}", args.segrun.display()))?;
-    let threshold = args.threshold.unwrap_or(model.config.threshold);
+    let run_rule = model.config.mask_rule();
+    let rule = MaskRule {
+        threshold: args.threshold.unwrap_or(run_rule.threshold),
+        flip: args.flip_tta || run_rule.flip,
+        never_empty: args.never_empty || run_rule.never_empty,
+    };
     anyhow::ensure!(
-        threshold > 0.0 && threshold < 1.0,
+        rule.threshold > 0.0 && rule.threshold < 1.0,
         "--threshold must lie in (0, 1)"
     );
     let (items, mut errors) = gather(&args.inputs, &args.volume.options())?;
@@ -187,7 +194,7 @@ pub fn segment(args: &SegmentArgs) -> anyhow::Result<SegmentReport> {
             continue;
         }
         let originals: Vec<RgbImage> = ready.iter().map(|(_, (image, _))| image.clone()).collect();
-        let results = segment_images(&model, &originals, !args.no_gate, threshold)?;
+        let results = segment_images(&model, &originals, !args.no_gate, &rule)?;
         for ((item, (original, truth)), (probabilities, mask)) in ready.iter().zip(results) {
             let (best, confidence) = crate::metrics::argmax(&probabilities);
             let predicted = model.classifier_config.classes[best];
@@ -262,7 +269,9 @@ pub fn segment(args: &SegmentArgs) -> anyhow::Result<SegmentReport> {
     let report = SegmentReport {
         segrun: args.segrun.clone(),
         gated: !args.no_gate,
-        threshold,
+        threshold: rule.threshold,
+        flip_tta: rule.flip,
+        never_empty: rule.never_empty,
         images,
         scores,
         errors,

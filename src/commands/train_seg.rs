@@ -19,7 +19,8 @@ use crate::model::unet::{save_unet, UNet};
 use crate::train::config::Schedule;
 use crate::train::data::stratified_split;
 use crate::train::segmentation::{
-    logits_to_mask, predict_logits, score_logits, train_round, RoundConfig, SegData, SegEpoch,
+    logits_to_mask, predict_logits, score_logits, train_round, MaskRule, RoundConfig, SegData,
+    SegEpoch,
 };
 use crate::viz::masks;
 use anyhow::Context;
@@ -54,6 +55,12 @@ pub struct SegRun {
     pub pseudo_config: serde_json::Value,
     pub side: u32,
     pub threshold: f32,
+    /// Test-time flip: logits averaged with the mirror image's (runs written before it existed: off).
+    #[serde(default)]
+    pub flip_tta: bool,
+    /// Tumour masks never empty (see [`MaskRule::never_empty`]; runs written before it existed: off).
+    #[serde(default)]
+    pub never_empty: bool,
     pub train_encoder: bool,
     pub rounds: usize,
     /// EM iterations of the appearance refinement of each round's masks (0: none).
@@ -72,6 +79,17 @@ pub struct SegRun {
     pub round_metrics: Vec<RoundMetrics>,
     pub seconds: f64,
     pub created_by: String,
+}
+
+impl SegRun {
+    /// How this run's U-Net outputs become masks.
+    pub fn mask_rule(&self) -> MaskRule {
+        MaskRule {
+            threshold: self.threshold,
+            flip: self.flip_tta,
+            never_empty: self.never_empty,
+        }
+    }
 }
 
 /// Scores after one round. "Targets" are what the round trained on (round 1: the pseudo-masks).
@@ -156,6 +174,11 @@ pub fn train_seg(args: &TrainSegArgs) -> anyhow::Result<SegRun> {
         );
     }
     // Whether a training image may have tumour pixels: the same gate the pseudo-masks used.
+    let rule = MaskRule {
+        threshold: args.threshold,
+        flip: args.flip_tta,
+        never_empty: args.never_empty,
+    };
     let gate = |e: &PseudoEntry| match manifest.gate {
         Gate::Label => e.class.is_tumour(),
         Gate::Prediction => e.predicted.is_tumour(),
@@ -222,7 +245,7 @@ pub fn train_seg(args: &TrainSegArgs) -> anyhow::Result<SegRun> {
             &mut history,
             &|n| bar.inc(n),
         )?;
-        let train_logits = predict_logits(&model, &data.images, 32)?;
+        let train_logits = predict_logits(&model, &data.images, 32, rule.flip)?;
         let metrics = round_scores(
             round,
             &model,
@@ -230,7 +253,7 @@ pub fn train_seg(args: &TrainSegArgs) -> anyhow::Result<SegRun> {
             &data,
             &train_logits,
             &test_items,
-            args.threshold,
+            &rule,
             &gate,
         )?;
         tracing::info!(
@@ -252,7 +275,7 @@ pub fn train_seg(args: &TrainSegArgs) -> anyhow::Result<SegRun> {
                     logits,
                     &item.image,
                     data.side,
-                    args.threshold,
+                    &rule,
                     gate(&item.entry),
                     args.refine,
                 ));
@@ -287,6 +310,8 @@ pub fn train_seg(args: &TrainSegArgs) -> anyhow::Result<SegRun> {
         }),
         side: SIDE,
         threshold: args.threshold,
+        flip_tta: args.flip_tta,
+        never_empty: args.never_empty,
         train_encoder: args.train_encoder,
         rounds: args.rounds,
         refine: args.refine,
@@ -321,7 +346,7 @@ pub fn train_seg(args: &TrainSegArgs) -> anyhow::Result<SegRun> {
         &args.out.join("gallery.png"),
         &model,
         &test_items,
-        args.threshold,
+        &rule,
         args.gallery,
     )?;
     Ok(seg)
@@ -340,12 +365,12 @@ fn next_targets(
     logits: &[f32],
     image: &RgbImage,
     side: usize,
-    threshold: f32,
+    rule: &MaskRule,
     tumour: bool,
     refine: u32,
 ) -> Vec<bool> {
     if refine == 0 || !tumour {
-        return logits_to_mask(logits, side, threshold, tumour, true);
+        return logits_to_mask(logits, side, rule, tumour, true);
     }
     let gray = image::DynamicImage::ImageRgb8(image.clone())
         .to_luma8()
@@ -353,7 +378,7 @@ fn next_targets(
     let head = crate::cam::pseudo::head_mask(&gray, side, side);
     let prior: Vec<f32> = logits.iter().map(|z| 1.0 / (1.0 + (-z).exp())).collect();
     let posterior = crate::cam::refine::appearance_posterior(&prior, &gray, Some(&head), refine);
-    let mut mask: Vec<bool> = posterior.iter().map(|q| *q >= threshold).collect();
+    let mut mask: Vec<bool> = posterior.iter().map(|q| *q >= rule.threshold).collect();
     crate::cam::pseudo::keep_largest_filled(&mut mask, side, side);
     mask
 }
@@ -393,7 +418,7 @@ fn round_scores(
     data: &SegData,
     train_logits: &[Vec<f32>],
     test_items: &[&Item],
-    threshold: f32,
+    rule: &MaskRule,
     gate: &dyn Fn(&PseudoEntry) -> bool,
 ) -> anyhow::Result<RoundMetrics> {
     let side = data.side;
@@ -408,34 +433,34 @@ fn round_scores(
             .map(|v| *v > crate::cam::pseudo::IGNORE)
             .collect();
         targets.add_image(&MaskCounts::from_masks(&target, truth, None), None);
-        let predicted = logits_to_mask(logits, side, threshold, gate(&item.entry), true);
+        let predicted = logits_to_mask(logits, side, rule, gate(&item.entry), true);
         unet_train.add_image(&MaskCounts::from_masks(&predicted, truth, None), None);
     }
     let images: Vec<RgbImage> = test_items.iter().map(|i| i.image.clone()).collect();
-    let test_logits = predict_logits(model, &images, 32)?;
+    let test_logits = predict_logits(model, &images, 32, rule.flip)?;
     let mut by_label: BTreeMap<String, SegmentationSums> = BTreeMap::new();
     let mut by_prediction: BTreeMap<String, SegmentationSums> = BTreeMap::new();
     let mut vs_pseudo = SegmentationSums::default();
     for (item, logits) in test_items.iter().zip(&test_logits) {
-        let (sum, pixels, _) = score_logits(logits, &item.pseudo, side, threshold);
+        let (sum, pixels, _) = score_logits(logits, &item.pseudo, side, rule.threshold);
         let pseudo_fg: Vec<bool> = item
             .pseudo
             .iter()
             .map(|v| *v > crate::cam::pseudo::IGNORE)
             .collect();
-        let gated = logits_to_mask(logits, side, threshold, gate(&item.entry), true);
+        let gated = logits_to_mask(logits, side, rule, gate(&item.entry), true);
         vs_pseudo.add_image(
             &MaskCounts::from_masks(&gated, &pseudo_fg, None),
             Some((sum, pixels)),
         );
         let Some(truth) = &item.truth else { continue };
         let reference: Vec<u8> = crate::cam::pseudo::to_stored(truth);
-        let (bce, pixels, _) = score_logits(logits, &reference, side, threshold);
+        let (bce, pixels, _) = score_logits(logits, &reference, side, rule.threshold);
         for (sums, tumour) in [
             (&mut by_label, item.entry.class.is_tumour()),
             (&mut by_prediction, item.entry.predicted.is_tumour()),
         ] {
-            let predicted = logits_to_mask(logits, side, threshold, tumour, true);
+            let predicted = logits_to_mask(logits, side, rule, tumour, true);
             let counts = MaskCounts::from_masks(&predicted, truth, None);
             sums.entry(item.entry.class.to_string())
                 .or_default()
@@ -532,7 +557,7 @@ fn write_gallery(
     path: &Path,
     model: &UNet,
     test_items: &[&Item],
-    threshold: f32,
+    rule: &MaskRule,
     count: usize,
 ) -> anyhow::Result<()> {
     let per_class = count.div_ceil(3).max(1);
@@ -551,7 +576,7 @@ fn write_gallery(
         return Ok(());
     }
     let images: Vec<RgbImage> = chosen.iter().map(|i| i.image.clone()).collect();
-    let logits = predict_logits(model, &images, 32)?;
+    let logits = predict_logits(model, &images, 32, rule.flip)?;
     let side = SIDE as usize;
     let cases: Vec<(Class, [RgbImage; 4])> = chosen
         .iter()
@@ -563,7 +588,7 @@ fn write_gallery(
                 .map(|t| crate::cam::pseudo::to_stored(t))
                 .unwrap_or_else(|| vec![0; side * side]);
             let predicted: Vec<u8> =
-                crate::cam::pseudo::to_stored(&logits_to_mask(z, side, threshold, true, true));
+                crate::cam::pseudo::to_stored(&logits_to_mask(z, side, rule, true, true));
             (
                 item.entry.class,
                 [
@@ -602,13 +627,14 @@ mod tests {
                 (p / (1.0 - p)).ln()
             })
             .collect();
-        let plain = next_targets(&logits, &image, side, 0.5, true, 0);
-        assert_eq!(plain, logits_to_mask(&logits, side, 0.5, true, true));
-        let refined = next_targets(&logits, &image, side, 0.5, true, 10);
+        let half = MaskRule::threshold(0.5);
+        let plain = next_targets(&logits, &image, side, &half, true, 0);
+        assert_eq!(plain, logits_to_mask(&logits, side, &half, true, true));
+        let refined = next_targets(&logits, &image, side, &half, true, 10);
         let dice = crate::cam::refine::tests::dice;
         let (before, after) = (dice(&plain, &lesion), dice(&refined, &lesion));
         assert!(after > before + 0.1, "refined {after} vs plain {before}");
-        assert!(next_targets(&logits, &image, side, 0.5, false, 10)
+        assert!(next_targets(&logits, &image, side, &half, false, 10)
             .iter()
             .all(|m| !m));
     }

@@ -77,8 +77,12 @@ struct AppState {
     method: CamMethod,
     image_weight: f32,
     max_body: usize,
-    /// The segmentation run's U-Net, its input side and threshold.
-    seg: Option<(crate::model::unet::UNet, u32, f32)>,
+    /// The segmentation run's U-Net, its input side and mask rule.
+    seg: Option<(
+        crate::model::unet::UNet,
+        u32,
+        crate::train::segmentation::MaskRule,
+    )>,
 }
 
 /// A prediction as the API returns it.
@@ -168,7 +172,7 @@ pub fn router(config: &ServerConfig) -> Result<Router, ServerError> {
     let seg = match &config.seg {
         Some(dir) => {
             let loaded = crate::commands::segment::load_segrun(dir).map_err(ServerError::Seg)?;
-            Some((loaded.unet, loaded.config.side, loaded.config.threshold))
+            Some((loaded.unet, loaded.config.side, loaded.config.mask_rule()))
         }
         None => None,
     };
@@ -419,15 +423,15 @@ fn explain(
     let png = png_bytes(image::DynamicImage::ImageRgb8(overlay))?;
     let classes = &state.config.classes;
     let (mask_png, tumour_fraction) = match &state.seg {
-        Some((unet, side, threshold)) => {
+        Some((unet, side, rule)) => {
             let small =
                 resize_rgb(&image, *side, *side).map_err(|e| bad(format!("{name}: {e}")))?;
-            let logits =
-                crate::train::segmentation::predict_logits(unet, &[small], 1).map_err(internal)?;
+            let logits = crate::train::segmentation::predict_logits(unet, &[small], 1, rule.flip)
+                .map_err(internal)?;
             let mask = crate::train::segmentation::logits_to_mask(
                 logits.first().map(Vec::as_slice).unwrap_or_default(),
                 *side as usize,
-                *threshold,
+                rule,
                 classes[best].is_tumour(),
                 true,
             );

@@ -188,11 +188,39 @@ pub fn train_round(
     Ok(best.map(|(_, _, m)| m).unwrap_or_else(|| unet.valid()))
 }
 
-/// Mask logits (`side`×`side` each) of `images` with a U-Net in inference mode, in batches.
+/// How a segmentation run turns a U-Net's output into a mask.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MaskRule {
+    /// Probability at which a pixel becomes tumour.
+    pub threshold: f32,
+    /// Average the logits of each image and of its mirror image (the flip the U-Net was trained with).
+    #[serde(default)]
+    pub flip: bool,
+    /// When a mask the gate lets through comes out empty, keep the pixels at or above half the image's highest
+    /// probability instead (largest component, holes filled): the classifier called the image a tumour, so the
+    /// mask shows where the U-Net finds one most likely rather than nothing.
+    #[serde(default)]
+    pub never_empty: bool,
+}
+
+impl MaskRule {
+    /// A plain threshold: no flip, empty masks stay empty.
+    pub fn threshold(threshold: f32) -> Self {
+        MaskRule {
+            threshold,
+            flip: false,
+            never_empty: false,
+        }
+    }
+}
+
+/// Mask logits (`side`×`side` each) of `images` with a U-Net in inference mode, in batches; with `flip`, the
+/// mean of the logits of each image and (mirrored back) of its mirror image.
 pub fn predict_logits(
     unet: &UNet,
     images: &[RgbImage],
     batch_size: usize,
+    flip: bool,
 ) -> Result<Vec<Vec<f32>>, InferenceError> {
     let device = crate::device::inference();
     let mut out = Vec::with_capacity(images.len());
@@ -200,30 +228,49 @@ pub fn predict_logits(
         let x = images_to_tensor(chunk, &device)
             .map_err(|e| InferenceError::Readback(e.to_string()))?;
         let [_, _, h, w] = x.dims();
-        let logits = values(unet.forward(x))?; // [B, 1, H, W]
+        let logits = if flip {
+            let mirrored = unet.forward(x.clone().flip([3])).flip([3]);
+            (unet.forward(x) + mirrored).div_scalar(2.0)
+        } else {
+            unet.forward(x)
+        };
+        let logits = values(logits)?; // [B, 1, H, W]
         out.extend(logits.chunks(h * w).map(<[f32]>::to_vec));
     }
     Ok(out)
 }
 
-/// The binary mask of logits at probability `threshold`, emptied when `tumour` is false; with `cleanup`, the
-/// largest component with its holes filled.
+/// The binary mask of logits by `rule`, emptied when `tumour` is false; with `cleanup`, the largest component
+/// with its holes filled. `rule.never_empty` applies to tumour masks only.
 pub fn logits_to_mask(
     logits: &[f32],
     side: usize,
-    threshold: f32,
+    rule: &MaskRule,
     tumour: bool,
     cleanup: bool,
 ) -> Vec<bool> {
     if !tumour {
         return vec![false; logits.len()];
     }
-    let level = (threshold / (1.0 - threshold)).ln();
+    let level = logit(rule.threshold);
     let mut mask: Vec<bool> = logits.iter().map(|z| *z >= level).collect();
     if cleanup {
         keep_largest_filled(&mut mask, side, side);
     }
+    if rule.never_empty && !mask.contains(&true) {
+        let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        if top.is_finite() {
+            let half = logit(0.5 / (1.0 + (-top).exp()));
+            mask = logits.iter().map(|z| *z >= half).collect();
+            keep_largest_filled(&mut mask, side, side);
+        }
+    }
     mask
+}
+
+/// The logit of probability `p`.
+fn logit(p: f32) -> f32 {
+    (p / (1.0 - p)).ln()
 }
 
 /// Mean loss-relevant BCE (over the counted pixels) and the counts of `items` against their targets.
@@ -234,7 +281,7 @@ fn evaluate(
     threshold: f32,
 ) -> anyhow::Result<(f64, SegmentationSums)> {
     let images: Vec<RgbImage> = items.iter().map(|i| data.images[*i].clone()).collect();
-    let logits = predict_logits(unet, &images, 32)?;
+    let logits = predict_logits(unet, &images, 32, false)?;
     let mut sums = SegmentationSums::default();
     for (i, z) in items.iter().zip(&logits) {
         let (sum, pixels, counts) = score_logits(z, &data.targets[*i], data.side, threshold);
@@ -251,7 +298,7 @@ pub fn score_logits(
     side: usize,
     threshold: f32,
 ) -> (f64, u64, MaskCounts) {
-    let predicted = logits_to_mask(logits, side, threshold, true, false);
+    let predicted = logits_to_mask(logits, side, &MaskRule::threshold(threshold), true, false);
     let reference: Vec<bool> = target.iter().map(|v| *v > IGNORE).collect();
     let ignore: Vec<bool> = target.iter().map(|v| *v == IGNORE).collect();
     let counts = MaskCounts::from_masks(&predicted, &reference, Some(&ignore));
@@ -313,15 +360,82 @@ mod tests {
     #[test]
     fn masks_from_logits_follow_the_threshold_and_the_gate() {
         let logits = [-3.0f32, 0.1, 2.0, -0.1];
+        let at = MaskRule::threshold;
         assert_eq!(
-            logits_to_mask(&logits, 2, 0.5, true, false),
+            logits_to_mask(&logits, 2, &at(0.5), true, false),
             vec![false, true, true, false]
         );
         // p ≥ 0.9 ⇔ z ≥ ln 9 ≈ 2.197.
-        assert_eq!(logits_to_mask(&logits, 2, 0.9, true, false), vec![false; 4]);
         assert_eq!(
-            logits_to_mask(&logits, 2, 0.5, false, false),
+            logits_to_mask(&logits, 2, &at(0.9), true, false),
             vec![false; 4]
         );
+        assert_eq!(
+            logits_to_mask(&logits, 2, &at(0.5), false, false),
+            vec![false; 4]
+        );
+    }
+
+    #[test]
+    fn never_empty_keeps_the_most_likely_region_of_a_tumour_mask_that_came_out_empty() {
+        // 4×4 logits: one blob of p ≈ 0.3 (z = −0.85) at the top left, a lone pixel of p ≈ 0.2 (z = −1.39)
+        // at the bottom right, the rest p ≈ 0.05 (z = −2.94). Half the top probability is 0.15 (z = −1.73).
+        let mut logits = vec![-2.94f32; 16];
+        for i in [0, 1, 4, 5] {
+            logits[i] = -0.85;
+        }
+        logits[15] = -1.39;
+        let rule = MaskRule {
+            never_empty: true,
+            ..MaskRule::threshold(0.5)
+        };
+        let mask = logits_to_mask(&logits, 4, &rule, true, true);
+        let kept: Vec<usize> = (0..16).filter(|i| mask[*i]).collect();
+        // Both regions pass half the top probability; the largest component (the blob) is kept.
+        assert_eq!(kept, vec![0, 1, 4, 5]);
+        // Off, or gated to no tumour, or with a mask that is not empty: the rule changes nothing.
+        assert!(!logits_to_mask(&logits, 4, &MaskRule::threshold(0.5), true, true).contains(&true));
+        assert!(!logits_to_mask(&logits, 4, &rule, false, true).contains(&true));
+        let low = MaskRule {
+            never_empty: true,
+            ..MaskRule::threshold(0.25)
+        };
+        assert_eq!(
+            logits_to_mask(&logits, 4, &low, true, true),
+            logits_to_mask(&logits, 4, &MaskRule::threshold(0.25), true, true)
+        );
+    }
+
+    #[test]
+    fn the_flip_prediction_averages_both_views_and_is_mirror_symmetric() {
+        let device = crate::device::inference();
+        device.seed(3);
+        let unet = UNet::new(crate::model::ResNet18::new(4, &device), &device);
+        let side = 64usize;
+        let image = RgbImage::from_fn(side as u32, side as u32, |x, y| {
+            let v = ((x * 7 + y * 13 + x * y) % 251) as u8;
+            image::Rgb([v, v / 2 + x as u8, 255 - v])
+        });
+        let mirror = |z: &[f32]| -> Vec<f32> {
+            (0..side * side)
+                .map(|i| z[(i / side) * side + side - 1 - i % side])
+                .collect()
+        };
+        let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(a, b)| (a - b).abs() <= 1e-4);
+        let plain = predict_logits(&unet, std::slice::from_ref(&image), 1, false).expect("plain");
+        let flipped = hflip(&image);
+        let plain_flipped =
+            predict_logits(&unet, std::slice::from_ref(&flipped), 1, false).expect("mirrored");
+        let tta = predict_logits(&unet, std::slice::from_ref(&image), 1, true).expect("tta");
+        let mean: Vec<f32> = plain[0]
+            .iter()
+            .zip(mirror(&plain_flipped[0]))
+            .map(|(a, b)| (a + b) / 2.0)
+            .collect();
+        assert!(close(&tta[0], &mean));
+        // The plain U-Net is not mirror-symmetric; with the flip its masks of a mirrored image are the mirrored masks.
+        assert!(!close(&plain_flipped[0], &mirror(&plain[0])));
+        let tta_flipped = predict_logits(&unet, &[flipped], 1, true).expect("tta mirrored");
+        assert!(close(&tta_flipped[0], &mirror(&tta[0])));
     }
 }

@@ -205,6 +205,27 @@ fn pseudo_masks_train_seg_segment_and_report() {
         }
     }
     assert_eq!(report["scores"]["all"]["images"], 8);
+    // Without the gate and with --never-empty every image gets a mask, whatever a U-Net of one epoch predicts at
+    // 0.5; both prediction options are recorded.
+    let all = dir.path().join("segment-all");
+    ok(tumornet()
+        .args(["-q", "segment"])
+        .arg(&segrun)
+        .arg(&data)
+        .arg("--out")
+        .arg(&all)
+        .args(["--no-gate", "--never-empty", "--flip-tta"])
+        .output()
+        .expect("segment --never-empty"));
+    let report = json(&all.join("segment.json"));
+    assert_eq!(report["never_empty"], true);
+    assert_eq!(report["flip_tta"], true);
+    for image in report["images"].as_array().expect("images") {
+        assert!(
+            image["tumour_fraction"].as_f64().expect("fraction") > 0.0,
+            "{image}"
+        );
+    }
 
     // serve --seg: the answer carries the tumour outline at the upload's size, gated by the prediction.
     let server = crate::serve::launch(run.clone(), Some(segrun.clone()), 8 << 20, None);
