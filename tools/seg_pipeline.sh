@@ -10,7 +10,7 @@
 # Settings (environment): TUMORNET (binary; default target/release/tumornet), WORK, SYNTH (synth flags),
 # TRAIN_FLAGS (classifier), TRAIN_N / TEST_N (images per class of each split given to pseudo-masks and the
 # U-Net), PSEUDO_FLAGS, SEG_FLAGS. Cost on the 2-core dev VM (BENCHMARKS.md): classifier ≈ 9–17 min per epoch
-# of 3,600 images; pseudo-masks with occlusion ≈ 3.4–6.4 s per tumour image; U-Net ≈ 1 min per epoch per 100
+# of 3,600 images; pseudo-masks with occlusion ≈ 3.4–6.5 s per occluded image; U-Net ≈ 1 min per epoch per 100
 # images/class.
 set -euo pipefail
 T=${TUMORNET:-target/release/tumornet}
