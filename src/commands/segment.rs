@@ -49,9 +49,9 @@ pub struct SegmentReport {
     #[serde(serialize_with = "crate::paths::lossy")]
     pub segrun: PathBuf,
     pub gated: bool,
-    pub threshold: f32,
-    pub flip_tta: bool,
-    pub never_empty: bool,
+    /// The mask rule used (`threshold`, `flip_tta`, `never_empty`).
+    #[serde(flatten)]
+    pub mask: MaskRule,
     pub images: Vec<Segmented>,
     /// Per true class and `all`, where true masks exist.
     pub scores: BTreeMap<String, SegmentationScores>,
@@ -166,7 +166,7 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<()> {
 pub fn segment(args: &SegmentArgs) -> anyhow::Result<SegmentReport> {
     let model =
         load_segrun(&args.segrun).with_context(|| format!("loading {}", args.segrun.display()))?;
-    let run_rule = model.config.mask_rule();
+    let run_rule = model.config.mask;
     let rule = MaskRule {
         threshold: args.threshold.unwrap_or(run_rule.threshold),
         flip: args.flip_tta || run_rule.flip,
@@ -269,9 +269,7 @@ pub fn segment(args: &SegmentArgs) -> anyhow::Result<SegmentReport> {
     let report = SegmentReport {
         segrun: args.segrun.clone(),
         gated: !args.no_gate,
-        threshold: rule.threshold,
-        flip_tta: rule.flip,
-        never_empty: rule.never_empty,
+        mask: rule,
         images,
         scores,
         errors,

@@ -19,8 +19,8 @@ use crate::model::unet::{save_unet, UNet};
 use crate::train::config::Schedule;
 use crate::train::data::stratified_split;
 use crate::train::segmentation::{
-    logits_to_mask, predict_logits, score_logits, train_round, MaskRule, RoundConfig, SegData,
-    SegEpoch,
+    logits_to_mask, predict_logits, probability, score_logits, train_round, MaskRule, RoundConfig,
+    SegData, SegEpoch,
 };
 use crate::viz::masks;
 use anyhow::Context;
@@ -54,13 +54,10 @@ pub struct SegRun {
     /// How the pseudo-masks were made (threshold, gate, …), as `pseudo-masks` recorded them.
     pub pseudo_config: serde_json::Value,
     pub side: u32,
-    pub threshold: f32,
-    /// Test-time flip: logits averaged with the mirror image's (runs written before it existed: off).
-    #[serde(default)]
-    pub flip_tta: bool,
-    /// Tumour masks never empty (see [`MaskRule::never_empty`]; runs written before it existed: off).
-    #[serde(default)]
-    pub never_empty: bool,
+    /// How the U-Net's output becomes a mask (`threshold`, `flip_tta`, `never_empty`; the last two read as off
+    /// in runs written before they existed).
+    #[serde(flatten)]
+    pub mask: MaskRule,
     pub train_encoder: bool,
     pub rounds: usize,
     /// EM iterations of the appearance refinement of each round's masks (0: none).
@@ -79,17 +76,6 @@ pub struct SegRun {
     pub round_metrics: Vec<RoundMetrics>,
     pub seconds: f64,
     pub created_by: String,
-}
-
-impl SegRun {
-    /// How this run's U-Net outputs become masks.
-    pub fn mask_rule(&self) -> MaskRule {
-        MaskRule {
-            threshold: self.threshold,
-            flip: self.flip_tta,
-            never_empty: self.never_empty,
-        }
-    }
 }
 
 /// Scores after one round. "Targets" are what the round trained on (round 1: the pseudo-masks).
@@ -309,9 +295,7 @@ pub fn train_seg(args: &TrainSegArgs) -> anyhow::Result<SegRun> {
             "sharpen_classes": manifest.sharpen_classes,
         }),
         side: SIDE,
-        threshold: args.threshold,
-        flip_tta: args.flip_tta,
-        never_empty: args.never_empty,
+        mask: rule,
         train_encoder: args.train_encoder,
         rounds: args.rounds,
         refine: args.refine,
@@ -376,7 +360,7 @@ fn next_targets(
         .to_luma8()
         .into_raw();
     let head = crate::cam::pseudo::head_mask(&gray, side, side);
-    let prior: Vec<f32> = logits.iter().map(|z| 1.0 / (1.0 + (-z).exp())).collect();
+    let prior: Vec<f32> = logits.iter().map(|z| probability(*z)).collect();
     let posterior = crate::cam::refine::appearance_posterior(&prior, &gray, Some(&head), refine);
     let mut mask: Vec<bool> = posterior.iter().map(|q| *q >= rule.threshold).collect();
     crate::cam::pseudo::keep_largest_filled(&mut mask, side, side);

@@ -172,7 +172,7 @@ pub fn router(config: &ServerConfig) -> Result<Router, ServerError> {
     let seg = match &config.seg {
         Some(dir) => {
             let loaded = crate::commands::segment::load_segrun(dir).map_err(ServerError::Seg)?;
-            Some((loaded.unet, loaded.config.side, loaded.config.mask_rule()))
+            Some((loaded.unet, loaded.config.side, loaded.config.mask))
         }
         None => None,
     };

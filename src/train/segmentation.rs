@@ -194,7 +194,7 @@ pub struct MaskRule {
     /// Probability at which a pixel becomes tumour.
     pub threshold: f32,
     /// Average the logits of each image and of its mirror image (the flip the U-Net was trained with).
-    #[serde(default)]
+    #[serde(default, rename = "flip_tta")]
     pub flip: bool,
     /// When a mask the gate lets through comes out empty, keep the pixels at or above half the image's highest
     /// probability instead (largest component, holes filled): the classifier called the image a tumour, so the
@@ -260,7 +260,7 @@ pub fn logits_to_mask(
     if rule.never_empty && !mask.contains(&true) {
         let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         if top.is_finite() {
-            let half = logit(0.5 / (1.0 + (-top).exp()));
+            let half = logit(0.5 * probability(top));
             mask = logits.iter().map(|z| *z >= half).collect();
             keep_largest_filled(&mut mask, side, side);
         }
@@ -271,6 +271,11 @@ pub fn logits_to_mask(
 /// The logit of probability `p`.
 fn logit(p: f32) -> f32 {
     (p / (1.0 - p)).ln()
+}
+
+/// The probability of logit `z`.
+pub fn probability(z: f32) -> f32 {
+    1.0 / (1.0 + (-z).exp())
 }
 
 /// Mean loss-relevant BCE (over the counted pixels) and the counts of `items` against their targets.
