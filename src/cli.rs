@@ -1,6 +1,7 @@
 //! Command-line types (clap). Every field has a default, so a parsed command is a fully resolved setting.
 
 use crate::data::Class;
+use crate::train::segmentation::DiceLoss;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -479,6 +480,10 @@ pub struct TrainSegArgs {
     /// it stays constant.
     #[arg(long)]
     pub cosine_lr: bool,
+    /// The loss's soft Dice: over the whole batch's pixels (pooled), or per image with a lesion and averaged
+    /// (every lesion counts the same, small ones too — the per-image mean Dice that runs are scored by).
+    #[arg(long, value_enum, default_value_t = DiceLoss::Batch)]
+    pub dice_loss: DiceLoss,
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
     /// Train the encoder too (by default it stays the classifier's, frozen, BatchNorm in eval mode).

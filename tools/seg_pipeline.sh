@@ -20,7 +20,7 @@ read -r -a TRAIN_FLAGS <<< "${TRAIN_FLAGS:---baseline-epochs 0 --finetune-epochs
 TRAIN_N=${TRAIN_N:-300}
 TEST_N=${TEST_N:-100}
 read -r -a PSEUDO_FLAGS <<< "${PSEUDO_FLAGS:---method layercam --layer fused --threshold appearance:10 --occlusion 48:24 --occlusion-classes pituitary --confirm-by-deletion --sharpen 2}"
-read -r -a SEG_FLAGS <<< "${SEG_FLAGS:---rounds 1 --epochs 6 --cosine-lr}"
+read -r -a SEG_FLAGS <<< "${SEG_FLAGS:---rounds 1 --epochs 6 --cosine-lr --dice-loss per-image}"
 STOP_AFTER=${STOP_AFTER:-}
 [ -x "$T" ] || { echo "no binary at $T (cargo build --release)" >&2; exit 1; }
 mkdir -p "$WORK"

@@ -192,7 +192,7 @@ fn bench_step(
 /// U-Net training-step images/s at `batch`, 128×128, encoder frozen (what `train-seg` does by default).
 pub fn bench_seg(batch: usize, warmup: usize, steps: usize) -> anyhow::Result<BenchResult> {
     use crate::model::unet::UNet;
-    use crate::train::segmentation::segmentation_loss;
+    use crate::train::segmentation::{segmentation_loss, DiceLoss};
     use burn::module::Module;
     let device = crate::device::inference();
     device.seed(0);
@@ -204,7 +204,12 @@ pub fn bench_seg(batch: usize, warmup: usize, steps: usize) -> anyhow::Result<Be
     let target = Tensor::<4>::random([batch, 1, 128, 128], Distribution::Bernoulli(0.05), &train);
     let weight = Tensor::<4>::ones([batch, 1, 128, 128], &train);
     measure(BenchMode::Seg, batch, warmup, steps, unet, |unet| {
-        let loss = segmentation_loss(unet.forward(x.clone()), target.clone(), weight.clone());
+        let loss = segmentation_loss(
+            unet.forward(x.clone()),
+            target.clone(),
+            weight.clone(),
+            DiceLoss::Batch,
+        );
         let grads = GradientsParams::from_grads(loss.backward(), &unet);
         let unet = optim.step(1e-3, unet, grads);
         values(unet.head.weight.val())?;

@@ -19,8 +19,8 @@ use crate::model::unet::{save_unet, UNet};
 use crate::train::config::Schedule;
 use crate::train::data::stratified_split;
 use crate::train::segmentation::{
-    logits_to_mask, predict_logits, probability, score_logits, train_round, MaskRule, RoundConfig,
-    SegData, SegEpoch,
+    logits_to_mask, predict_logits, probability, score_logits, train_round, DiceLoss, MaskRule,
+    RoundConfig, SegData, SegEpoch,
 };
 use crate::viz::masks;
 use anyhow::Context;
@@ -69,6 +69,9 @@ pub struct SegRun {
     /// Cosine decay of the learning rate over each round (runs written before it existed: constant).
     #[serde(default)]
     pub cosine_lr: bool,
+    /// The loss's Dice term (runs written before it existed: batch).
+    #[serde(default)]
+    pub dice_loss: DiceLoss,
     pub batch_size: usize,
     pub validation_fraction: f64,
     pub seed: u64,
@@ -221,6 +224,7 @@ pub fn train_seg(args: &TrainSegArgs) -> anyhow::Result<SegRun> {
             batch_size: args.batch_size,
             seed: args.seed,
             threshold: args.threshold,
+            dice_loss: args.dice_loss,
         };
         model = train_round(
             unet,
@@ -303,6 +307,7 @@ pub fn train_seg(args: &TrainSegArgs) -> anyhow::Result<SegRun> {
         round_epochs: args.round_epochs,
         learning_rate: args.lr,
         cosine_lr: args.cosine_lr,
+        dice_loss: args.dice_loss,
         batch_size: args.batch_size,
         validation_fraction: args.validation_fraction,
         seed: args.seed,

@@ -70,20 +70,54 @@ impl SegData {
     }
 }
 
-/// BCE-with-logits (mean over the pixels that count) + soft Dice (1 − (2Σpt + 1) / (Σp + Σt + 1) over the batch,
-/// the same pixels), for logits, targets and weights `[B, 1, H, W]`.
-pub fn segmentation_loss(logits: Tensor<4>, target: Tensor<4>, weight: Tensor<4>) -> Tensor<1> {
+/// How the soft Dice term of the segmentation loss is taken.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiceLoss {
+    /// One Dice over every pixel of the batch (pooled): a large lesion weighs as much as many small ones.
+    #[default]
+    Batch,
+    /// One Dice per image whose target has foreground, averaged over those images: every lesion weighs the
+    /// same, as in the per-image mean Dice runs are scored by. Images with an empty target add only BCE.
+    PerImage,
+}
+
+/// BCE-with-logits (mean over the pixels that count) + soft Dice (1 − (2Σpt + 1) / (Σp + Σt + 1) over the same
+/// pixels, taken over the batch or per image as `dice` says), for logits, targets and weights `[B, 1, H, W]`.
+pub fn segmentation_loss(
+    logits: Tensor<4>,
+    target: Tensor<4>,
+    weight: Tensor<4>,
+    dice: DiceLoss,
+) -> Tensor<1> {
     let counted = weight.clone().sum().clamp_min(1.0); // [1]
     let bce = relu(logits.clone()) - logits.clone() * target.clone()
         + logits.clone().abs().neg().exp().add_scalar(1.0).log(); // [B, 1, H, W]
     let bce = (bce * weight.clone()).sum() / counted; // [1]
     let p = sigmoid(logits) * weight.clone(); // [B, 1, H, W]
     let t = target * weight; // [B, 1, H, W]
-    let intersection = (p.clone() * t.clone()).sum(); // [1]
-    let dice = (intersection.mul_scalar(2.0).add_scalar(1.0) / (p.sum() + t.sum()).add_scalar(1.0))
-        .neg()
-        .add_scalar(1.0); // [1]
+    let dice = match dice {
+        DiceLoss::Batch => {
+            let intersection = (p.clone() * t.clone()).sum(); // [1]
+            soft_dice_loss(intersection, p.sum(), t.sum())
+        }
+        DiceLoss::PerImage => {
+            let per_image = |x: Tensor<4>| x.sum_dims_squeeze::<1, usize>(&[1, 2, 3]); // [B]
+            let intersection = per_image(p.clone() * t.clone());
+            let (p, t) = (per_image(p), per_image(t));
+            let has_lesion = t.clone().greater_elem(0.0).float(); // [B]
+            let losses = soft_dice_loss(intersection, p, t) * has_lesion.clone(); // [B]
+            losses.sum() / has_lesion.sum().clamp_min(1.0) // [1]
+        }
+    };
     bce + dice
+}
+
+/// 1 − (2·intersection + 1) / (p + t + 1), elementwise.
+fn soft_dice_loss(intersection: Tensor<1>, p: Tensor<1>, t: Tensor<1>) -> Tensor<1> {
+    (intersection.mul_scalar(2.0).add_scalar(1.0) / (p + t).add_scalar(1.0))
+        .neg()
+        .add_scalar(1.0)
 }
 
 /// Settings of one round.
@@ -98,6 +132,9 @@ pub struct RoundConfig {
     pub batch_size: usize,
     pub seed: u64,
     pub threshold: f32,
+    /// The loss's Dice term (runs written before it existed: batch).
+    #[serde(default)]
+    pub dice_loss: DiceLoss,
 }
 
 fn constant() -> Schedule {
@@ -141,7 +178,7 @@ pub fn train_round(
             let items: Vec<usize> = batch.iter().map(|i| train[*i]).collect();
             let flips: Vec<bool> = batch.iter().map(|i| mirrored[*i]).collect();
             let (x, target, weight) = data.batch(&items, &flips, &device)?;
-            let loss = segmentation_loss(unet.forward(x), target, weight);
+            let loss = segmentation_loss(unet.forward(x), target, weight, config.dice_loss);
             loss_sum += f64::from(values(loss.clone())?.first().copied().unwrap_or(f32::NAN))
                 * items.len() as f64;
             seen += items.len();
@@ -322,10 +359,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn round_configs_without_a_schedule_read_as_constant_and_cosine_ends_at_one_percent() {
+    fn old_round_configs_read_as_constant_batch_dice_and_cosine_ends_at_one_percent() {
         let old = r#"{"round":1,"epochs":6,"learning_rate":0.001,"batch_size":16,"seed":0,"threshold":0.5}"#;
         let config: RoundConfig = serde_json::from_str(old).expect("json");
         assert_eq!(config.schedule, Schedule::Constant);
+        assert_eq!(config.dice_loss, DiceLoss::Batch);
         let cosine = Schedule::Cosine;
         assert!((cosine.rate(1e-3, 6, 0, 0, 10) - 1e-3).abs() < 1e-15);
         let last = cosine.rate(1e-3, 6, 5, 9, 10);
@@ -347,7 +385,8 @@ mod tests {
         // The last pixel is ignored.
         let weight =
             Tensor::<4>::from_data(TensorData::new(vec![1.0f32, 1.0, 1.0, 0.0], shape), &device);
-        let loss = values(segmentation_loss(logits, target, weight)).expect("loss")[0];
+        let loss =
+            values(segmentation_loss(logits, target, weight, DiceLoss::Batch)).expect("loss")[0];
         let sig = |z: f64| 1.0 / (1.0 + (-z).exp());
         let bce =
             (bce_with_logits(2.0, 1.0) + bce_with_logits(-1.0, 0.0) + bce_with_logits(0.0, 1.0))
@@ -360,6 +399,54 @@ mod tests {
             "{loss} vs {}",
             bce + dice
         );
+    }
+
+    #[test]
+    fn the_per_image_dice_averages_the_images_with_a_lesion_and_skips_empty_targets() {
+        let device = crate::device::inference();
+        // Three 1×4 images: a large lesion (3 pixels) found, a small one (1 pixel) missed, an empty target.
+        let shape = [3, 1, 1, 4];
+        let logits = [
+            3.0f32, 2.0, 4.0, -1.0, 1.0, -2.0, -3.0, -4.0, -4.0, -5.0, -3.0, -4.0,
+        ];
+        let target = [
+            1.0f32, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+        ];
+        let tensor =
+            |v: &[f32]| Tensor::<4>::from_data(TensorData::new(v.to_vec(), shape), &device);
+        let loss = |dice| {
+            f64::from(
+                values(segmentation_loss(
+                    tensor(&logits),
+                    tensor(&target),
+                    tensor(&[1.0; 12]),
+                    dice,
+                ))
+                .expect("loss")[0],
+            )
+        };
+        let sig = |z: f32| 1.0 / (1.0 + (-f64::from(z)).exp());
+        let bce = logits
+            .iter()
+            .zip(target)
+            .map(|(z, t)| bce_with_logits(*z, t))
+            .sum::<f64>()
+            / 12.0;
+        let dice_of = |range: std::ops::Range<usize>| {
+            let (mut i, mut p, mut t) = (0.0, 0.0, 0.0);
+            for k in range {
+                i += sig(logits[k]) * f64::from(target[k]);
+                p += sig(logits[k]);
+                t += f64::from(target[k]);
+            }
+            1.0 - (2.0 * i + 1.0) / (p + t + 1.0)
+        };
+        let per_image = (dice_of(0..4) + dice_of(4..8)) / 2.0;
+        let batch = dice_of(0..12);
+        assert!((loss(DiceLoss::PerImage) - (bce + per_image)).abs() < 1e-5);
+        assert!((loss(DiceLoss::Batch) - (bce + batch)).abs() < 1e-5);
+        // The missed small lesion weighs half of the per-image term, a quarter of the batch term's lesion pixels.
+        assert!(per_image > batch + 0.05, "{per_image} vs {batch}");
     }
 
     #[test]

@@ -118,6 +118,7 @@ fn demo_quick_runs_the_pipeline_end_to_end() {
     assert_eq!(cam["quality"]["grad-cam"]["all"]["masked"], 18);
     assert!(read("inspect/inspect.json").is_object());
     let seg = read("seg/seg.json");
+    assert_eq!(seg["dice_loss"], "batch");
     assert_eq!(seg["round_metrics"].as_array().expect("rounds").len(), 2);
     assert!(seg["round_metrics"][1]["test_label_gate"]["all"]["dice"].is_number());
     assert!(summary.contains("Segmentation"), "{summary}");

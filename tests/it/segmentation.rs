@@ -139,11 +139,14 @@ fn pseudo_masks_train_seg_segment_and_report() {
             "--batch-size",
             "4",
             "--cosine-lr",
+            "--dice-loss",
+            "per-image",
         ])
         .output()
         .expect("train-seg"));
     let seg = json(&segrun.join("seg.json"));
     assert_eq!(seg["cosine_lr"], true);
+    assert_eq!(seg["dice_loss"], "per_image");
     assert_eq!(seg["round_metrics"].as_array().expect("rounds").len(), 2);
     assert_eq!(seg["history"].as_array().expect("history").len(), 2);
     let first = &seg["round_metrics"][0];
