@@ -425,7 +425,6 @@ mod tests {
                 .expect("loss")[0],
             )
         };
-        let sig = |z: f32| 1.0 / (1.0 + (-f64::from(z)).exp());
         let bce = logits
             .iter()
             .zip(target)
@@ -435,8 +434,9 @@ mod tests {
         let dice_of = |range: std::ops::Range<usize>| {
             let (mut i, mut p, mut t) = (0.0, 0.0, 0.0);
             for k in range {
-                i += sig(logits[k]) * f64::from(target[k]);
-                p += sig(logits[k]);
+                let q = f64::from(probability(logits[k]));
+                i += q * f64::from(target[k]);
+                p += q;
                 t += f64::from(target[k]);
             }
             1.0 - (2.0 * i + 1.0) / (p + t + 1.0)
