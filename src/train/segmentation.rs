@@ -121,24 +121,18 @@ fn soft_dice_loss(intersection: Tensor<1>, p: Tensor<1>, t: Tensor<1>) -> Tensor
 }
 
 /// Settings of one round.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RoundConfig {
     pub round: usize,
     pub epochs: usize,
     pub learning_rate: f64,
-    /// Over the round's steps (runs written before it existed: constant).
-    #[serde(default = "constant")]
+    /// Over the round's steps.
     pub schedule: Schedule,
     pub batch_size: usize,
     pub seed: u64,
     pub threshold: f32,
-    /// The loss's Dice term (runs written before it existed: batch).
-    #[serde(default)]
+    /// The loss's Dice term.
     pub dice_loss: DiceLoss,
-}
-
-fn constant() -> Schedule {
-    Schedule::Constant
 }
 
 /// One epoch of one round.
@@ -359,11 +353,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn old_round_configs_read_as_constant_batch_dice_and_cosine_ends_at_one_percent() {
-        let old = r#"{"round":1,"epochs":6,"learning_rate":0.001,"batch_size":16,"seed":0,"threshold":0.5}"#;
-        let config: RoundConfig = serde_json::from_str(old).expect("json");
-        assert_eq!(config.schedule, Schedule::Constant);
-        assert_eq!(config.dice_loss, DiceLoss::Batch);
+    fn the_cosine_schedule_starts_at_the_rate_and_ends_at_one_percent() {
         let cosine = Schedule::Cosine;
         assert!((cosine.rate(1e-3, 6, 0, 0, 10) - 1e-3).abs() < 1e-15);
         let last = cosine.rate(1e-3, 6, 5, 9, 10);

@@ -278,6 +278,40 @@ fn pseudo_masks_train_seg_segment_and_report() {
         assert!(!html.contains(external), "{external} in the report");
     }
     assert!(run.join("report.md").is_file());
+
+    // A run written before the later settings existed (refine, cosine_lr, dice_loss, flip_tta, never_empty) still
+    // loads, and predicts as such runs did: no flip, empty masks allowed.
+    let mut old = seg.clone();
+    for key in [
+        "refine",
+        "cosine_lr",
+        "dice_loss",
+        "flip_tta",
+        "never_empty",
+    ] {
+        assert!(
+            old.as_object_mut().expect("object").remove(key).is_some(),
+            "{key}"
+        );
+    }
+    std::fs::write(
+        segrun.join("seg.json"),
+        serde_json::to_string(&old).expect("json"),
+    )
+    .expect("write");
+    let again = dir.path().join("segment-old");
+    ok(tumornet()
+        .args(["-q", "segment"])
+        .arg(&segrun)
+        .arg(upload)
+        .arg("--out")
+        .arg(&again)
+        .output()
+        .expect("segment an old run"));
+    let report = json(&again.join("segment.json"));
+    assert_eq!(report["flip_tta"], false);
+    assert_eq!(report["never_empty"], false);
+    assert_eq!(report["images"].as_array().expect("images").len(), 1);
 }
 
 #[test]
