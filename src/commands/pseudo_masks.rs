@@ -149,6 +149,22 @@ pub fn run(args: &PseudoMaskArgs) -> anyhow::Result<()> {
             println!("{}", quality_table(&manifest, split));
         }
     }
+    let names = |classes: &[Class]| -> String {
+        let names: Vec<String> = classes.iter().map(Class::to_string).collect();
+        names.join(", ")
+    };
+    if let Some(occlusion) = &manifest.occlusion {
+        println!(
+            "Occlusion ({}-pixel windows, stride {}) combined with the CAM of {}",
+            occlusion.patch,
+            occlusion.stride,
+            if manifest.occlusion_classes.is_empty() {
+                "every tumour image".to_string()
+            } else {
+                format!("{} images only", names(&manifest.occlusion_classes))
+            }
+        );
+    }
     if let Some(counts) = &manifest.confirm_by_deletion {
         print!(
             "Confirmed by deletion: the CAM's mask for {} tumour images, the combined map's for {}",
@@ -156,13 +172,6 @@ pub fn run(args: &PseudoMaskArgs) -> anyhow::Result<()> {
         );
         for (e, n) in manifest.sharpen.iter().zip(&counts.sharpened) {
             print!(", the combined map^{e}'s for {n}");
-        }
-        let names = |classes: &[Class]| -> String {
-            let names: Vec<String> = classes.iter().map(Class::to_string).collect();
-            names.join(", ")
-        };
-        if !manifest.occlusion_classes.is_empty() {
-            print!(" (occluded: {} only)", names(&manifest.occlusion_classes));
         }
         if !manifest.sharpen_classes.is_empty() {
             print!(

@@ -378,7 +378,7 @@ fn train_seg_and_segment_name_what_is_wrong() {
 fn pseudo_masks_with_occlusion_record_it_and_confirm_a_mask_per_tumour_image() {
     let dir = temp_dir();
     // 112-pixel windows at stride 112: 4 per image, the cheapest real occlusion.
-    let (data, run, pseudo, _) = phantom_pseudo_masks(
+    let (data, run, pseudo, stdout) = phantom_pseudo_masks(
         dir.path(),
         (2, 1, 5),
         &[
@@ -406,6 +406,10 @@ fn pseudo_masks_with_occlusion_record_it_and_confirm_a_mask_per_tumour_image() {
     assert_eq!(
         manifest["occlusion_classes"],
         serde_json::json!(["glioma", "pituitary"])
+    );
+    assert!(
+        stdout.contains("stride 112) combined with the CAM of glioma, pituitary images only"),
+        "{stdout}"
     );
     // Label gate: the 2 occluded classes × 3 images get an occlusion map and a confirmed mask (of the CAM, the
     // combined map or one of its two sharpened versions); meningioma (not in --occlusion-classes) and no-tumour
