@@ -484,6 +484,11 @@ pub struct TrainSegArgs {
     /// (every lesion counts the same, small ones too — the per-image mean Dice that runs are scored by).
     #[arg(long, value_enum, default_value_t = DiceLoss::Batch)]
     pub dice_loss: DiceLoss,
+    /// Leave out of training every image whose pseudo-mask, once blacked out, left more than this fraction of
+    /// its class probability (the records of `pseudo-masks --confirm-by-deletion`; images without one are
+    /// kept): masks that the classifier's evidence is not in.
+    #[arg(long, value_name = "FRACTION")]
+    pub drop_unconfirmed: Option<f32>,
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
     /// Train the encoder too (by default it stays the classifier's, frozen, BatchNorm in eval mode).

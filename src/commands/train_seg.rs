@@ -7,7 +7,7 @@
 //! prediction time), `seg.json` (settings, history, per-round metrics), `metrics.md` and `gallery.png`.
 
 use super::progress_bar;
-use super::pseudo_masks::{self, PseudoEntry, PseudoManifest, SIDE};
+use super::pseudo_masks::{self, PseudoEntry, SIDE};
 use crate::cli::{args_from, Gate, PseudoMaskArgs, Supervision, TrainSegArgs};
 use crate::data::decode::{decode_file, read_binary_mask, read_mask};
 use crate::data::preprocess::resize_rgb;
@@ -72,6 +72,11 @@ pub struct SegRun {
     /// The loss's Dice term (runs written before it existed: batch).
     #[serde(default)]
     pub dice_loss: DiceLoss,
+    /// `--drop-unconfirmed`: the fraction, and how many Training images it left out.
+    #[serde(default)]
+    pub drop_unconfirmed: Option<f32>,
+    #[serde(default)]
+    pub dropped_unconfirmed: usize,
     pub batch_size: usize,
     pub validation_fraction: f64,
     pub seed: u64,
@@ -148,7 +153,25 @@ pub fn train_seg(args: &TrainSegArgs) -> anyhow::Result<SegRun> {
         }
     };
     let manifest = pseudo_masks::read_manifest(&pseudo_dir)?;
-    let items = prepare(&manifest, &pseudo_dir)?;
+    let mut entries = manifest.entries.clone();
+    if let Some(fraction) = args.drop_unconfirmed {
+        anyhow::ensure!(
+            fraction.is_finite() && fraction > 0.0,
+            "--drop-unconfirmed must be a positive fraction"
+        );
+        anyhow::ensure!(
+            args.supervision == Supervision::Pseudo,
+            "--drop-unconfirmed selects pseudo-masks; with --supervision true there are none"
+        );
+        anyhow::ensure!(
+            entries.iter().any(|e| e.deletion.is_some()),
+            "{}: no deletion records; --drop-unconfirmed needs pseudo-masks made with --confirm-by-deletion",
+            pseudo_dir.display()
+        );
+        entries.retain(|e| !unconfirmed(e, fraction));
+    }
+    let dropped = manifest.entries.len() - entries.len();
+    let items = prepare(&entries, &pseudo_dir)?;
     let (train_items, test_items): (Vec<&Item>, Vec<&Item>) =
         items.iter().partition(|i| i.entry.split == Split::Training);
     anyhow::ensure!(
@@ -308,6 +331,8 @@ pub fn train_seg(args: &TrainSegArgs) -> anyhow::Result<SegRun> {
         learning_rate: args.lr,
         cosine_lr: args.cosine_lr,
         dice_loss: args.dice_loss,
+        drop_unconfirmed: args.drop_unconfirmed,
+        dropped_unconfirmed: dropped,
         batch_size: args.batch_size,
         validation_fraction: args.validation_fraction,
         seed: args.seed,
@@ -345,6 +370,17 @@ fn fmt(v: Option<f64>) -> String {
     v.map_or_else(|| "–".to_string(), |v| format!("{v:.3}"))
 }
 
+/// Whether `--drop-unconfirmed FRACTION` leaves a Training entry out: its deletion record says that blacking out
+/// the kept mask left more than `fraction` of the class probability.
+pub fn unconfirmed(entry: &PseudoEntry, fraction: f32) -> bool {
+    entry.split == Split::Training
+        && entry.deletion.as_ref().is_some_and(|d| {
+            d.candidates
+                .get(d.kept)
+                .is_some_and(|c| c.probability_after > fraction * d.probability)
+        })
+}
+
 /// Decode every manifest image at 128×128 with its pseudo-mask and true mask.
 /// One training image's next-round target: the U-Net's mask, gated by `tumour`, its largest component with holes
 /// filled. With `refine > 0` the U-Net's probabilities are first the prior of the appearance refinement (as
@@ -372,10 +408,9 @@ fn next_targets(
     mask
 }
 
-fn prepare(manifest: &PseudoManifest, pseudo_dir: &Path) -> anyhow::Result<Vec<Item>> {
-    let bar = progress_bar(manifest.entries.len() as u64, "decode");
-    let items: Vec<anyhow::Result<Item>> = manifest
-        .entries
+fn prepare(entries: &[PseudoEntry], pseudo_dir: &Path) -> anyhow::Result<Vec<Item>> {
+    let bar = progress_bar(entries.len() as u64, "decode");
+    let items: Vec<anyhow::Result<Item>> = entries
         .par_iter()
         .map(|entry| {
             let image = decode_file(&entry.image)?;
@@ -483,7 +518,7 @@ fn round_scores(
 /// Per-round scores as markdown.
 pub fn metrics_table(seg: &SegRun) -> String {
     let mut out = format!(
-        "U-Net trained on {} ({} round(s); encoder {}). Dice and IoU: means over tumour images against the true \
+        "U-Net trained on {}{} ({} round(s); encoder {}). Dice and IoU: means over tumour images against the true \
          masks; pooled Dice sums the pixels of all images; empty correct: no-tumour images given an empty mask. \
          Targets = what the round trained on (round 1: the pseudo-masks).\n\n\
          | round | masks | images | Dice | IoU | pooled Dice | pixel acc. | BCE | empty correct |\n\
@@ -491,6 +526,14 @@ pub fn metrics_table(seg: &SegRun) -> String {
         match seg.supervision {
             Supervision::Pseudo => "CAM pseudo-masks",
             Supervision::True => "the true masks (fully supervised reference)",
+        },
+        match seg.drop_unconfirmed {
+            Some(f) => format!(
+                ", {} Training images left out whose pseudo-mask, blacked out, left more than {f} of the class \
+                 probability",
+                seg.dropped_unconfirmed
+            ),
+            None => String::new(),
         },
         seg.rounds,
         if seg.train_encoder { "trained" } else { "frozen" }
@@ -600,6 +643,42 @@ fn write_gallery(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::commands::pseudo_masks::{DeletionCandidate, DeletionRecord};
+
+    #[test]
+    fn only_training_masks_whose_removal_left_too_much_probability_are_unconfirmed() {
+        let candidate = |probability_after: f32| DeletionCandidate {
+            map: "cam".into(),
+            area: 100,
+            probability_after,
+            dice: None,
+        };
+        // p = 0.8 before; the kept candidate (index 1) leaves 0.2 = a quarter of it, the other 0.01.
+        let record = DeletionRecord {
+            probability: 0.8,
+            kept: 1,
+            candidates: vec![candidate(0.01), candidate(0.2)],
+        };
+        let entry = |split: Split, deletion: Option<DeletionRecord>| PseudoEntry {
+            image: "x.png".into(),
+            split,
+            class: Class::Pituitary,
+            predicted: Class::Pituitary,
+            confidence: 0.8,
+            target: Class::Pituitary,
+            mask: "masks/x.png".into(),
+            true_mask: None,
+            deletion,
+        };
+        let training = entry(Split::Training, Some(record.clone()));
+        assert!(unconfirmed(&training, 0.1));
+        assert!(unconfirmed(&training, 0.24));
+        assert!(!unconfirmed(&training, 0.25));
+        assert!(!unconfirmed(&training, 0.5));
+        // Testing images are scored, never left out; an image without a record is kept.
+        assert!(!unconfirmed(&entry(Split::Testing, Some(record)), 0.1));
+        assert!(!unconfirmed(&entry(Split::Training, None), 0.1));
+    }
 
     #[test]
     fn refined_targets_move_onto_the_lesion_and_respect_the_gate() {

@@ -146,6 +146,22 @@ fn pseudo_masks_train_seg_segment_and_report() {
         .expect("train-seg"));
     let seg = json(&segrun.join("seg.json"));
     assert_eq!(seg["cosine_lr"], true);
+    assert_eq!(seg["drop_unconfirmed"], serde_json::Value::Null);
+    // These pseudo-masks have no deletion records: nothing to select by.
+    let refused = tumornet()
+        .arg("train-seg")
+        .arg(&run)
+        .arg(&data)
+        .arg("--pseudo")
+        .arg(&pseudo)
+        .arg("--out")
+        .arg(dir.path().join("refused"))
+        .args(["--drop-unconfirmed", "0.1"])
+        .output()
+        .expect("train-seg --drop-unconfirmed");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("--confirm-by-deletion"), "{stderr}");
     assert_eq!(seg["dice_loss"], "per_image");
     assert_eq!(seg["round_metrics"].as_array().expect("rounds").len(), 2);
     assert_eq!(seg["history"].as_array().expect("history").len(), 2);
@@ -487,6 +503,55 @@ fn pseudo_masks_with_occlusion_record_it_and_confirm_a_mask_per_tumour_image() {
             assert!((0.0..=1.0).contains(&dice), "{c}");
         }
     }
+
+    // train-seg --drop-unconfirmed F leaves out the Training images whose kept mask, blacked out, left more than F
+    // of the probability: F halfway between the records' lowest and highest share, so some go and some stay.
+    let shares: Vec<f64> = manifest["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["split"] == "training" && e.get("deletion").is_some())
+        .map(|e| {
+            let record = &e["deletion"];
+            let kept = record["kept"].as_u64().expect("kept") as usize;
+            record["candidates"][kept]["probability_after"]
+                .as_f64()
+                .expect("after")
+                / record["probability"].as_f64().expect("probability")
+        })
+        .collect();
+    assert_eq!(shares.len(), 4);
+    let (low, high) = shares
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(*v), h.max(*v)));
+    assert!(high > low, "{shares:?}");
+    let fraction = ((low + high) / 2.0) as f32;
+    let dropped = shares.iter().filter(|v| **v > fraction as f64).count();
+    let segrun = dir.path().join("segrun");
+    let out = ok(tumornet()
+        .arg("train-seg")
+        .arg(&run)
+        .arg(&data)
+        .arg("--pseudo")
+        .arg(&pseudo)
+        .arg("--out")
+        .arg(&segrun)
+        .args(["--rounds", "1", "--epochs", "1", "--batch-size", "4"])
+        .args(["--drop-unconfirmed", &fraction.to_string()])
+        .output()
+        .expect("train-seg --drop-unconfirmed"));
+    let seg = json(&segrun.join("seg.json"));
+    assert_eq!(seg["dropped_unconfirmed"], dropped as u64);
+    assert_eq!(
+        seg["round_metrics"][0]["targets_vs_truth"]["images"],
+        (8 - dropped) as u64
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("{dropped} Training images left out")),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     // Without --occlusion there is nothing to confirm, without --confirm-by-deletion nothing to sharpen; a
     // malformed window and an exponent that sharpens nothing are refused with the expected form.
