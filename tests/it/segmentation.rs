@@ -57,6 +57,20 @@ fn run_pseudo_masks(run: &Path, data: &Path, pseudo: &Path, flags: &[&str]) -> S
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `train-seg RUN DATA --pseudo PSEUDO --out OUT`, to which a test adds its flags.
+fn train_seg(run: &Path, data: &Path, pseudo: &Path, out: &Path) -> std::process::Command {
+    let mut command = tumornet();
+    command
+        .arg("train-seg")
+        .arg(run)
+        .arg(data)
+        .arg("--pseudo")
+        .arg(pseudo)
+        .arg("--out")
+        .arg(out);
+    command
+}
+
 #[test]
 fn pseudo_masks_train_seg_segment_and_report() {
     let dir = temp_dir();
@@ -121,14 +135,8 @@ fn pseudo_masks_train_seg_segment_and_report() {
 
     // Two self-training rounds of one epoch each on those masks, encoder frozen.
     let segrun = dir.path().join("segrun");
-    ok(tumornet()
-        .args(["-q", "train-seg"])
-        .arg(&run)
-        .arg(&data)
-        .arg("--pseudo")
-        .arg(&pseudo)
-        .arg("--out")
-        .arg(&segrun)
+    ok(train_seg(&run, &data, &pseudo, &segrun)
+        .arg("-q")
         .args([
             "--rounds",
             "2",
@@ -148,14 +156,7 @@ fn pseudo_masks_train_seg_segment_and_report() {
     assert_eq!(seg["cosine_lr"], true);
     assert_eq!(seg["drop_unconfirmed"], serde_json::Value::Null);
     // These pseudo-masks have no deletion records: nothing to select by.
-    let refused = tumornet()
-        .arg("train-seg")
-        .arg(&run)
-        .arg(&data)
-        .arg("--pseudo")
-        .arg(&pseudo)
-        .arg("--out")
-        .arg(dir.path().join("refused"))
+    let refused = train_seg(&run, &data, &pseudo, &dir.path().join("refused"))
         .args(["--drop-unconfirmed", "0.1"])
         .output()
         .expect("train-seg --drop-unconfirmed");
@@ -528,14 +529,7 @@ fn pseudo_masks_with_occlusion_record_it_and_confirm_a_mask_per_tumour_image() {
     let fraction = ((low + high) / 2.0) as f32;
     let dropped = shares.iter().filter(|v| **v > fraction as f64).count();
     let segrun = dir.path().join("segrun");
-    let out = ok(tumornet()
-        .arg("train-seg")
-        .arg(&run)
-        .arg(&data)
-        .arg("--pseudo")
-        .arg(&pseudo)
-        .arg("--out")
-        .arg(&segrun)
+    let out = ok(train_seg(&run, &data, &pseudo, &segrun)
         .args(["--rounds", "1", "--epochs", "1", "--batch-size", "4"])
         .args(["--drop-unconfirmed", &fraction.to_string()])
         .output()
