@@ -381,7 +381,6 @@ pub fn unconfirmed(entry: &PseudoEntry, fraction: f32) -> bool {
         })
 }
 
-/// Decode every manifest image at 128×128 with its pseudo-mask and true mask.
 /// One training image's next-round target: the U-Net's mask, gated by `tumour`, its largest component with holes
 /// filled. With `refine > 0` the U-Net's probabilities are first the prior of the appearance refinement (as
 /// `pseudo-masks --threshold appearance:N` does with a CAM), restricted to the head, and its posterior is cut at
@@ -408,6 +407,7 @@ fn next_targets(
     mask
 }
 
+/// Decode every entry's image at 128×128 with its pseudo-mask and true mask.
 fn prepare(entries: &[PseudoEntry], pseudo_dir: &Path) -> anyhow::Result<Vec<Item>> {
     let bar = progress_bar(entries.len() as u64, "decode");
     let items: Vec<anyhow::Result<Item>> = entries

@@ -296,8 +296,8 @@ fn pseudo_masks_train_seg_segment_and_report() {
     }
     assert!(run.join("report.md").is_file());
 
-    // A run written before the later settings existed (refine, cosine_lr, dice_loss, flip_tta, never_empty) still
-    // loads, and predicts as such runs did: no flip, empty masks allowed.
+    // A run written before the later settings existed (refine, cosine_lr, dice_loss, flip_tta, never_empty,
+    // drop_unconfirmed) still loads, and predicts as such runs did: no flip, empty masks allowed.
     let mut old = seg.clone();
     for key in [
         "refine",
@@ -305,6 +305,8 @@ fn pseudo_masks_train_seg_segment_and_report() {
         "dice_loss",
         "flip_tta",
         "never_empty",
+        "drop_unconfirmed",
+        "dropped_unconfirmed",
     ] {
         assert!(
             old.as_object_mut().expect("object").remove(key).is_some(),
