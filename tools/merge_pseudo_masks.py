@@ -4,17 +4,18 @@ different machines) into one folder that `train-seg --pseudo` reads.
 
     tools/merge_pseudo_masks.py OUT DIR [DIR…]
 
-Every folder must come from the same classifier run (a different run path is only noted: it is stored as
-typed) with the same settings (method, threshold, gate, layer,
-scales, occlusion, sharpening); the merged `pseudo_masks.json` lists every entry once (an image in two folders is
-refused), with its paths made absolute, so the masks stay where they are. `pseudo-masks` records image paths
-as given: run the merge from the folder where the parts were made when those are relative. The deletion counts add up; the
-errors are concatenated. `quality` is left empty — the parts' score tables are means that cannot be pooled — and
-each part's table is kept under `parts` (train-seg does not read either).
+Every folder must come from the same classifier run with the same settings (method, threshold, gate, layer,
+scales, occlusion, sharpening; a different run path is only noted, as it is stored as typed). The merged
+`pseudo_masks.json` lists every entry once (an image in two folders is refused) with its paths made absolute, so
+the masks stay where they are; `pseudo-masks` records image paths as given, so run the merge from the folder where
+the parts were made when those are relative. The deletion counts add up; the errors are concatenated. `quality` is
+left empty (the parts' score tables are means that cannot be pooled) and each part's table is kept under `parts`;
+train-seg reads neither.
 """
 import json
 import os
 import sys
+from collections import Counter
 
 MANIFEST = "pseudo_masks.json"
 # Settings that must agree across the parts (everything in the manifest but the data, entries and scores).
@@ -77,10 +78,8 @@ def main(argv):
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, MANIFEST), "w") as f:
         json.dump(merged, f, indent=1)
-    splits = {}
-    for e in entries:
-        splits[e["split"]] = splits.get(e["split"], 0) + 1
-    print(f"{os.path.join(out, MANIFEST)}: {len(entries)} entries ({', '.join(f'{k} {v}' for k, v in sorted(splits.items()))}) from {len(parts)} folders")
+    splits = ", ".join(f"{k} {v}" for k, v in sorted(Counter(e["split"] for e in entries).items()))
+    print(f"{os.path.join(out, MANIFEST)}: {len(entries)} entries ({splits}) from {len(parts)} folders")
 
 
 if __name__ == "__main__":

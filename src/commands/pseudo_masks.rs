@@ -64,6 +64,13 @@ pub struct DeletionRecord {
     pub candidates: Vec<DeletionCandidate>,
 }
 
+impl DeletionRecord {
+    /// The candidate whose mask was kept (`None` only for a malformed record).
+    pub fn kept_candidate(&self) -> Option<&DeletionCandidate> {
+        self.candidates.get(self.kept)
+    }
+}
+
 /// A candidate mask of the deletion check.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeletionCandidate {

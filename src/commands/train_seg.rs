@@ -129,6 +129,22 @@ pub fn train_seg(args: &TrainSegArgs) -> anyhow::Result<SegRun> {
         args.threshold > 0.0 && args.threshold < 1.0,
         "--threshold must lie in (0, 1)"
     );
+    // --drop-unconfirmed's arguments are checked before the classifier is loaded or any pseudo-mask is made.
+    if let Some(fraction) = args.drop_unconfirmed {
+        anyhow::ensure!(
+            fraction.is_finite() && fraction > 0.0,
+            "--drop-unconfirmed must be a positive fraction"
+        );
+        anyhow::ensure!(
+            args.supervision == Supervision::Pseudo,
+            "--drop-unconfirmed selects pseudo-masks; with --supervision true there are none"
+        );
+        anyhow::ensure!(
+            args.pseudo.is_some(),
+            "--drop-unconfirmed needs --pseudo: masks made with --occlusion and --confirm-by-deletion (the \
+             default pseudo-masks have no deletion records)"
+        );
+    }
     // Loaded on the host: the U-Net is built there (its decoder initialised from the seed) and then moved.
     let host = crate::device::host();
     let (classifier, classifier_config) = run::load_run(&args.run, &host)
@@ -153,23 +169,16 @@ pub fn train_seg(args: &TrainSegArgs) -> anyhow::Result<SegRun> {
         }
     };
     let manifest = pseudo_masks::read_manifest(&pseudo_dir)?;
-    let mut entries = manifest.entries.clone();
-    if let Some(fraction) = args.drop_unconfirmed {
-        anyhow::ensure!(
-            fraction.is_finite() && fraction > 0.0,
-            "--drop-unconfirmed must be a positive fraction"
-        );
-        anyhow::ensure!(
-            args.supervision == Supervision::Pseudo,
-            "--drop-unconfirmed selects pseudo-masks; with --supervision true there are none"
-        );
-        anyhow::ensure!(
-            entries.iter().any(|e| e.deletion.is_some()),
-            "{}: no deletion records; --drop-unconfirmed needs pseudo-masks made with --confirm-by-deletion",
-            pseudo_dir.display()
-        );
-        entries.retain(|e| !unconfirmed(e, fraction));
-    }
+    anyhow::ensure!(
+        args.drop_unconfirmed.is_none() || manifest.entries.iter().any(|e| e.deletion.is_some()),
+        "{}: no deletion records; --drop-unconfirmed needs pseudo-masks made with --confirm-by-deletion",
+        pseudo_dir.display()
+    );
+    let entries: Vec<&PseudoEntry> = manifest
+        .entries
+        .iter()
+        .filter(|e| !args.drop_unconfirmed.is_some_and(|f| unconfirmed(e, f)))
+        .collect();
     let dropped = manifest.entries.len() - entries.len();
     let items = prepare(&entries, &pseudo_dir)?;
     let (train_items, test_items): (Vec<&Item>, Vec<&Item>) =
@@ -372,11 +381,10 @@ fn fmt(v: Option<f64>) -> String {
 
 /// Whether `--drop-unconfirmed FRACTION` leaves a Training entry out: its deletion record says that blacking out
 /// the kept mask left more than `fraction` of the class probability.
-pub fn unconfirmed(entry: &PseudoEntry, fraction: f32) -> bool {
+fn unconfirmed(entry: &PseudoEntry, fraction: f32) -> bool {
     entry.split == Split::Training
         && entry.deletion.as_ref().is_some_and(|d| {
-            d.candidates
-                .get(d.kept)
+            d.kept_candidate()
                 .is_some_and(|c| c.probability_after > fraction * d.probability)
         })
 }
@@ -408,7 +416,7 @@ fn next_targets(
 }
 
 /// Decode every entry's image at 128×128 with its pseudo-mask and true mask.
-fn prepare(entries: &[PseudoEntry], pseudo_dir: &Path) -> anyhow::Result<Vec<Item>> {
+fn prepare(entries: &[&PseudoEntry], pseudo_dir: &Path) -> anyhow::Result<Vec<Item>> {
     let bar = progress_bar(entries.len() as u64, "decode");
     let items: Vec<anyhow::Result<Item>> = entries
         .par_iter()
@@ -423,7 +431,7 @@ fn prepare(entries: &[PseudoEntry], pseudo_dir: &Path) -> anyhow::Result<Vec<Ite
             };
             bar.inc(1);
             Ok(Item {
-                entry: entry.clone(),
+                entry: (*entry).clone(),
                 image,
                 pseudo,
                 truth,
