@@ -77,13 +77,13 @@ pub struct SegRun {
     pub drop_unconfirmed: Option<f32>,
     #[serde(default)]
     pub dropped_unconfirmed: usize,
-    /// `--agree-with`: the segmentation run, the Dice cut, and how many Training images it left out.
+    /// `--agree-with`: the segmentation run, the Dice cut, and the Training images it left out.
     #[serde(default, serialize_with = "crate::paths::lossy_option")]
     pub agree_with: Option<PathBuf>,
     #[serde(default)]
     pub min_agreement: Option<f32>,
     #[serde(default)]
-    pub dropped_disagreeing: usize,
+    pub disagreeing: Vec<Disagreeing>,
     pub batch_size: usize,
     pub validation_fraction: f64,
     pub seed: u64,
@@ -91,6 +91,14 @@ pub struct SegRun {
     pub round_metrics: Vec<RoundMetrics>,
     pub seconds: f64,
     pub created_by: String,
+}
+
+/// A Training image `--agree-with` left out: its pseudo-mask's Dice with the other run's U-Net mask.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Disagreeing {
+    #[serde(serialize_with = "crate::paths::lossy")]
+    pub image: PathBuf,
+    pub agreement: f64,
 }
 
 /// Scores after one round. "Targets" are what the round trained on (round 1: the pseudo-masks).
@@ -221,11 +229,11 @@ pub fn train_seg(args: &TrainSegArgs) -> anyhow::Result<SegRun> {
         Gate::Label => e.class.is_tumour(),
         Gate::Prediction => e.predicted.is_tumour(),
     };
-    let (items, dropped_disagreeing) = match (&teacher, min_agreement) {
+    let (items, disagreeing) = match (&teacher, min_agreement) {
         (Some(teacher), Some(cut)) => {
             drop_disagreeing(items, &teacher.unet, &teacher.config.mask, cut, &gate)?
         }
-        _ => (items, 0),
+        _ => (items, Vec::new()),
     };
     let (train_items, test_items): (Vec<&Item>, Vec<&Item>) =
         items.iter().partition(|i| i.entry.split == Split::Training);
@@ -385,7 +393,7 @@ pub fn train_seg(args: &TrainSegArgs) -> anyhow::Result<SegRun> {
         dropped_unconfirmed: dropped,
         agree_with: args.agree_with.clone(),
         min_agreement,
-        dropped_disagreeing,
+        disagreeing,
         batch_size: args.batch_size,
         validation_fraction: args.validation_fraction,
         seed: args.seed,
@@ -448,15 +456,15 @@ fn agreement(pseudo: &[u8], mask: &[bool]) -> f64 {
 }
 
 /// `--agree-with`: the items without the Training tumour images (by `gate`) whose pseudo-mask agrees less than
-/// `cut` (Dice) with `teacher`'s mask (by the teacher run's `rule`: threshold, flip, fallback), and how many those
-/// were. Testing and gated-out images are kept unchecked.
+/// `cut` (Dice) with `teacher`'s mask (by the teacher run's `rule`: threshold, flip, fallback), and those left out.
+/// Testing and gated-out images are kept unchecked.
 fn drop_disagreeing(
     items: Vec<Item>,
     teacher: &UNet,
     rule: &MaskRule,
     cut: f32,
     gate: &dyn Fn(&PseudoEntry) -> bool,
-) -> anyhow::Result<(Vec<Item>, usize)> {
+) -> anyhow::Result<(Vec<Item>, Vec<Disagreeing>)> {
     let checked = |i: &Item| i.entry.split == Split::Training && gate(&i.entry);
     let images: Vec<RgbImage> = items
         .iter()
@@ -464,22 +472,26 @@ fn drop_disagreeing(
         .map(|i| i.image.clone())
         .collect();
     let mut logits = predict_logits(teacher, &images, 32, rule.flip)?.into_iter();
-    let before = items.len();
-    let mut kept = Vec::with_capacity(before);
+    let mut kept = Vec::with_capacity(items.len());
+    let mut left_out = Vec::new();
     for item in items {
         if checked(&item) {
             let z = logits
                 .next()
                 .context("--agree-with: fewer predictions than images")?;
             let mask = logits_to_mask(&z, SIDE as usize, rule, true, true);
-            if agreement(&item.pseudo, &mask) < f64::from(cut) {
+            let agreement = agreement(&item.pseudo, &mask);
+            if agreement < f64::from(cut) {
+                left_out.push(Disagreeing {
+                    image: item.entry.image.clone(),
+                    agreement,
+                });
                 continue;
             }
         }
         kept.push(item);
     }
-    let dropped = before - kept.len();
-    Ok((kept, dropped))
+    Ok((kept, left_out))
 }
 
 /// One training image's next-round target: the U-Net's mask, gated by `tumour`, its largest component with holes
@@ -639,7 +651,7 @@ pub fn metrics_table(seg: &SegRun) -> String {
         match (&seg.agree_with, seg.min_agreement) {
             (Some(teacher), Some(cut)) => format!(
                 ", {} Training images left out whose pseudo-mask agreed less than Dice {cut} with {}'s U-Net",
-                seg.dropped_disagreeing,
+                seg.disagreeing.len(),
                 teacher.display()
             ),
             _ => String::new(),
@@ -845,13 +857,17 @@ mod tests {
         };
         let gate = |e: &PseudoEntry| e.class.is_tumour();
         let names = |cut: f32| {
-            let (kept, dropped) =
+            let (kept, left_out) =
                 drop_disagreeing(items(), &teacher, &rule, cut, &gate).expect("drop");
             let names: Vec<String> = kept
                 .iter()
                 .map(|i| i.entry.image.display().to_string())
                 .collect();
-            assert_eq!(dropped + names.len(), 5);
+            assert_eq!(left_out.len() + names.len(), 5);
+            assert!(left_out.iter().all(|d| d.agreement < f64::from(cut)));
+            assert!(left_out
+                .iter()
+                .all(|d| !names.contains(&d.image.display().to_string())));
             names
         };
         // Testing and gated-out images are never checked; among the others Dice decides.

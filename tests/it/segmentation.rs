@@ -175,8 +175,17 @@ fn pseudo_masks_train_seg_segment_and_report() {
         .output()
         .expect("train-seg --agree-with"));
     let picky = json(&agreeing.join("seg.json"));
-    let dropped = picky["dropped_disagreeing"].as_u64().expect("dropped");
+    let left_out = picky["disagreeing"].as_array().expect("disagreeing");
+    let dropped = left_out.len() as u64;
     assert!((1..=9).contains(&dropped), "{dropped} of 9 tumour images");
+    for image in left_out {
+        let path = image["image"].as_str().expect("image");
+        assert!(
+            path.contains("Training") && !path.contains("notumor"),
+            "{path}"
+        );
+        assert!(image["agreement"].as_f64().expect("agreement") < 1.0);
+    }
     assert_eq!(picky["min_agreement"], 1.0);
     assert_eq!(picky["agree_with"], segrun.to_string_lossy().as_ref());
     assert_eq!(
@@ -358,7 +367,7 @@ fn pseudo_masks_train_seg_segment_and_report() {
         "dropped_unconfirmed",
         "agree_with",
         "min_agreement",
-        "dropped_disagreeing",
+        "disagreeing",
     ] {
         assert!(
             old.as_object_mut().expect("object").remove(key).is_some(),
