@@ -489,15 +489,6 @@ pub struct TrainSegArgs {
     /// kept): masks that the classifier's evidence is not in.
     #[arg(long, value_name = "FRACTION")]
     pub drop_unconfirmed: Option<f32>,
-    /// A segmentation run (from `train-seg`, e.g. one trained on the same pseudo-masks) whose U-Net masks the
-    /// Training pseudo-masks are checked against: a tumour image whose pseudo-mask and that U-Net's mask agree
-    /// less than `--min-agreement` (Dice) is left out of training — a mask the U-Net could not learn is most
-    /// likely a wrong one. Testing is never filtered.
-    #[arg(long, value_name = "SEGRUN")]
-    pub agree_with: Option<PathBuf>,
-    /// The Dice below which `--agree-with` leaves a Training image out (default 0.5).
-    #[arg(long, value_name = "DICE", requires = "agree_with")]
-    pub min_agreement: Option<f32>,
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
     /// Train the encoder too (by default it stays the classifier's, frozen, BatchNorm in eval mode).

@@ -77,13 +77,6 @@ pub struct SegRun {
     pub drop_unconfirmed: Option<f32>,
     #[serde(default)]
     pub dropped_unconfirmed: usize,
-    /// `--agree-with`: the segmentation run, the Dice cut, and the Training images it left out.
-    #[serde(default, serialize_with = "crate::paths::lossy_option")]
-    pub agree_with: Option<PathBuf>,
-    #[serde(default)]
-    pub min_agreement: Option<f32>,
-    #[serde(default)]
-    pub disagreeing: Vec<Disagreeing>,
     pub batch_size: usize,
     pub validation_fraction: f64,
     pub seed: u64,
@@ -91,14 +84,6 @@ pub struct SegRun {
     pub round_metrics: Vec<RoundMetrics>,
     pub seconds: f64,
     pub created_by: String,
-}
-
-/// A Training image `--agree-with` left out: its pseudo-mask's Dice with the other run's U-Net mask.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Disagreeing {
-    #[serde(serialize_with = "crate::paths::lossy")]
-    pub image: PathBuf,
-    pub agreement: f64,
 }
 
 /// Scores after one round. "Targets" are what the round trained on (round 1: the pseudo-masks).
@@ -160,34 +145,6 @@ pub fn train_seg(args: &TrainSegArgs) -> anyhow::Result<SegRun> {
              default pseudo-masks have no deletion records)"
         );
     }
-    let min_agreement = args
-        .agree_with
-        .as_ref()
-        .map(|_| args.min_agreement.unwrap_or(DEFAULT_MIN_AGREEMENT));
-    if let Some(cut) = min_agreement {
-        anyhow::ensure!(
-            cut > 0.0 && cut <= 1.0,
-            "--min-agreement must lie in (0, 1]"
-        );
-        anyhow::ensure!(
-            args.supervision == Supervision::Pseudo,
-            "--agree-with selects pseudo-masks; with --supervision true there are none"
-        );
-    }
-    let teacher = match &args.agree_with {
-        Some(dir) => {
-            let teacher = super::segment::load_segrun(dir)
-                .with_context(|| format!("loading --agree-with {}", dir.display()))?;
-            anyhow::ensure!(
-                teacher.config.side == SIDE,
-                "--agree-with {}: its U-Net works at {side}×{side} pixels, the pseudo-masks at {SIDE}×{SIDE}",
-                dir.display(),
-                side = teacher.config.side
-            );
-            Some(teacher)
-        }
-        None => None,
-    };
     // Loaded on the host: the U-Net is built there (its decoder initialised from the seed) and then moved.
     let host = crate::device::host();
     let (classifier, classifier_config) = run::load_run(&args.run, &host)
@@ -224,17 +181,6 @@ pub fn train_seg(args: &TrainSegArgs) -> anyhow::Result<SegRun> {
         .collect();
     let dropped = manifest.entries.len() - entries.len();
     let items = prepare(&entries, &pseudo_dir)?;
-    // Whether an image may have tumour pixels: the same gate the pseudo-masks used.
-    let gate = |e: &PseudoEntry| match manifest.gate {
-        Gate::Label => e.class.is_tumour(),
-        Gate::Prediction => e.predicted.is_tumour(),
-    };
-    let (items, disagreeing) = match (&teacher, min_agreement) {
-        (Some(teacher), Some(cut)) => {
-            drop_disagreeing(items, &teacher.unet, &teacher.config.mask, cut, &gate)?
-        }
-        _ => (items, Vec::new()),
-    };
     let (train_items, test_items): (Vec<&Item>, Vec<&Item>) =
         items.iter().partition(|i| i.entry.split == Split::Training);
     anyhow::ensure!(
@@ -248,10 +194,15 @@ pub fn train_seg(args: &TrainSegArgs) -> anyhow::Result<SegRun> {
             "--supervision true needs a true mask for every training image (a `masks/` tree)"
         );
     }
+    // Whether a training image may have tumour pixels: the same gate the pseudo-masks used.
     let rule = MaskRule {
         threshold: args.threshold,
         flip: args.flip_tta,
         never_empty: args.never_empty,
+    };
+    let gate = |e: &PseudoEntry| match manifest.gate {
+        Gate::Label => e.class.is_tumour(),
+        Gate::Prediction => e.predicted.is_tumour(),
     };
     let mut data = SegData {
         side: SIDE as usize,
@@ -391,9 +342,6 @@ pub fn train_seg(args: &TrainSegArgs) -> anyhow::Result<SegRun> {
         dice_loss: args.dice_loss,
         drop_unconfirmed: args.drop_unconfirmed,
         dropped_unconfirmed: dropped,
-        agree_with: args.agree_with.clone(),
-        min_agreement,
-        disagreeing,
         batch_size: args.batch_size,
         validation_fraction: args.validation_fraction,
         seed: args.seed,
@@ -439,59 +387,6 @@ fn unconfirmed(entry: &PseudoEntry, fraction: f32) -> bool {
             d.kept_candidate()
                 .is_some_and(|c| c.probability_after > fraction * d.probability)
         })
-}
-
-/// `--agree-with`'s cut when `--min-agreement` is not given.
-pub const DEFAULT_MIN_AGREEMENT: f32 = 0.5;
-
-/// Dice between a stored pseudo-mask's foreground and another mask; 1 when both are empty.
-fn agreement(pseudo: &[u8], mask: &[bool]) -> f64 {
-    let foreground: Vec<bool> = pseudo
-        .iter()
-        .map(|v| *v > crate::cam::pseudo::IGNORE)
-        .collect();
-    MaskCounts::from_masks(mask, &foreground, None)
-        .dice()
-        .unwrap_or(1.0)
-}
-
-/// `--agree-with`: the items without the Training tumour images (by `gate`) whose pseudo-mask agrees less than
-/// `cut` (Dice) with `teacher`'s mask (by the teacher run's `rule`: threshold, flip, fallback), and those left out.
-/// Testing and gated-out images are kept unchecked.
-fn drop_disagreeing(
-    items: Vec<Item>,
-    teacher: &UNet,
-    rule: &MaskRule,
-    cut: f32,
-    gate: &dyn Fn(&PseudoEntry) -> bool,
-) -> anyhow::Result<(Vec<Item>, Vec<Disagreeing>)> {
-    let checked = |i: &Item| i.entry.split == Split::Training && gate(&i.entry);
-    let images: Vec<RgbImage> = items
-        .iter()
-        .filter(|i| checked(i))
-        .map(|i| i.image.clone())
-        .collect();
-    let mut logits = predict_logits(teacher, &images, 32, rule.flip)?.into_iter();
-    let mut kept = Vec::with_capacity(items.len());
-    let mut left_out = Vec::new();
-    for item in items {
-        if checked(&item) {
-            let z = logits
-                .next()
-                .context("--agree-with: fewer predictions than images")?;
-            let mask = logits_to_mask(&z, SIDE as usize, rule, true, true);
-            let agreement = agreement(&item.pseudo, &mask);
-            if agreement < f64::from(cut) {
-                left_out.push(Disagreeing {
-                    image: item.entry.image.clone(),
-                    agreement,
-                });
-                continue;
-            }
-        }
-        kept.push(item);
-    }
-    Ok((kept, left_out))
 }
 
 /// One training image's next-round target: the U-Net's mask, gated by `tumour`, its largest component with holes
@@ -631,7 +526,7 @@ fn round_scores(
 /// Per-round scores as markdown.
 pub fn metrics_table(seg: &SegRun) -> String {
     let mut out = format!(
-        "U-Net trained on {}{}{} ({} round(s); encoder {}). Dice and IoU: means over tumour images against the true \
+        "U-Net trained on {}{} ({} round(s); encoder {}). Dice and IoU: means over tumour images against the true \
          masks; pooled Dice sums the pixels of all images; empty correct: no-tumour images given an empty mask. \
          Targets = what the round trained on (round 1: the pseudo-masks).\n\n\
          | round | masks | images | Dice | IoU | pooled Dice | pixel acc. | BCE | empty correct |\n\
@@ -647,14 +542,6 @@ pub fn metrics_table(seg: &SegRun) -> String {
                 seg.dropped_unconfirmed
             ),
             None => String::new(),
-        },
-        match (&seg.agree_with, seg.min_agreement) {
-            (Some(teacher), Some(cut)) => format!(
-                ", {} Training images left out whose pseudo-mask agreed less than Dice {cut} with {}'s U-Net",
-                seg.disagreeing.len(),
-                teacher.display()
-            ),
-            _ => String::new(),
         },
         seg.rounds,
         if seg.train_encoder { "trained" } else { "frozen" }
@@ -799,84 +686,6 @@ mod tests {
         // Testing images are scored, never left out; an image without a record is kept.
         assert!(!unconfirmed(&entry(Split::Testing, Some(record)), 0.1));
         assert!(!unconfirmed(&entry(Split::Training, None), 0.1));
-    }
-
-    #[test]
-    fn training_tumour_masks_that_disagree_with_the_teacher_are_dropped() {
-        let device = crate::device::inference();
-        let teacher = UNet::new(crate::model::ResNet18::new(4, &device), &device);
-        let side = SIDE as usize;
-        let image = RgbImage::from_fn(SIDE, SIDE, |x, y| {
-            image::Rgb([(x * 2) as u8, (y * 2) as u8, ((x + y) % 256) as u8])
-        });
-        // A threshold at the median probability: the teacher's mask (its largest component, as the check takes
-        // it) is neither empty nor the whole image.
-        let logits = predict_logits(&teacher, std::slice::from_ref(&image), 1, false)
-            .expect("predict")
-            .remove(0);
-        let mut sorted: Vec<f32> = logits.iter().map(|z| probability(*z)).collect();
-        sorted.sort_by(f32::total_cmp);
-        let rule = MaskRule::threshold(sorted[side * side / 2]);
-        let mask = logits_to_mask(&logits, side, &rule, true, true);
-        let on = mask.iter().filter(|m| **m).count();
-        assert!(on >= 30 && on < side * side, "{on}");
-        let complement: Vec<bool> = mask.iter().map(|m| !m).collect();
-        // The teacher's mask with a third of its pixels removed: Dice 2·(2/3) / (1 + 2/3) = 0.8.
-        let mut seen = 0;
-        let two_thirds: Vec<bool> = mask
-            .iter()
-            .map(|m| {
-                seen += usize::from(*m);
-                *m && seen % 3 != 0
-            })
-            .collect();
-        let item = |name: &str, split: Split, class: Class, pseudo: &[bool]| Item {
-            entry: PseudoEntry {
-                image: name.into(),
-                split,
-                class,
-                predicted: class,
-                confidence: 0.9,
-                target: class,
-                mask: "m.png".into(),
-                true_mask: None,
-                deletion: None,
-            },
-            image: image.clone(),
-            pseudo: crate::cam::pseudo::to_stored(pseudo),
-            truth: None,
-        };
-        let items = || {
-            vec![
-                item("same", Split::Training, Class::Glioma, &mask),
-                item("opposite", Split::Training, Class::Glioma, &complement),
-                item("two-thirds", Split::Training, Class::Pituitary, &two_thirds),
-                item("testing", Split::Testing, Class::Glioma, &complement),
-                item("no tumour", Split::Training, Class::NoTumor, &complement),
-            ]
-        };
-        let gate = |e: &PseudoEntry| e.class.is_tumour();
-        let names = |cut: f32| {
-            let (kept, left_out) =
-                drop_disagreeing(items(), &teacher, &rule, cut, &gate).expect("drop");
-            let names: Vec<String> = kept
-                .iter()
-                .map(|i| i.entry.image.display().to_string())
-                .collect();
-            assert_eq!(left_out.len() + names.len(), 5);
-            assert!(left_out.iter().all(|d| d.agreement < f64::from(cut)));
-            assert!(left_out
-                .iter()
-                .all(|d| !names.contains(&d.image.display().to_string())));
-            names
-        };
-        // Testing and gated-out images are never checked; among the others Dice decides.
-        assert_eq!(names(0.75), ["same", "two-thirds", "testing", "no tumour"]);
-        assert_eq!(names(0.85), ["same", "testing", "no tumour"]);
-        assert_eq!(names(1.0), ["same", "testing", "no tumour"]);
-        assert!((agreement(&crate::cam::pseudo::to_stored(&two_thirds), &mask) - 0.8).abs() < 0.01);
-        // Both empty: they agree.
-        assert_eq!(agreement(&[0; 4], &[false; 4]), 1.0);
     }
 
     #[test]

@@ -163,64 +163,6 @@ fn pseudo_masks_train_seg_segment_and_report() {
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("--confirm-by-deletion"), "{stderr}");
-    // --agree-with that run at Dice 1: every Training tumour image whose pseudo-mask the U-Net does not copy
-    // exactly is left out; the count is kept and said, and the round trains and scores only the rest.
-    let agreeing = dir.path().join("agreeing");
-    let out = ok(train_seg(&run, &data, &pseudo, &agreeing)
-        .arg("-q")
-        .args(["--rounds", "1", "--epochs", "1", "--batch-size", "4"])
-        .arg("--agree-with")
-        .arg(&segrun)
-        .args(["--min-agreement", "1"])
-        .output()
-        .expect("train-seg --agree-with"));
-    let picky = json(&agreeing.join("seg.json"));
-    let left_out = picky["disagreeing"].as_array().expect("disagreeing");
-    let dropped = left_out.len() as u64;
-    assert!((1..=9).contains(&dropped), "{dropped} of 9 tumour images");
-    for image in left_out {
-        let path = image["image"].as_str().expect("image");
-        assert!(
-            path.contains("Training") && !path.contains("notumor"),
-            "{path}"
-        );
-        assert!(image["agreement"].as_f64().expect("agreement") < 1.0);
-    }
-    assert_eq!(picky["min_agreement"], 1.0);
-    assert_eq!(picky["agree_with"], segrun.to_string_lossy().as_ref());
-    assert_eq!(
-        picky["round_metrics"][0]["targets_vs_truth"]["images"],
-        12 - dropped
-    );
-    assert_eq!(
-        picky["round_metrics"][0]["test_label_gate"]["all"]["images"],
-        8
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains(&format!(
-            "{dropped} Training images left out whose pseudo-mask agreed less than Dice 1"
-        )),
-        "{stdout}"
-    );
-    // Its cut needs it; a folder that is no segmentation run is named.
-    let refused = train_seg(&run, &data, &pseudo, &dir.path().join("refused"))
-        .args(["--min-agreement", "0.5"])
-        .output()
-        .expect("train-seg --min-agreement");
-    assert_eq!(refused.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("--agree-with"));
-    let refused = train_seg(&run, &data, &pseudo, &dir.path().join("refused"))
-        .arg("--agree-with")
-        .arg(&run)
-        .output()
-        .expect("train-seg --agree-with RUN");
-    assert!(!refused.status.success());
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        stderr.contains("not a segmentation run") && stderr.contains(&*run.to_string_lossy()),
-        "{stderr}"
-    );
     assert_eq!(seg["dice_loss"], "per_image");
     assert_eq!(seg["round_metrics"].as_array().expect("rounds").len(), 2);
     assert_eq!(seg["history"].as_array().expect("history").len(), 2);
@@ -355,7 +297,7 @@ fn pseudo_masks_train_seg_segment_and_report() {
     assert!(run.join("report.md").is_file());
 
     // A run written before the later settings existed (refine, cosine_lr, dice_loss, flip_tta, never_empty,
-    // drop_unconfirmed, agree_with) still loads, and predicts as such runs did: no flip, empty masks allowed.
+    // drop_unconfirmed) still loads, and predicts as such runs did: no flip, empty masks allowed.
     let mut old = seg.clone();
     for key in [
         "refine",
@@ -365,9 +307,6 @@ fn pseudo_masks_train_seg_segment_and_report() {
         "never_empty",
         "drop_unconfirmed",
         "dropped_unconfirmed",
-        "agree_with",
-        "min_agreement",
-        "disagreeing",
     ] {
         assert!(
             old.as_object_mut().expect("object").remove(key).is_some(),
