@@ -170,7 +170,7 @@ pub fn train_seg(args: &TrainSegArgs) -> anyhow::Result<SegRun> {
     };
     let manifest = pseudo_masks::read_manifest(&pseudo_dir)?;
     anyhow::ensure!(
-        args.drop_unconfirmed.is_none() || manifest.entries.iter().any(|e| e.deletion.is_some()),
+        args.drop_unconfirmed.is_none() || manifest.confirm_by_deletion.is_some(),
         "{}: no deletion records; --drop-unconfirmed needs pseudo-masks made with --confirm-by-deletion",
         pseudo_dir.display()
     );
