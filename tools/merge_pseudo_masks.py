@@ -5,7 +5,7 @@ different machines) into one folder that `train-seg --pseudo` reads.
     tools/merge_pseudo_masks.py OUT DIR [DIR…]
 
 Every folder must come from the same classifier run with the same settings (method, threshold, gate, layer,
-scales, occlusion, sharpening; a different run path is only noted, as it is stored as typed). The merged
+scales, occlusion, sharpening, CAM powers; a different run path is only noted, as it is stored as typed). The merged
 `pseudo_masks.json` lists every entry once (an image in two folders is refused) with its paths made absolute, so
 the masks stay where they are; `pseudo-masks` records image paths as given, so run the merge from the folder where
 the parts were made when those are relative. The deletion counts add up; the errors are concatenated. `quality` is
@@ -20,7 +20,7 @@ from collections import Counter
 MANIFEST = "pseudo_masks.json"
 # Settings that must agree across the parts (everything in the manifest but the data, entries and scores).
 SAME = ["method", "config", "gate", "flip_smooth", "layer", "scales", "occlusion", "occlusion_classes",
-        "sharpen", "sharpen_classes"]
+        "sharpen", "sharpen_classes", "cam_power"]
 
 
 def main(argv):

@@ -140,6 +140,10 @@ pub struct PseudoManifest {
     /// `--sharpen-classes`: the explained classes that get the sharpened candidates (empty: every tumour class).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sharpen_classes: Vec<Class>,
+    /// `--cam-power`: per explained class, the power its CAM was raised to before anything else (classes not
+    /// listed: 1).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cam_power: BTreeMap<Class, f32>,
     pub entries: Vec<PseudoEntry>,
     /// Per threshold method (`fraction:0.5`, `otsu`, …), per split, per true class and `all`: scores of the
     /// pseudo-masks against the true masks (no-tumour images count as empty references).
@@ -160,6 +164,14 @@ pub fn run(args: &PseudoMaskArgs) -> anyhow::Result<()> {
         let names: Vec<String> = classes.iter().map(Class::to_string).collect();
         names.join(", ")
     };
+    if !manifest.cam_power.is_empty() {
+        let powers: Vec<String> = manifest
+            .cam_power
+            .iter()
+            .map(|(class, e)| format!("{class} ^{e}"))
+            .collect();
+        println!("CAMs raised to a power: {}", powers.join(", "));
+    }
     if let Some(occlusion) = &manifest.occlusion {
         println!(
             "Occlusion ({}-pixel windows, stride {}) combined with the CAM of {}",
@@ -402,6 +414,14 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
             "--ignore-below must lie in [0, 1)"
         );
     }
+    let mut cam_power: BTreeMap<Class, f32> = BTreeMap::new();
+    for p in &args.cam_power {
+        anyhow::ensure!(
+            cam_power.insert(p.class, p.exponent).is_none(),
+            "--cam-power gives {} twice",
+            p.class
+        );
+    }
     let config = PseudoMaskConfig {
         threshold: args.threshold,
         ignore_below: args.ignore_below,
@@ -470,13 +490,22 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
             let occluded;
             // With --confirm-by-deletion, an occluded image's record of its candidates.
             let deletion;
+            // --cam-power: the explained class's CAM raised to its power before anything else.
+            let powered;
+            let cam: &[f32] = match cam_power.get(&target) {
+                Some(exponent) => {
+                    powered = sharpened(&cams.maps[i], *exponent);
+                    &powered
+                }
+                None => &cams.maps[i],
+            };
             let map = match (&frozen, args.occlusion) {
                 (Some(frozen), Some(occlusion)) if tumour && listed(&args.occlusion_classes) => {
                     let size = run_config.input_size;
                     let (map, record) = with_occlusion(
                         frozen,
                         &resize_rgb(&loaded.image, size, size)?,
-                        &cams.maps[i],
+                        cam,
                         cams.targets[i],
                         cams.probabilities[i][cams.targets[i]],
                         occlusion,
@@ -497,7 +526,7 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
                 }
                 _ => {
                     deletion = None;
-                    &cams.maps[i]
+                    cam
                 }
             };
             let mask = pseudo_mask(map, side, side, tumour, Some(&cues), &config);
@@ -606,6 +635,7 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
             .then(|| ConfirmedCounts::of(&entries, args.sharpen.len())),
         sharpen: args.sharpen.clone(),
         sharpen_classes: args.sharpen_classes.clone(),
+        cam_power,
         entries,
         quality: quality(&sums),
         errors,

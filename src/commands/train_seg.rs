@@ -329,6 +329,7 @@ pub fn train_seg(args: &TrainSegArgs) -> anyhow::Result<SegRun> {
             "confirm_by_deletion": manifest.confirm_by_deletion.is_some(),
             "sharpen": manifest.sharpen,
             "sharpen_classes": manifest.sharpen_classes,
+            "cam_power": manifest.cam_power,
         }),
         side: SIDE,
         mask: rule,

@@ -604,3 +604,80 @@ fn pseudo_masks_with_occlusion_record_it_and_confirm_a_mask_per_tumour_image() {
         assert!(stderr.contains(expect), "{flags:?}: {stderr}");
     }
 }
+
+#[test]
+fn cam_power_reshapes_the_maps_of_the_listed_classes_only() {
+    let dir = temp_dir();
+    let data = dir.path().join("data");
+    small_phantom(&data, 2, 1, 11);
+    let run = import_formula_run(dir.path());
+    // Every image's mask bytes by image path, and the manifest.
+    let masks = |name: &str, flags: &[&str]| {
+        let out = dir.path().join(name);
+        run_pseudo_masks(&run, &data, &out, flags);
+        let manifest = json(&out.join("pseudo_masks.json"));
+        let by_image: std::collections::BTreeMap<String, (String, Vec<u8>)> = manifest["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .map(|e| {
+                let mask = image::open(out.join(e["mask"].as_str().expect("mask")))
+                    .expect("mask png")
+                    .to_luma8()
+                    .into_raw();
+                (
+                    e["image"].as_str().expect("image").to_string(),
+                    (e["class"].as_str().expect("class").to_string(), mask),
+                )
+            })
+            .collect();
+        (manifest, by_image)
+    };
+    // The fraction threshold 0.5 of the CAM raised to 0.5 keeps the pixels at ≥ 0.25 of the CAM's maximum: the
+    // masks of `fraction:0.25`. Classes not listed keep the masks of the plain `fraction:0.5`.
+    let (_, plain) = masks("plain", &["--threshold", "fraction:0.5"]);
+    let (_, quarter) = masks("quarter", &["--threshold", "fraction:0.25"]);
+    let (manifest, powered) = masks(
+        "powered",
+        &["--threshold", "fraction:0.5", "--cam-power", "glioma=0.5"],
+    );
+    assert_eq!(manifest["cam_power"], serde_json::json!({"glioma": 0.5}));
+    assert_eq!(powered.len(), 12);
+    let mut widened = 0;
+    for (image, (class, mask)) in &powered {
+        if class == "glioma" {
+            assert_eq!(mask, &quarter[image].1, "{image}");
+            let area = |m: &[u8]| m.iter().filter(|v| **v == 255).count();
+            assert!(area(mask) >= area(&plain[image].1), "{image}");
+            widened += usize::from(mask != &plain[image].1);
+        } else {
+            assert_eq!(mask, &plain[image].1, "{image}");
+        }
+    }
+    assert!(widened > 0, "the power changed no glioma mask");
+
+    // A class without a lesion, a power that is not positive, a missing `=` and a class given twice are refused.
+    for (flags, code, expect) in [
+        (&["--cam-power", "notumor=2"][..], 2, "no lesion"),
+        (&["--cam-power", "glioma=0"][..], 2, "positive exponent"),
+        (&["--cam-power", "glioma"][..], 2, "CLASS=E"),
+        (
+            &["--cam-power", "glioma=0.5,glioma_tumor=2"][..],
+            1,
+            "glioma twice",
+        ),
+    ] {
+        let out = tumornet()
+            .arg("pseudo-masks")
+            .arg(&run)
+            .arg(&data)
+            .arg("--out")
+            .arg(dir.path().join("refused"))
+            .args(flags)
+            .output()
+            .expect("pseudo-masks");
+        assert_eq!(out.status.code(), Some(code), "{flags:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expect), "{flags:?}: {stderr}");
+    }
+}
