@@ -74,7 +74,7 @@ impl DeletionRecord {
 /// A candidate mask of the deletion check.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeletionCandidate {
-    /// The map it was cut from: `cam`, `combined` or `combined^E`.
+    /// The map it was cut from: `cam` (raised to its `--cam-power`, if any), `combined` or `combined^E`.
     pub map: String,
     /// Its pixels at 128×128.
     pub area: usize,
