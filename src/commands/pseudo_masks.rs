@@ -152,6 +152,27 @@ pub struct PseudoManifest {
     pub errors: Vec<String>,
 }
 
+impl PseudoManifest {
+    /// The settings the masks were made with (no paths, entries or scores), as `seg.json` records them; kept
+    /// beside the struct so that a new option is recorded where it is declared.
+    pub fn settings(&self) -> serde_json::Value {
+        serde_json::json!({
+            "method": self.method,
+            "config": self.config,
+            "gate": self.gate,
+            "flip_smooth": self.flip_smooth,
+            "layer": self.layer,
+            "scales": self.scales,
+            "occlusion": self.occlusion,
+            "occlusion_classes": self.occlusion_classes,
+            "confirm_by_deletion": self.confirm_by_deletion.is_some(),
+            "sharpen": self.sharpen,
+            "sharpen_classes": self.sharpen_classes,
+            "cam_power": self.cam_power,
+        })
+    }
+}
+
 pub fn run(args: &PseudoMaskArgs) -> anyhow::Result<()> {
     let manifest = pseudo_masks(args)?;
     // The score tables of the splits that have true masks (none without a `masks/` tree).
