@@ -52,6 +52,8 @@ pub enum Command {
     Cam(CamArgs),
     /// CAM pseudo-masks (128×128) for a dataset's images, scored against true masks where they exist.
     PseudoMasks(PseudoMaskArgs),
+    /// Merge pseudo-mask folders made in parts (same run and settings) into one for `train-seg --pseudo`.
+    MergeMasks(MergeMasksArgs),
     /// Train the U-Net (the run's ResNet18 as encoder) on pseudo-masks, with self-training rounds.
     TrainSeg(TrainSegArgs),
     /// Tumour masks and outlines for images (files and folders) from a segmentation run.
@@ -518,6 +520,19 @@ pub struct TrainSegArgs {
     /// Cases in gallery.png.
     #[arg(long, default_value_t = 12)]
     pub gallery: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MergeMasksArgs {
+    /// Pseudo-mask folders (from `pseudo-masks`, or earlier merges) made by one run with the same settings, e.g.
+    /// image ranges or chunks made on different machines. Run from the folder where `pseudo-masks` ran when they
+    /// name images by relative paths.
+    #[arg(required = true)]
+    pub parts: Vec<PathBuf>,
+    /// Output folder: pseudo_masks.json (masks named by absolute path; they stay in the parts) and quality.md
+    /// (the chosen threshold's masks scored over all parts).
+    #[arg(long, default_value = "pseudo-masks-merged")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]

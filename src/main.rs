@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         Command::Predict(args) => commands::predict::run(args),
         Command::Cam(args) => commands::cam::run(args),
         Command::PseudoMasks(args) => commands::pseudo_masks::run(args),
+        Command::MergeMasks(args) => commands::merge_masks::run(args),
         Command::TrainSeg(args) => commands::train_seg::run(args),
         Command::Segment(args) => commands::segment::run(args),
         Command::Weights(args) => commands::weights::run(args),

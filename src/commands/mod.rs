@@ -5,6 +5,7 @@ pub mod cam;
 pub mod demo;
 pub mod evaluate;
 pub mod inspect;
+pub mod merge_masks;
 pub mod predict;
 pub mod pseudo_masks;
 pub mod report;

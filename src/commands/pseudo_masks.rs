@@ -43,7 +43,7 @@ pub struct PseudoEntry {
     pub confidence: f32,
     /// The class the CAM explains (the label or the prediction, by the gate).
     pub target: Class,
-    /// The pseudo-mask, relative to the output folder.
+    /// The pseudo-mask, relative to the output folder (absolute in a folder made by `merge-masks`).
     pub mask: PathBuf,
     /// The dataset's true mask, when it has one.
     pub true_mask: Option<PathBuf>,
@@ -98,7 +98,7 @@ pub struct ConfirmedCounts {
 impl ConfirmedCounts {
     /// Counted from the entries' deletion records (kept index 0 the CAM, 1 the combined map, 2… the maps of the
     /// `exponents` sharpening exponents).
-    fn of(entries: &[PseudoEntry], exponents: usize) -> ConfirmedCounts {
+    pub(crate) fn of(entries: &[PseudoEntry], exponents: usize) -> ConfirmedCounts {
         let mut kept = vec![0usize; 2 + exponents];
         for record in entries.iter().filter_map(|e| e.deletion.as_ref()) {
             if let Some(n) = kept.get_mut(record.kept) {
@@ -144,6 +144,9 @@ pub struct PseudoManifest {
     /// listed: 1).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub cam_power: BTreeMap<Class, f32>,
+    /// For a folder made by `merge-masks`: the pseudo-mask folders it was merged from (their masks stay there).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<PathBuf>,
     pub entries: Vec<PseudoEntry>,
     /// Per threshold method (`fraction:0.5`, `otsu`, …), per split, per true class and `all`: scores of the
     /// pseudo-masks against the true masks (no-tumour images count as empty references).
@@ -175,10 +178,24 @@ impl PseudoManifest {
 
 pub fn run(args: &PseudoMaskArgs) -> anyhow::Result<()> {
     let manifest = pseudo_masks(args)?;
+    print_summary(&manifest);
+    println!(
+        "Wrote {} pseudo-masks, {MANIFEST}, quality.md and gallery.png to {}",
+        manifest.entries.len(),
+        args.out.display()
+    );
+    for error in &manifest.errors {
+        eprintln!("error: {error}");
+    }
+    Ok(())
+}
+
+/// Print a manifest's score tables (splits with true masks) and its settings beyond the threshold.
+pub fn print_summary(manifest: &PseudoManifest) {
     // The score tables of the splits that have true masks (none without a `masks/` tree).
     for split in [Split::Training, Split::Testing] {
-        if scored(&manifest, split) {
-            println!("{}", quality_table(&manifest, split));
+        if scored(manifest, split) {
+            println!("{}", quality_table(manifest, split));
         }
     }
     let names = |classes: &[Class]| -> String {
@@ -221,15 +238,25 @@ pub fn run(args: &PseudoMaskArgs) -> anyhow::Result<()> {
         }
         println!();
     }
-    println!(
-        "Wrote {} pseudo-masks, {MANIFEST}, quality.md and gallery.png to {}",
-        manifest.entries.len(),
-        args.out.display()
-    );
-    for error in &manifest.errors {
-        eprintln!("error: {error}");
+}
+
+/// Write `pseudo_masks.json` and `quality.md` (the score tables of the splits with true masks) into `out`.
+pub fn write_manifest(manifest: &PseudoManifest, out: &Path) -> anyhow::Result<()> {
+    let path = out.join(MANIFEST);
+    std::fs::write(&path, serde_json::to_string_pretty(manifest)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    let mut tables = String::new();
+    for split in [Split::Training, Split::Testing] {
+        tables.push_str(&format!("## {}\n\n", split.folder_name()));
+        if scored(manifest, split) {
+            tables.push_str(&quality_table(manifest, split));
+        } else {
+            tables.push_str("No true masks for this split (or no images): nothing scored.\n");
+        }
+        tables.push('\n');
     }
-    Ok(())
+    let path = out.join("quality.md");
+    std::fs::write(&path, tables).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Read a pseudo-mask folder's manifest.
@@ -657,25 +684,12 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
         sharpen: args.sharpen.clone(),
         sharpen_classes: args.sharpen_classes.clone(),
         cam_power,
+        parts: Vec::new(),
         entries,
         quality: quality(&sums),
         errors,
     };
-    let path = args.out.join(MANIFEST);
-    std::fs::write(&path, serde_json::to_string_pretty(&manifest)?)
-        .with_context(|| format!("writing {}", path.display()))?;
-    let mut tables = String::new();
-    for split in [Split::Training, Split::Testing] {
-        tables.push_str(&format!("## {}\n\n", split.folder_name()));
-        if scored(&manifest, split) {
-            tables.push_str(&quality_table(&manifest, split));
-        } else {
-            tables.push_str("No true masks for this split (or no images): nothing scored.\n");
-        }
-        tables.push('\n');
-    }
-    std::fs::write(args.out.join("quality.md"), tables)
-        .with_context(|| format!("writing {}", args.out.join("quality.md").display()))?;
+    write_manifest(&manifest, &args.out)?;
     if !gallery.is_empty() {
         write_gallery(
             &args.out.join("gallery.png"),
@@ -704,7 +718,7 @@ fn output_path(sample: &Sample, root: &Path, top: &str) -> PathBuf {
 }
 
 /// Scores per threshold method, per split, per class and `all`.
-fn quality(
+pub(crate) fn quality(
     sums: &BTreeMap<(String, Split, Class), SegmentationSums>,
 ) -> BTreeMap<String, BTreeMap<String, BTreeMap<String, SegmentationScores>>> {
     let mut out: BTreeMap<String, BTreeMap<String, BTreeMap<String, SegmentationScores>>> =

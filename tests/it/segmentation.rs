@@ -681,3 +681,175 @@ fn cam_power_reshapes_the_maps_of_the_listed_classes_only() {
         assert!(stderr.contains(expect), "{flags:?}: {stderr}");
     }
 }
+
+/// Copy a Kaggle-layout dataset's images (with their true masks) into two datasets, alternating within each
+/// class folder.
+fn split_dataset(data: &Path, parts: [&Path; 2]) {
+    for split in ["Training", "Testing"] {
+        for class in std::fs::read_dir(data.join(split)).expect("split folder") {
+            let class = class.expect("class folder").file_name();
+            let mut images: Vec<_> = std::fs::read_dir(data.join(split).join(&class))
+                .expect("class folder")
+                .map(|e| e.expect("image").file_name())
+                .collect();
+            images.sort();
+            for (i, name) in images.iter().enumerate() {
+                let part = parts[i % 2];
+                for (from, to) in [
+                    (split.to_string(), name.clone()),
+                    (
+                        format!("masks/{split}"),
+                        Path::new(name).with_extension("png").into_os_string(),
+                    ),
+                ] {
+                    let source = data.join(&from).join(&class).join(&to);
+                    if source.exists() {
+                        let target = part.join(&from).join(&class);
+                        std::fs::create_dir_all(&target).expect("folder");
+                        std::fs::copy(&source, target.join(&to)).expect("copy");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn merged_parts_give_the_masks_and_scores_of_one_run() {
+    let dir = temp_dir();
+    let (data, run, whole, _) = phantom_pseudo_masks(dir.path(), (2, 1, 13), &[]);
+    let (a, b) = (dir.path().join("data-a"), dir.path().join("data-b"));
+    split_dataset(&data, [&a, &b]);
+    let (pa, pb) = (dir.path().join("pseudo-a"), dir.path().join("pseudo-b"));
+    run_pseudo_masks(&run, &a, &pa, &[]);
+    run_pseudo_masks(&run, &b, &pb, &[]);
+    let merged = dir.path().join("merged");
+    let merge = |parts: &[&Path], out: &Path| {
+        tumornet()
+            .arg("merge-masks")
+            .args(parts)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .expect("merge-masks")
+    };
+    let out = ok(merge(&[&pa, &pb], &merged));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Merged 12 pseudo-masks (8 Training, 4 Testing) from 2 folders"),
+        "{stdout}"
+    );
+
+    // Every image once, its mask (named by absolute path, left in its part) the one a single run made.
+    let key = |e: &serde_json::Value| {
+        let image = Path::new(e["image"].as_str().expect("image"));
+        format!(
+            "{}/{}/{}",
+            e["split"].as_str().expect("split"),
+            e["class"].as_str().expect("class"),
+            image.file_name().expect("name").to_string_lossy()
+        )
+    };
+    let whole_manifest = json(&whole.join("pseudo_masks.json"));
+    let whole_masks: std::collections::BTreeMap<String, Vec<u8>> = whole_manifest["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            let mask = whole.join(e["mask"].as_str().expect("mask"));
+            (
+                key(e),
+                image::open(mask).expect("mask").to_luma8().into_raw(),
+            )
+        })
+        .collect();
+    let manifest = json(&merged.join("pseudo_masks.json"));
+    assert_eq!(manifest["parts"], serde_json::json!([pa, pb]));
+    let entries = manifest["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 12);
+    let mut keys = std::collections::BTreeSet::new();
+    for e in entries {
+        let mask = Path::new(e["mask"].as_str().expect("mask"));
+        assert!(
+            mask.is_absolute() && mask.starts_with(dir.path()),
+            "{mask:?}"
+        );
+        let bytes = image::open(mask).expect("mask").to_luma8().into_raw();
+        assert_eq!(bytes, whole_masks[&key(e)], "{}", key(e));
+        assert!(keys.insert(key(e)));
+    }
+    // The chosen threshold scored over both parts: the single run's figures for it.
+    let threshold = "fraction:0.5";
+    assert_eq!(
+        manifest["quality"]
+            .as_object()
+            .expect("quality")
+            .keys()
+            .collect::<Vec<_>>(),
+        [threshold]
+    );
+    let (merged_scores, whole_scores) = (
+        &manifest["quality"][threshold],
+        &whole_manifest["quality"][threshold],
+    );
+    for split in ["Training", "Testing"] {
+        assert!(
+            whole_scores[split]["all"]["dice"].as_f64().is_some(),
+            "{split}"
+        );
+        for class in ["all", "glioma", "meningioma", "notumor", "pituitary"] {
+            for field in [
+                "images",
+                "dice",
+                "pooled_dice",
+                "pixel_accuracy",
+                "empty_correct",
+            ] {
+                let (m, w) = (
+                    &merged_scores[split][class][field],
+                    &whole_scores[split][class][field],
+                );
+                match (m.as_f64(), w.as_f64()) {
+                    (Some(m), Some(w)) => assert!((m - w).abs() < 1e-9, "{split} {class} {field}"),
+                    _ => assert_eq!(m, w, "{split} {class} {field}"),
+                }
+            }
+        }
+    }
+    assert!(std::fs::read_to_string(merged.join("quality.md"))
+        .expect("quality.md")
+        .contains(&format!("| {threshold} | all | 8 |")));
+    // train-seg takes the merged folder.
+    ok(train_seg(&run, &data, &merged, &dir.path().join("segrun"))
+        .args(["-q", "--rounds", "1", "--epochs", "0"])
+        .output()
+        .expect("train-seg"));
+
+    // Refused: parts with other settings, an image in two parts, the output folder among the parts, a file
+    // that is gone. Nothing is written then.
+    let otsu = dir.path().join("pseudo-otsu");
+    run_pseudo_masks(&run, &b, &otsu, &["--threshold", "otsu"]);
+    std::fs::remove_file(
+        a.join("Testing/glioma")
+            .read_dir()
+            .expect("folder")
+            .next()
+            .expect("image")
+            .expect("image")
+            .path(),
+    )
+    .expect("remove");
+    for (parts, out, expect) in [
+        (vec![&pa, &otsu], "refused", "another config"),
+        (vec![&pa, &pb, &pa], "refused", "in both"),
+        (vec![&pa, &pb], "pseudo-a", "is one of the parts"),
+        (vec![&pa, &pb], "refused", "not there"),
+    ] {
+        let parts: Vec<&Path> = parts.iter().map(|p| p.as_path()).collect();
+        let out = merge(&parts, &dir.path().join(out));
+        assert_eq!(out.status.code(), Some(1), "{expect}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expect), "{expect}: {stderr}");
+        assert!(!dir.path().join("refused").exists(), "{expect}");
+    }
+}

@@ -1,0 +1,217 @@
+//! `tumornet merge-masks PART… --out DIR`: pseudo-mask folders made in parts (image ranges, or chunks made on
+//! different machines) become one folder that `train-seg --pseudo` reads. The parts must come from the same
+//! settings; every image appears once; the masks stay in the parts' folders (the merged `pseudo_masks.json` names
+//! them by absolute path) and the chosen threshold's masks are scored again over all of them (`quality.md`).
+
+use super::pseudo_masks::{
+    print_summary, quality, read_manifest, write_manifest, ConfirmedCounts, PseudoEntry,
+    PseudoManifest, MANIFEST, SIDE,
+};
+use crate::cam::pseudo::split_labels;
+use crate::cli::MergeMasksArgs;
+use crate::data::decode::{read_binary_mask, read_mask};
+use crate::data::scan::Split;
+use crate::data::Class;
+use crate::metrics::segmentation::{MaskCounts, SegmentationSums};
+use anyhow::Context;
+use rayon::prelude::*;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+pub fn run(args: &MergeMasksArgs) -> anyhow::Result<()> {
+    let manifest = merge(&args.parts, &args.out)?;
+    print_summary(&manifest);
+    let count = |split: Split| manifest.entries.iter().filter(|e| e.split == split).count();
+    println!(
+        "Merged {} pseudo-masks ({} Training, {} Testing) from {} folders into {} ({MANIFEST}, quality.md; the \
+         masks stay where they are)",
+        manifest.entries.len(),
+        count(Split::Training),
+        count(Split::Testing),
+        args.parts.len(),
+        args.out.display()
+    );
+    for error in &manifest.errors {
+        eprintln!("error: {error}");
+    }
+    Ok(())
+}
+
+/// Merge the manifests of `parts` into `out` and return the merged manifest.
+pub fn merge(parts: &[PathBuf], out: &Path) -> anyhow::Result<PseudoManifest> {
+    anyhow::ensure!(!parts.is_empty(), "no pseudo-mask folders to merge");
+    let cwd = std::env::current_dir().context("reading the current folder")?;
+    let absolute = |p: &Path| -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            cwd.join(p)
+        }
+    };
+    let same_folder = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => absolute(a) == absolute(b),
+    };
+    let mut manifests = Vec::with_capacity(parts.len());
+    for part in parts {
+        anyhow::ensure!(
+            !same_folder(part, out),
+            "{}: the output folder is one of the parts; merge into a new folder (the part's own {MANIFEST} \
+             would be replaced)",
+            part.display()
+        );
+        manifests.push(read_manifest(part)?);
+    }
+    let first = &manifests[0];
+    let settings = first.settings();
+    for (part, manifest) in parts.iter().zip(&manifests).skip(1) {
+        let other = manifest.settings();
+        if let Some(key) = first_difference(&settings, &other) {
+            anyhow::bail!(
+                "{}: made with another {key} than {} ({} vs {}); only masks made with the same settings can be \
+                 merged",
+                part.display(),
+                parts[0].display(),
+                other[key.as_str()],
+                settings[key.as_str()]
+            );
+        }
+        // The run path is recorded as typed (relative to where `pseudo-masks` ran): a difference is only said.
+        if manifest.run != first.run {
+            tracing::warn!(
+                "{} names its run {}, {} names {}: the same classifier?",
+                part.display(),
+                manifest.run.display(),
+                parts[0].display(),
+                first.run.display()
+            );
+        }
+    }
+
+    let mut entries: Vec<PseudoEntry> = Vec::new();
+    let mut errors = Vec::new();
+    let mut seen: HashMap<PathBuf, &Path> = HashMap::new();
+    let mut missing: Vec<PathBuf> = Vec::new();
+    for (part, manifest) in parts.iter().zip(&manifests) {
+        let folder = absolute(part);
+        for entry in &manifest.entries {
+            let image = absolute(&entry.image);
+            // The same file under two names (a link, `..`) is the same image.
+            let key = image.canonicalize().unwrap_or_else(|_| image.clone());
+            if let Some(other) = seen.insert(key, part) {
+                anyhow::bail!(
+                    "{}: in both {} and {}; each image may come from one part only",
+                    entry.image.display(),
+                    other.display(),
+                    part.display()
+                );
+            }
+            let merged = PseudoEntry {
+                image,
+                mask: folder.join(&entry.mask),
+                true_mask: entry.true_mask.as_deref().map(absolute),
+                ..entry.clone()
+            };
+            for path in std::iter::once(&merged.image)
+                .chain(std::iter::once(&merged.mask))
+                .chain(merged.true_mask.as_ref())
+            {
+                if !path.is_file() {
+                    missing.push(path.clone());
+                }
+            }
+            entries.push(merged);
+        }
+        errors.extend(
+            manifest
+                .errors
+                .iter()
+                .map(|e| format!("{}: {e}", part.display())),
+        );
+    }
+    if let Some(path) = missing.first() {
+        anyhow::bail!(
+            "{} file(s) named in the parts' manifests are not there (first: {}); `pseudo-masks` records image \
+             paths as given, so run merge-masks from the folder it ran in",
+            missing.len(),
+            path.display()
+        );
+    }
+    let quality = quality(&score(&entries, first.config.threshold.to_string())?);
+    let merged = PseudoManifest {
+        run: first.run.clone(),
+        data: if manifests.iter().all(|m| m.data == first.data) {
+            first.data.clone()
+        } else {
+            PathBuf::from("(merged)")
+        },
+        confirm_by_deletion: first
+            .confirm_by_deletion
+            .as_ref()
+            .map(|_| ConfirmedCounts::of(&entries, first.sharpen.len())),
+        parts: parts.iter().map(|p| absolute(p)).collect(),
+        entries,
+        quality,
+        errors,
+        ..first.clone()
+    };
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    write_manifest(&merged, out)?;
+    Ok(merged)
+}
+
+/// The first settings key whose value differs between two [`PseudoManifest::settings`] objects.
+fn first_difference(a: &serde_json::Value, b: &serde_json::Value) -> Option<String> {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return (a != b).then(|| "setting".to_string());
+    };
+    a.keys()
+        .chain(b.keys())
+        .find(|key| a.get(*key) != b.get(*key))
+        .cloned()
+}
+
+/// Every entry with a true mask scored as `pseudo-masks` scores its chosen threshold: the mask's foreground
+/// (ignored pixels count as background) against the true mask, both at 128×128.
+fn score(
+    entries: &[PseudoEntry],
+    threshold: String,
+) -> anyhow::Result<BTreeMap<(String, Split, Class), SegmentationSums>> {
+    let counts: Vec<Option<(Split, Class, MaskCounts)>> = entries
+        .par_iter()
+        .map(|entry| -> Result<_, String> {
+            let Some(truth) = &entry.true_mask else {
+                return Ok(None);
+            };
+            let (foreground, _) = split_labels(&read_mask(&entry.mask, SIDE)?);
+            let truth = read_binary_mask(truth, SIDE)?;
+            let counts = MaskCounts::from_masks(&foreground, &truth, None);
+            Ok(Some((entry.split, entry.class, counts)))
+        })
+        .collect::<Result<_, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let mut sums: BTreeMap<(String, Split, Class), SegmentationSums> = BTreeMap::new();
+    for (split, class, counts) in counts.into_iter().flatten() {
+        sums.entry((threshold.clone(), split, class))
+            .or_default()
+            .add_image(&counts, None);
+    }
+    Ok(sums)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_difference;
+    use serde_json::json;
+
+    #[test]
+    fn first_difference_names_the_differing_key() {
+        let a = json!({"method": "layer-cam", "gate": "label", "sharpen": [2.0]});
+        assert_eq!(first_difference(&a, &a.clone()), None);
+        let b = json!({"method": "layer-cam", "gate": "prediction", "sharpen": [2.0]});
+        assert_eq!(first_difference(&a, &b).as_deref(), Some("gate"));
+        // A key one side lacks is a difference too.
+        let c = json!({"method": "layer-cam", "gate": "label"});
+        assert_eq!(first_difference(&a, &c).as_deref(), Some("sharpen"));
+    }
+}
