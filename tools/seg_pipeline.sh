@@ -4,23 +4,23 @@
 # Every step is skipped when its last output is already there, so the script continues an interrupted chain (the
 # classifier's own `--resume` included). All outputs under WORK (default /tmp/seg-pipeline); logs beside them.
 #
-#   tools/seg_pipeline.sh                       # the pseudo-mask recipe of BENCHMARKS.md's last section
+#   tools/seg_pipeline.sh                       # the recipe of BENCHMARKS.md's 0.704 run (sixteenth session)
 #   STOP_AFTER=pseudo tools/seg_pipeline.sh     # stop after a step: synth, classifier, pseudo, unet
 #
 # Settings (environment): TUMORNET (binary; default target/release/tumornet), WORK, SYNTH (synth flags),
 # TRAIN_FLAGS (classifier), TRAIN_N / TEST_N (images per class of each split given to pseudo-masks and the
 # U-Net), PSEUDO_FLAGS, SEG_FLAGS. Cost on the 2-core dev VM (BENCHMARKS.md): classifier ≈ 9–17 min per epoch
 # of 3,600 images; pseudo-masks with occlusion ≈ 3.4–6.5 s per occluded image; U-Net ≈ 1 min per epoch per 100
-# images/class.
+# images/class. With the defaults: ≈ 65 min of pseudo-masks (700 occluded pituitary images) and ≈ 70 min of U-Net.
 set -euo pipefail
 T=${TUMORNET:-target/release/tumornet}
 WORK=${WORK:-/tmp/seg-pipeline}
 read -r -a SYNTH <<< "${SYNTH:---train 1000 --test 100 --seed 1 --lesion-scale 2}"
 read -r -a TRAIN_FLAGS <<< "${TRAIN_FLAGS:---baseline-epochs 0 --finetune-epochs 0 --full-epochs 7 --batch-size 32}"
-TRAIN_N=${TRAIN_N:-300}
+TRAIN_N=${TRAIN_N:-600}
 TEST_N=${TEST_N:-100}
-read -r -a PSEUDO_FLAGS <<< "${PSEUDO_FLAGS:---method layercam --layer fused --threshold appearance:10 --occlusion 48:24 --occlusion-classes pituitary --confirm-by-deletion --sharpen 2}"
-read -r -a SEG_FLAGS <<< "${SEG_FLAGS:---rounds 1 --epochs 6 --cosine-lr --dice-loss per-image}"
+read -r -a PSEUDO_FLAGS <<< "${PSEUDO_FLAGS:---method layercam --layer fused --threshold appearance:10 --cam-power glioma=0.6,meningioma=1.25,pituitary=0.5 --occlusion 48:24 --occlusion-classes pituitary --confirm-by-deletion --sharpen 2,3,4 --sharpen-classes pituitary}"
+read -r -a SEG_FLAGS <<< "${SEG_FLAGS:---rounds 1 --epochs 10 --cosine-lr --dice-loss per-image}"
 STOP_AFTER=${STOP_AFTER:-}
 [ -x "$T" ] || { echo "no binary at $T (cargo build --release)" >&2; exit 1; }
 mkdir -p "$WORK"
