@@ -55,6 +55,9 @@ pub struct SegmentReport {
     pub images: Vec<Segmented>,
     /// Per true class and `all`, where true masks exist.
     pub scores: BTreeMap<String, SegmentationScores>,
+    /// 95 % percentile-bootstrap interval of the mean Dice over the tumour images with a true mask (2,000 resamples
+    /// of those images, seed 0), where there are any.
+    pub dice_interval: Option<(f64, f64)>,
     pub errors: Vec<String>,
 }
 
@@ -140,9 +143,14 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<()> {
     }
     if let Some(all) = report.scores.get("all") {
         println!(
-            "Against the true masks: Dice {} (mean over {} tumour images), empty correct {}",
+            "Against the true masks: Dice {} (mean over {} tumour images{}), empty correct {}",
             all.dice.map_or("–".into(), |d| format!("{d:.3}")),
             all.tumour_images,
+            report
+                .dice_interval
+                .map_or(String::new(), |(lo, hi)| format!(
+                    "; 95 % interval {lo:.3}–{hi:.3}"
+                )),
             all.empty_correct.map_or("–".into(), |d| format!("{d:.3}"))
         );
     }
@@ -266,10 +274,12 @@ pub fn segment(args: &SegmentArgs) -> anyhow::Result<SegmentReport> {
             &["outline", "true mask", "predicted"],
         )?;
     }
+    let dice: Vec<f64> = images.iter().filter_map(|i| i.dice).collect();
     let report = SegmentReport {
         segrun: args.segrun.clone(),
         gated: !args.no_gate,
         mask: rule,
+        dice_interval: crate::metrics::intervals::bootstrap_mean(&dice, 2000, 0),
         images,
         scores,
         errors,

@@ -49,6 +49,22 @@ pub fn bootstrap(
     (at(0.025), at(0.975))
 }
 
+/// Percentile bootstrap 95 % interval of the mean of `values` (e.g. per-image Dice) over `resamples` resamples
+/// with replacement; `None` without values. Deterministic for a given `seed`.
+pub fn bootstrap_mean(values: &[f64], resamples: usize, seed: u64) -> Option<(f64, f64)> {
+    let n = values.len();
+    if n == 0 || resamples == 0 {
+        return None;
+    }
+    let mut rng = crate::rng::stream(seed, "bootstrap-mean", &[n as u64]);
+    let mut means: Vec<f64> = (0..resamples)
+        .map(|_| (0..n).map(|_| values[rng.random_range(0..n)]).sum::<f64>() / n as f64)
+        .collect();
+    means.sort_by(f64::total_cmp);
+    let at = |q: f64| means[((q * (resamples - 1) as f64).round() as usize).min(resamples - 1)];
+    Some((at(0.025), at(0.975)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +109,21 @@ mod tests {
                 prop_assert!(lo <= p + 1e-12 && p <= hi + 1e-12);
             }
         }
+    }
+
+    #[test]
+    fn bootstrap_mean_brackets_the_mean_and_narrows_with_more_values() {
+        assert_eq!(bootstrap_mean(&[], 100, 0), None);
+        // No spread, no interval.
+        assert_eq!(bootstrap_mean(&[0.7; 5], 200, 0), Some((0.7, 0.7)));
+        // Half zeros, half ones: the mean 0.5, its standard error sqrt(0.25 / n).
+        let values: Vec<f64> = (0..400).map(|i| f64::from(i % 2)).collect();
+        let (lo, hi) = bootstrap_mean(&values, 2000, 3).expect("interval");
+        assert!(lo < 0.5 && 0.5 < hi, "{lo} {hi}");
+        // ≈ ±1.96 · 0.025 = ±0.049.
+        assert!(((hi - lo) - 0.098).abs() < 0.02, "{lo} {hi}");
+        let (lo4, hi4) = bootstrap_mean(&values[..100], 2000, 3).expect("interval");
+        assert!(hi4 - lo4 > 1.5 * (hi - lo), "{lo4} {hi4}");
+        assert_eq!(bootstrap_mean(&values, 2000, 3), Some((lo, hi)));
     }
 }

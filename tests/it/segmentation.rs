@@ -225,6 +225,14 @@ fn pseudo_masks_train_seg_segment_and_report() {
         }
     }
     assert_eq!(report["scores"]["all"]["images"], 8);
+    // The mean Dice's bootstrap interval brackets it (a one-epoch U-Net may find nothing: then both are 0).
+    let dice = report["scores"]["all"]["dice"].as_f64().expect("dice");
+    let interval = report["dice_interval"].as_array().expect("interval");
+    let (lo, hi) = (
+        interval[0].as_f64().expect("lo"),
+        interval[1].as_f64().expect("hi"),
+    );
+    assert!(lo <= dice && dice <= hi, "{lo} {dice} {hi}");
     // Without the gate and with --never-empty every image gets a mask, whatever a U-Net of one epoch predicts at
     // 0.5; both prediction options are recorded.
     let all = dir.path().join("segment-all");
