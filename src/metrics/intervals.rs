@@ -44,8 +44,14 @@ pub fn bootstrap(
             score(&m)
         })
         .collect();
+    central_95(&mut values)
+}
+
+/// The 2.5th and 97.5th percentiles of a non-empty sample (sorted in place).
+fn central_95(values: &mut [f64]) -> (f64, f64) {
     values.sort_by(f64::total_cmp);
-    let at = |q: f64| values[((q * (resamples - 1) as f64).round() as usize).min(resamples - 1)];
+    let last = values.len() - 1;
+    let at = |q: f64| values[((q * last as f64).round() as usize).min(last)];
     (at(0.025), at(0.975))
 }
 
@@ -60,9 +66,7 @@ pub fn bootstrap_mean(values: &[f64], resamples: usize, seed: u64) -> Option<(f6
     let mut means: Vec<f64> = (0..resamples)
         .map(|_| (0..n).map(|_| values[rng.random_range(0..n)]).sum::<f64>() / n as f64)
         .collect();
-    means.sort_by(f64::total_cmp);
-    let at = |q: f64| means[((q * (resamples - 1) as f64).round() as usize).min(resamples - 1)];
-    Some((at(0.025), at(0.975)))
+    Some(central_95(&mut means))
 }
 
 #[cfg(test)]
