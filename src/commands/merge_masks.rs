@@ -4,10 +4,9 @@
 //! them by absolute path) and the chosen threshold's masks are scored again over all of them (`quality.md`).
 
 use super::pseudo_masks::{
-    print_summary, quality, read_manifest, write_manifest, ConfirmedCounts, PseudoEntry,
-    PseudoManifest, MANIFEST, SIDE,
+    mask_counts, print_summary, quality, read_manifest, write_manifest, ConfirmedCounts,
+    PseudoEntry, PseudoManifest, MANIFEST, SIDE,
 };
-use crate::cam::pseudo::split_labels;
 use crate::cli::MergeMasksArgs;
 use crate::data::decode::{read_binary_mask, read_mask};
 use crate::data::scan::Split;
@@ -138,23 +137,19 @@ pub fn merge(parts: &[PathBuf], out: &Path) -> anyhow::Result<PseudoManifest> {
         );
     }
     let quality = quality(&score(&entries, first.config.threshold.to_string())?);
-    let merged = PseudoManifest {
-        run: first.run.clone(),
-        data: if manifests.iter().all(|m| m.data == first.data) {
-            first.data.clone()
-        } else {
-            PathBuf::from("(merged)")
-        },
-        confirm_by_deletion: first
-            .confirm_by_deletion
-            .as_ref()
-            .map(|_| ConfirmedCounts::of(&entries, first.sharpen.len())),
-        parts: parts.iter().map(|p| absolute(p)).collect(),
-        entries,
-        quality,
-        errors,
-        ..first.clone()
-    };
+    let same_data = manifests.iter().all(|m| m.data == first.data);
+    // The first part's settings carry over; what it holds of its own images is replaced.
+    let mut merged = manifests.swap_remove(0);
+    if !same_data {
+        merged.data = PathBuf::from("(merged)");
+    }
+    if merged.confirm_by_deletion.is_some() {
+        merged.confirm_by_deletion = Some(ConfirmedCounts::of(&entries, merged.sharpen.len()));
+    }
+    merged.parts = parts.iter().map(|p| absolute(p)).collect();
+    merged.entries = entries;
+    merged.quality = quality;
+    merged.errors = errors;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     write_manifest(&merged, out)?;
     Ok(merged)
@@ -183,9 +178,10 @@ fn score(
             let Some(truth) = &entry.true_mask else {
                 return Ok(None);
             };
-            let (foreground, _) = split_labels(&read_mask(&entry.mask, SIDE)?);
-            let truth = read_binary_mask(truth, SIDE)?;
-            let counts = MaskCounts::from_masks(&foreground, &truth, None);
+            let counts = mask_counts(
+                &read_mask(&entry.mask, SIDE)?,
+                &read_binary_mask(truth, SIDE)?,
+            );
             Ok(Some((entry.split, entry.class, counts)))
         })
         .collect::<Result<_, _>>()

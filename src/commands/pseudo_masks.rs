@@ -591,11 +591,9 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
                         other = pseudo_mask(map, side, side, tumour, Some(&cues), &c);
                         &other
                     };
-                    let (foreground, _) = split_labels(scored);
-                    let counts = MaskCounts::from_masks(&foreground, truth, None);
                     sums.entry((threshold.to_string(), sample.split, sample.class))
                         .or_default()
-                        .add_image(&counts, None);
+                        .add_image(&mask_counts(scored, truth), None);
                 }
             }
             let relative = output_path(sample, &args.data, "masks");
@@ -715,6 +713,13 @@ fn output_path(sample: &Sample, root: &Path, top: &str) -> PathBuf {
         .join(sample.split.folder_name())
         .join(sample.class.folder_name())
         .join(below_class.with_extension("png"))
+}
+
+/// A stored pseudo-mask (0, 255, 128 = ignore) against the true mask, as `quality.md` scores it: ignored pixels
+/// count as background.
+pub(crate) fn mask_counts(mask: &[u8], truth: &[bool]) -> MaskCounts {
+    let (foreground, _) = split_labels(mask);
+    MaskCounts::from_masks(&foreground, truth, None)
 }
 
 /// Scores per threshold method, per split, per class and `all`.
