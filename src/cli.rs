@@ -427,6 +427,11 @@ pub struct PseudoMaskArgs {
     /// hot core gain from 0.6, meningiomas from 1.25 (BENCHMARKS.md). Classes not listed keep their CAM as it is.
     #[arg(long, value_name = "CLASS=E", value_delimiter = ',', value_parser = parse_class_power)]
     pub cam_power: Vec<ClassPower>,
+    /// With --threshold appearance:N: per explained class, the level of the appearance posterior at and above
+    /// which a pixel is foreground, instead of 0.5 (0 < L < 1): lower widens the mask, higher tightens it.
+    /// Classes not listed keep 0.5.
+    #[arg(long, value_name = "CLASS=L", value_delimiter = ',', value_parser = parse_class_level)]
+    pub posterior_level: Vec<ClassLevel>,
     /// Class the CAM explains and gate of the mask: the image's label or the classifier's prediction.
     #[arg(long, value_enum, default_value_t = Gate::Label)]
     pub gate: Gate,
@@ -661,16 +666,39 @@ pub struct ClassPower {
     pub exponent: f32,
 }
 
+/// A tumour class and the appearance posterior's level for its masks (`--posterior-level meningioma=0.25`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClassLevel {
+    pub class: Class,
+    pub level: f32,
+}
+
+/// `CLASS=…`: a tumour class and the finite number after `=`, if there is one (`None`: not a finite number).
+/// `form` and `example` show the expected text when `=` is missing.
+fn class_and_number(text: &str, form: &str, example: &str) -> Result<(Class, Option<f32>), String> {
+    let (class, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}`: expected {form}, e.g. {example}"))?;
+    let value = value.trim().parse::<f32>().ok().filter(|v| v.is_finite());
+    Ok((parse_tumour_class(class)?, value))
+}
+
 /// `CLASS=E`: a tumour class and a finite exponent above 0.
 fn parse_class_power(text: &str) -> Result<ClassPower, String> {
-    let (class, exponent) = text
-        .split_once('=')
-        .ok_or_else(|| format!("`{text}`: expected CLASS=E, e.g. glioma=0.6"))?;
-    let class = parse_tumour_class(class)?;
-    match exponent.trim().parse::<f32>() {
-        Ok(e) if e.is_finite() && e > 0.0 => Ok(ClassPower { class, exponent: e }),
+    match class_and_number(text, "CLASS=E", "glioma=0.6")? {
+        (class, Some(exponent)) if exponent > 0.0 => Ok(ClassPower { class, exponent }),
         _ => Err(format!(
             "`{text}`: expected a positive exponent after `=`, e.g. glioma=0.6"
+        )),
+    }
+}
+
+/// `CLASS=L`: a tumour class and a level strictly between 0 and 1.
+fn parse_class_level(text: &str) -> Result<ClassLevel, String> {
+    match class_and_number(text, "CLASS=L", "meningioma=0.25")? {
+        (class, Some(level)) if level > 0.0 && level < 1.0 => Ok(ClassLevel { class, level }),
+        _ => Err(format!(
+            "`{text}`: expected a level between 0 and 1 after `=`, e.g. meningioma=0.25"
         )),
     }
 }

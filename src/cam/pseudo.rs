@@ -238,6 +238,11 @@ pub struct PseudoMaskConfig {
     pub head_only: bool,
     /// Keep the largest foreground component and fill its holes.
     pub cleanup: bool,
+    /// With [`Threshold::Appearance`]: the posterior's foreground level instead of 0.5 (`pseudo-masks
+    /// --posterior-level` sets it per explained class). Lower takes in pixels whose grey levels the lesion and
+    /// the rest share; higher keeps only those the lesion's own histogram claims.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub posterior_level: Option<f32>,
 }
 
 impl Default for PseudoMaskConfig {
@@ -247,6 +252,18 @@ impl Default for PseudoMaskConfig {
             ignore_below: None,
             head_only: true,
             cleanup: true,
+            posterior_level: None,
+        }
+    }
+}
+
+impl PseudoMaskConfig {
+    /// The level at and above which a pixel is foreground: the threshold's ([`Threshold::level`]), or for
+    /// [`Threshold::Appearance`] the posterior level when one is set.
+    pub fn level(&self, map: &[f32]) -> f32 {
+        match (self.threshold, self.posterior_level) {
+            (Threshold::Appearance(_), Some(level)) => level,
+            (threshold, _) => threshold.level(map),
         }
     }
 }
@@ -282,18 +299,16 @@ pub fn pseudo_mask(
         return vec![0; map.len()];
     }
     let head = cues.map(|c| c.head).filter(|_| config.head_only);
-    // The score each pixel is thresholded on, and its level: for appearance the posterior (without grey levels,
-    // the prior: the map scaled to its maximum) at 0.5, else the map itself.
-    let (score, level) = match (config.threshold, cues) {
-        (Threshold::Appearance(iterations), Some(c)) => (
-            super::refine::appearance_posterior(map, c.gray, head, iterations),
-            config.threshold.level(map),
-        ),
-        (Threshold::Appearance(_), None) => {
-            (super::refine::prior(map, None), config.threshold.level(map))
+    // The score each pixel is thresholded on: for appearance the posterior (without grey levels, the prior: the
+    // map scaled to its maximum), else the map itself.
+    let score = match (config.threshold, cues) {
+        (Threshold::Appearance(iterations), Some(c)) => {
+            super::refine::appearance_posterior(map, c.gray, head, iterations)
         }
-        (threshold, _) => (map.to_vec(), threshold.level(map)),
+        (Threshold::Appearance(_), None) => super::refine::prior(map, None),
+        _ => map.to_vec(),
     };
+    let level = config.level(map);
     let inside = |i: usize| head.is_none_or(|h| h.get(i).copied().unwrap_or(true));
     let mut foreground: Vec<bool> = score
         .iter()
@@ -390,6 +405,7 @@ mod tests {
             ignore_below: Some(0.2),
             head_only: false,
             cleanup: false,
+            posterior_level: None,
         };
         assert!(pseudo_mask(&map, 4, 4, false, None, &config)
             .iter()
@@ -408,6 +424,43 @@ mod tests {
         let (foreground, ignore) = split_labels(&mask);
         assert_eq!(foreground.iter().filter(|f| **f).count(), 5);
         assert_eq!(ignore.iter().filter(|f| **f).count(), 7);
+    }
+
+    #[test]
+    fn a_posterior_level_moves_the_appearance_masks_edge_and_no_other_thresholds() {
+        let (map, gray, _) = crate::cam::refine::tests::scene();
+        let head = vec![true; map.len()];
+        let cues = ImageCues {
+            gray: &gray,
+            head: &head,
+        };
+        let posterior = crate::cam::refine::appearance_posterior(&map, &gray, Some(&head), 10);
+        let mask_at = |threshold: Threshold, posterior_level: Option<f32>| {
+            let config = PseudoMaskConfig {
+                threshold,
+                cleanup: false,
+                posterior_level,
+                ..PseudoMaskConfig::default()
+            };
+            pseudo_mask(&map, 40, 40, true, Some(&cues), &config)
+        };
+        let by_hand = |level: f32| -> Vec<u8> {
+            posterior
+                .iter()
+                .map(|q| if *q >= level { 255 } else { 0 })
+                .collect()
+        };
+        let appearance = Threshold::Appearance(10);
+        assert_eq!(mask_at(appearance, None), by_hand(0.5));
+        assert_eq!(mask_at(appearance, Some(0.5)), by_hand(0.5));
+        for level in [0.05, 0.25, 0.9] {
+            assert_eq!(mask_at(appearance, Some(level)), by_hand(level), "{level}");
+        }
+        // In this scene the level matters: 0.05 takes in pixels that 0.5 leaves out.
+        assert_ne!(by_hand(0.05), by_hand(0.5));
+        // Other thresholds ignore it.
+        let fraction = Threshold::Fraction(0.5);
+        assert_eq!(mask_at(fraction, Some(0.05)), mask_at(fraction, None));
     }
 
     #[test]

@@ -144,6 +144,10 @@ pub struct PseudoManifest {
     /// listed: 1).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub cam_power: BTreeMap<Class, f32>,
+    /// `--posterior-level`: per explained class, the appearance posterior's foreground level (classes not
+    /// listed: 0.5).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub posterior_level: BTreeMap<Class, f32>,
     /// For a folder made by `merge-masks`: the pseudo-mask folders it was merged from (their masks stay there).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<PathBuf>,
@@ -172,6 +176,7 @@ impl PseudoManifest {
             "sharpen": self.sharpen,
             "sharpen_classes": self.sharpen_classes,
             "cam_power": self.cam_power,
+            "posterior_level": self.posterior_level,
         })
     }
 }
@@ -209,6 +214,17 @@ pub fn print_summary(manifest: &PseudoManifest) {
             .map(|(class, e)| format!("{class} ^{e}"))
             .collect();
         println!("CAMs raised to a power: {}", powers.join(", "));
+    }
+    if !manifest.posterior_level.is_empty() {
+        let levels: Vec<String> = manifest
+            .posterior_level
+            .iter()
+            .map(|(class, level)| format!("{class} ≥ {level}"))
+            .collect();
+        println!(
+            "Appearance posterior levels: {} (other classes ≥ 0.5)",
+            levels.join(", ")
+        );
     }
     if let Some(occlusion) = &manifest.occlusion {
         println!(
@@ -450,6 +466,21 @@ fn load(sample: &Sample) -> Result<Loaded, String> {
     Ok(Loaded { image, gray, truth })
 }
 
+/// `CLASS=value` pairs of a per-class option (`flag`) as a map; a class given twice is refused.
+fn per_class(
+    pairs: impl Iterator<Item = (Class, f32)>,
+    flag: &str,
+) -> anyhow::Result<BTreeMap<Class, f32>> {
+    let mut map = BTreeMap::new();
+    for (class, value) in pairs {
+        anyhow::ensure!(
+            map.insert(class, value).is_none(),
+            "{flag} gives {class} twice"
+        );
+    }
+    Ok(map)
+}
+
 /// Compute, write and score every image's pseudo-mask.
 pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
     anyhow::ensure!(
@@ -462,19 +493,24 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
             "--ignore-below must lie in [0, 1)"
         );
     }
-    let mut cam_power: BTreeMap<Class, f32> = BTreeMap::new();
-    for p in &args.cam_power {
-        anyhow::ensure!(
-            cam_power.insert(p.class, p.exponent).is_none(),
-            "--cam-power gives {} twice",
-            p.class
-        );
-    }
+    let cam_power = per_class(
+        args.cam_power.iter().map(|p| (p.class, p.exponent)),
+        "--cam-power",
+    )?;
+    let posterior_level = per_class(
+        args.posterior_level.iter().map(|l| (l.class, l.level)),
+        "--posterior-level",
+    )?;
+    anyhow::ensure!(
+        posterior_level.is_empty() || matches!(args.threshold, Threshold::Appearance(_)),
+        "--posterior-level needs --threshold appearance:N (it is the appearance posterior's level)"
+    );
     let config = PseudoMaskConfig {
         threshold: args.threshold,
         ignore_below: args.ignore_below,
         head_only: !args.no_head,
         cleanup: !args.no_cleanup,
+        posterior_level: None,
     };
     let settings = CamSettings {
         method: args.method,
@@ -532,6 +568,11 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
             let cues = ImageCues {
                 gray: &loaded.gray,
                 head: &head,
+            };
+            // --posterior-level: the explained class's level of the appearance posterior.
+            let config = PseudoMaskConfig {
+                posterior_level: posterior_level.get(&target).copied(),
+                ..config
             };
             // An empty --occlusion-classes / --sharpen-classes list means every class.
             let listed = |classes: &[Class]| classes.is_empty() || classes.contains(&target);
@@ -682,6 +723,7 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
         sharpen: args.sharpen.clone(),
         sharpen_classes: args.sharpen_classes.clone(),
         cam_power,
+        posterior_level,
         parts: Vec::new(),
         entries,
         quality: quality(&sums),

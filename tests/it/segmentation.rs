@@ -233,6 +233,28 @@ fn pseudo_masks_train_seg_segment_and_report() {
         interval[1].as_f64().expect("hi"),
     );
     assert!(lo <= dice && dice <= hi, "{lo} {dice} {hi}");
+    // Without the gate a tumour image is scored as train-seg scores its label gate: the same mean Dice, and the
+    // same interval from the same per-image values (train-seg's own code path, in seg.json and metrics.md).
+    let plain = dir.path().join("segment-no-gate");
+    ok(tumornet()
+        .args(["-q", "segment"])
+        .arg(&segrun)
+        .arg(&data)
+        .arg("--out")
+        .arg(&plain)
+        .arg("--no-gate")
+        .output()
+        .expect("segment --no-gate"));
+    let no_gate = json(&plain.join("segment.json"));
+    let last = &seg["round_metrics"][1];
+    assert_eq!(
+        no_gate["scores"]["all"]["dice"],
+        last["test_label_gate"]["all"]["dice"]
+    );
+    assert!(last["test_dice_interval"].is_array(), "{last}");
+    assert_eq!(no_gate["dice_interval"], last["test_dice_interval"]);
+    let table = std::fs::read_to_string(segrun.join("metrics.md")).expect("metrics.md");
+    assert!(table.contains("mean Dice 95 % interval"), "{table}");
     // Without the gate and with --never-empty every image gets a mask, whatever a U-Net of one epoch predicts at
     // 0.5; both prediction options are recorded.
     let all = dir.path().join("segment-all");
@@ -613,34 +635,44 @@ fn pseudo_masks_with_occlusion_record_it_and_confirm_a_mask_per_tumour_image() {
     }
 }
 
+/// Run pseudo-masks into `out` with `flags`: its manifest, and every image's class and mask bytes by image path.
+fn masks_by_image(
+    run: &Path,
+    data: &Path,
+    out: &Path,
+    flags: &[&str],
+) -> (
+    serde_json::Value,
+    std::collections::BTreeMap<String, (String, Vec<u8>)>,
+) {
+    run_pseudo_masks(run, data, out, flags);
+    let manifest = json(&out.join("pseudo_masks.json"));
+    let by_image = manifest["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            let mask = image::open(out.join(e["mask"].as_str().expect("mask")))
+                .expect("mask png")
+                .to_luma8()
+                .into_raw();
+            (
+                e["image"].as_str().expect("image").to_string(),
+                (e["class"].as_str().expect("class").to_string(), mask),
+            )
+        })
+        .collect();
+    (manifest, by_image)
+}
+
 #[test]
 fn cam_power_reshapes_the_maps_of_the_listed_classes_only() {
     let dir = temp_dir();
     let data = dir.path().join("data");
     small_phantom(&data, 2, 1, 11);
     let run = import_formula_run(dir.path());
-    // Every image's mask bytes by image path, and the manifest.
-    let masks = |name: &str, flags: &[&str]| {
-        let out = dir.path().join(name);
-        run_pseudo_masks(&run, &data, &out, flags);
-        let manifest = json(&out.join("pseudo_masks.json"));
-        let by_image: std::collections::BTreeMap<String, (String, Vec<u8>)> = manifest["entries"]
-            .as_array()
-            .expect("entries")
-            .iter()
-            .map(|e| {
-                let mask = image::open(out.join(e["mask"].as_str().expect("mask")))
-                    .expect("mask png")
-                    .to_luma8()
-                    .into_raw();
-                (
-                    e["image"].as_str().expect("image").to_string(),
-                    (e["class"].as_str().expect("class").to_string(), mask),
-                )
-            })
-            .collect();
-        (manifest, by_image)
-    };
+    let masks =
+        |name: &str, flags: &[&str]| masks_by_image(&run, &data, &dir.path().join(name), flags);
     // The fraction threshold 0.5 of the CAM raised to 0.5 keeps the pixels at ≥ 0.25 of the CAM's maximum: the
     // masks of `fraction:0.25`. Classes not listed keep the masks of the plain `fraction:0.5`.
     let (_, plain) = masks("plain", &["--threshold", "fraction:0.5"]);
@@ -671,6 +703,105 @@ fn cam_power_reshapes_the_maps_of_the_listed_classes_only() {
         (&["--cam-power", "glioma"][..], 2, "CLASS=E"),
         (
             &["--cam-power", "glioma=0.5,glioma_tumor=2"][..],
+            1,
+            "glioma twice",
+        ),
+    ] {
+        let out = tumornet()
+            .arg("pseudo-masks")
+            .arg(&run)
+            .arg(&data)
+            .arg("--out")
+            .arg(dir.path().join("refused"))
+            .args(flags)
+            .output()
+            .expect("pseudo-masks");
+        assert_eq!(out.status.code(), Some(code), "{flags:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expect), "{flags:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_posterior_level_moves_the_appearance_masks_of_the_listed_classes_only() {
+    let dir = temp_dir();
+    let data = dir.path().join("data");
+    small_phantom(&data, 2, 1, 11);
+    let run = import_formula_run(dir.path());
+    let masks =
+        |name: &str, flags: &[&str]| masks_by_image(&run, &data, &dir.path().join(name), flags);
+    let (plain_manifest, plain) = masks("plain", &["--threshold", "appearance:10"]);
+    assert!(plain_manifest.get("posterior_level").is_none());
+    // Level 0.5 is the default: the same masks.
+    let (_, half) = masks(
+        "half",
+        &[
+            "--threshold",
+            "appearance:10",
+            "--posterior-level",
+            "glioma=0.5",
+        ],
+    );
+    assert_eq!(half, plain);
+    let (manifest, low) = masks(
+        "low",
+        &[
+            "--threshold",
+            "appearance:10",
+            "--posterior-level",
+            "glioma=0.01",
+        ],
+    );
+    assert_eq!(
+        manifest["posterior_level"],
+        serde_json::json!({"glioma": 0.01})
+    );
+    assert_eq!(manifest["config"], plain_manifest["config"]);
+    assert_eq!(low.len(), 12);
+    let mut moved = 0;
+    for (image, (class, mask)) in &low {
+        if class == "glioma" {
+            moved += usize::from(mask != &plain[image].1);
+        } else {
+            assert_eq!(mask, &plain[image].1, "{image}");
+        }
+    }
+    assert!(moved > 0, "the level changed no glioma mask");
+
+    // Another threshold, a level outside (0, 1), a class without a lesion and a class given twice are refused.
+    for (flags, code, expect) in [
+        (
+            &["--posterior-level", "glioma=0.3"][..],
+            1,
+            "needs --threshold appearance",
+        ),
+        (
+            &[
+                "--threshold",
+                "appearance:10",
+                "--posterior-level",
+                "glioma=1",
+            ][..],
+            2,
+            "between 0 and 1",
+        ),
+        (
+            &[
+                "--threshold",
+                "appearance:10",
+                "--posterior-level",
+                "notumor=0.3",
+            ][..],
+            2,
+            "no lesion",
+        ),
+        (
+            &[
+                "--threshold",
+                "appearance:10",
+                "--posterior-level",
+                "glioma=0.3,glioma_tumor=0.4",
+            ][..],
             1,
             "glioma twice",
         ),
