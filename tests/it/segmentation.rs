@@ -635,6 +635,22 @@ fn pseudo_masks_with_occlusion_record_it_and_confirm_a_mask_per_tumour_image() {
     }
 }
 
+/// pseudo-masks with `flags` exits with `code` and says `expect` on stderr.
+fn assert_refused(run: &Path, data: &Path, out: &Path, flags: &[&str], code: i32, expect: &str) {
+    let output = tumornet()
+        .arg("pseudo-masks")
+        .arg(run)
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .args(flags)
+        .output()
+        .expect("pseudo-masks");
+    assert_eq!(output.status.code(), Some(code), "{flags:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(expect), "{flags:?}: {stderr}");
+}
+
 /// Run pseudo-masks into `out` with `flags`: its manifest, and every image's class and mask bytes by image path.
 fn masks_by_image(
     run: &Path,
@@ -707,18 +723,14 @@ fn cam_power_reshapes_the_maps_of_the_listed_classes_only() {
             "glioma twice",
         ),
     ] {
-        let out = tumornet()
-            .arg("pseudo-masks")
-            .arg(&run)
-            .arg(&data)
-            .arg("--out")
-            .arg(dir.path().join("refused"))
-            .args(flags)
-            .output()
-            .expect("pseudo-masks");
-        assert_eq!(out.status.code(), Some(code), "{flags:?}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains(expect), "{flags:?}: {stderr}");
+        assert_refused(
+            &run,
+            &data,
+            &dir.path().join("refused"),
+            flags,
+            code,
+            expect,
+        );
     }
 }
 
@@ -806,18 +818,14 @@ fn a_posterior_level_moves_the_appearance_masks_of_the_listed_classes_only() {
             "glioma twice",
         ),
     ] {
-        let out = tumornet()
-            .arg("pseudo-masks")
-            .arg(&run)
-            .arg(&data)
-            .arg("--out")
-            .arg(dir.path().join("refused"))
-            .args(flags)
-            .output()
-            .expect("pseudo-masks");
-        assert_eq!(out.status.code(), Some(code), "{flags:?}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains(expect), "{flags:?}: {stderr}");
+        assert_refused(
+            &run,
+            &data,
+            &dir.path().join("refused"),
+            flags,
+            code,
+            expect,
+        );
     }
 }
 
