@@ -207,23 +207,24 @@ pub fn print_summary(manifest: &PseudoManifest) {
         let names: Vec<String> = classes.iter().map(Class::to_string).collect();
         names.join(", ")
     };
-    if !manifest.cam_power.is_empty() {
-        let powers: Vec<String> = manifest
-            .cam_power
+    // A per-class option's values, each after its class and `sign` ("glioma ^0.6, meningioma ^1.25").
+    let listing = |values: &BTreeMap<Class, f32>, sign: &str| -> String {
+        let items: Vec<String> = values
             .iter()
-            .map(|(class, e)| format!("{class} ^{e}"))
+            .map(|(c, v)| format!("{c} {sign}{v}"))
             .collect();
-        println!("CAMs raised to a power: {}", powers.join(", "));
+        items.join(", ")
+    };
+    if !manifest.cam_power.is_empty() {
+        println!(
+            "CAMs raised to a power: {}",
+            listing(&manifest.cam_power, "^")
+        );
     }
     if !manifest.posterior_level.is_empty() {
-        let levels: Vec<String> = manifest
-            .posterior_level
-            .iter()
-            .map(|(class, level)| format!("{class} ≥ {level}"))
-            .collect();
         println!(
             "Appearance posterior levels: {} (other classes ≥ 0.5)",
-            levels.join(", ")
+            listing(&manifest.posterior_level, "≥ ")
         );
     }
     if let Some(occlusion) = &manifest.occlusion {

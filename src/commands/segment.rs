@@ -223,7 +223,7 @@ pub fn segment(args: &SegmentArgs) -> anyhow::Result<SegmentReport> {
                     .true_class
                     .map_or_else(|| "unknown".into(), |c| c.to_string());
                 sums.entry(class).or_default().add_image(&counts, None);
-                counts.dice().filter(|_| !counts.reference_empty())
+                counts.lesion_dice()
             });
             if let Some(class) = item.true_class.filter(|c| c.is_tumour()) {
                 if gallery.len() < 12 && gallery.iter().filter(|(c, _)| *c == class).count() < 4 {
@@ -279,7 +279,7 @@ pub fn segment(args: &SegmentArgs) -> anyhow::Result<SegmentReport> {
         segrun: args.segrun.clone(),
         gated: !args.no_gate,
         mask: rule,
-        dice_interval: crate::metrics::intervals::bootstrap_mean(&dice, 2000, 0),
+        dice_interval: crate::metrics::intervals::mean_dice_interval(&dice),
         images,
         scores,
         errors,

@@ -482,14 +482,14 @@ fn round_scores(
         let Some(truth) = &item.truth else { continue };
         let reference: Vec<u8> = crate::cam::pseudo::to_stored(truth);
         let (bce, pixels, _) = score_logits(logits, &reference, side, rule.threshold);
-        for (sums, tumour, by_label) in [
+        for (sums, tumour, label_gate) in [
             (&mut by_label, item.entry.class.is_tumour(), true),
             (&mut by_prediction, item.entry.predicted.is_tumour(), false),
         ] {
             let predicted = logits_to_mask(logits, side, rule, tumour, true);
             let counts = MaskCounts::from_masks(&predicted, truth, None);
-            if by_label && !counts.reference_empty() {
-                tumour_dice.extend(counts.dice());
+            if label_gate {
+                tumour_dice.extend(counts.lesion_dice());
             }
             sums.entry(item.entry.class.to_string())
                 .or_default()
@@ -517,7 +517,7 @@ fn round_scores(
         test_label_gate: finish(by_label),
         test_prediction_gate: finish(by_prediction),
         test_vs_pseudo: (vs_pseudo.images > 0).then(|| vs_pseudo.scores()),
-        test_dice_interval: crate::metrics::intervals::bootstrap_mean(&tumour_dice, 2000, 0),
+        test_dice_interval: crate::metrics::intervals::mean_dice_interval(&tumour_dice),
     })
 }
 
@@ -573,13 +573,13 @@ pub fn metrics_table(seg: &SegRun) -> String {
             row(&mut out, m.round, "U-Net vs pseudo-masks, Testing", s);
         }
     }
-    if let Some((lo, hi)) = seg.round_metrics.last().and_then(|m| m.test_dice_interval) {
-        out.push_str(&format!(
-            "\nLast round, Testing, label gate: mean Dice 95 % interval {lo:.3}–{hi:.3} (percentile bootstrap of \
-             the tumour images, 2,000 resamples).\n"
-        ));
-    }
     if let Some(last) = seg.round_metrics.last() {
+        if let Some((lo, hi)) = last.test_dice_interval {
+            out.push_str(&format!(
+                "\nLast round, Testing, label gate: mean Dice 95 % interval {lo:.3}–{hi:.3} (percentile bootstrap \
+                 of the tumour images, 2,000 resamples).\n"
+            ));
+        }
         out.push_str("\nLast round, Testing, per class (label gate):\n\n| class | images | Dice | IoU | pooled Dice | pixel acc. | empty correct |\n|---|---|---|---|---|---|---|\n");
         for (class, s) in &last.test_label_gate {
             out.push_str(&format!(

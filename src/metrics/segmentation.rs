@@ -57,6 +57,12 @@ impl MaskCounts {
         (denominator > 0).then(|| 2.0 * self.true_positive as f64 / denominator as f64)
     }
 
+    /// Dice where the reference holds a lesion (`None` for an empty reference): the per-image value that the
+    /// mean Dice over tumour images, and its interval, are made of.
+    pub fn lesion_dice(&self) -> Option<f64> {
+        self.dice().filter(|_| !self.reference_empty())
+    }
+
     /// TP / (TP + FP + FN); `None` when both masks are empty.
     pub fn iou(&self) -> Option<f64> {
         let denominator = self.true_positive + self.false_positive + self.false_negative;

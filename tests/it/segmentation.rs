@@ -635,6 +635,15 @@ fn pseudo_masks_with_occlusion_record_it_and_confirm_a_mask_per_tumour_image() {
     }
 }
 
+/// The per-class option tests' folder, phantom (2 Training and 1 Testing image per class) and formula run.
+fn per_class_fixture() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let dir = temp_dir();
+    let data = dir.path().join("data");
+    small_phantom(&data, 2, 1, 11);
+    let run = import_formula_run(dir.path());
+    (dir, data, run)
+}
+
 /// pseudo-masks with `flags` exits with `code` and says `expect` on stderr.
 fn assert_refused(run: &Path, data: &Path, out: &Path, flags: &[&str], code: i32, expect: &str) {
     let output = tumornet()
@@ -683,10 +692,7 @@ fn masks_by_image(
 
 #[test]
 fn cam_power_reshapes_the_maps_of_the_listed_classes_only() {
-    let dir = temp_dir();
-    let data = dir.path().join("data");
-    small_phantom(&data, 2, 1, 11);
-    let run = import_formula_run(dir.path());
+    let (dir, data, run) = per_class_fixture();
     let masks =
         |name: &str, flags: &[&str]| masks_by_image(&run, &data, &dir.path().join(name), flags);
     // The fraction threshold 0.5 of the CAM raised to 0.5 keeps the pixels at ≥ 0.25 of the CAM's maximum: the
@@ -736,10 +742,7 @@ fn cam_power_reshapes_the_maps_of_the_listed_classes_only() {
 
 #[test]
 fn a_posterior_level_moves_the_appearance_masks_of_the_listed_classes_only() {
-    let dir = temp_dir();
-    let data = dir.path().join("data");
-    small_phantom(&data, 2, 1, 11);
-    let run = import_formula_run(dir.path());
+    let (dir, data, run) = per_class_fixture();
     let masks =
         |name: &str, flags: &[&str]| masks_by_image(&run, &data, &dir.path().join(name), flags);
     let (plain_manifest, plain) = masks("plain", &["--threshold", "appearance:10"]);
