@@ -424,7 +424,8 @@ pub struct PseudoMaskArgs {
     pub sharpen_classes: Vec<Class>,
     /// Per explained class, raise the image's CAM (scaled to its maximum) to the power E before anything else
     /// (occlusion, thresholding): below 1 widens the mask, above 1 tightens it. Gliomas larger than their CAM's
-    /// hot core gain from 0.6, meningiomas from 1.25 (BENCHMARKS.md). Classes not listed keep their CAM as it is.
+    /// hot core gain from 0.6, meningiomas from 2 with `--posterior-level meningioma=0.15` (BENCHMARKS.md).
+    /// Classes not listed keep their CAM as it is.
     #[arg(long, value_name = "CLASS=E", value_delimiter = ',', value_parser = parse_class_power)]
     pub cam_power: Vec<ClassPower>,
     /// With --threshold appearance:N: per explained class, the level of the appearance posterior at and above

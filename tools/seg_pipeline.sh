@@ -4,7 +4,8 @@
 # Every step is skipped when its last output is already there, so the script continues an interrupted chain (the
 # classifier's own `--resume` included). All outputs under WORK (default /tmp/seg-pipeline); logs beside them.
 #
-#   tools/seg_pipeline.sh                       # the recipe of BENCHMARKS.md's 0.704 run (sixteenth session)
+#   tools/seg_pipeline.sh                       # BENCHMARKS.md's recipe: the 0.704 run's flags (sixteenth session)
+#                                               # with the meningioma pair of the seventeenth and eighteenth
 #   STOP_AFTER=pseudo tools/seg_pipeline.sh     # stop after a step: synth, classifier, pseudo, unet
 #
 # Settings (environment): TUMORNET (binary; default target/release/tumornet), WORK, SYNTH (synth flags),
@@ -19,7 +20,7 @@ read -r -a SYNTH <<< "${SYNTH:---train 1000 --test 100 --seed 1 --lesion-scale 2
 read -r -a TRAIN_FLAGS <<< "${TRAIN_FLAGS:---baseline-epochs 0 --finetune-epochs 0 --full-epochs 7 --batch-size 32}"
 TRAIN_N=${TRAIN_N:-600}
 TEST_N=${TEST_N:-100}
-read -r -a PSEUDO_FLAGS <<< "${PSEUDO_FLAGS:---method layercam --layer fused --threshold appearance:10 --cam-power glioma=0.6,meningioma=1.25,pituitary=0.5 --occlusion 48:24 --occlusion-classes pituitary --confirm-by-deletion --sharpen 2,3,4 --sharpen-classes pituitary}"
+read -r -a PSEUDO_FLAGS <<< "${PSEUDO_FLAGS:---method layercam --layer fused --threshold appearance:10 --cam-power glioma=0.6,meningioma=2,pituitary=0.5 --posterior-level meningioma=0.15 --occlusion 48:24 --occlusion-classes pituitary --confirm-by-deletion --sharpen 2,3,4 --sharpen-classes pituitary}"
 read -r -a SEG_FLAGS <<< "${SEG_FLAGS:---rounds 1 --epochs 10 --cosine-lr --dice-loss per-image}"
 STOP_AFTER=${STOP_AFTER:-}
 [ -x "$T" ] || { echo "no binary at $T (cargo build --release)" >&2; exit 1; }
