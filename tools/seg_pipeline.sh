@@ -5,14 +5,15 @@
 # classifier's own `--resume` included). All outputs under WORK (default /tmp/seg-pipeline); logs beside them.
 #
 #   tools/seg_pipeline.sh                       # BENCHMARKS.md's recipe: the 0.704 run's flags (sixteenth session)
-#                                               # with the meningioma pair of the seventeenth and eighteenth
+#                                               # with the meningioma pair (seventeenth and eighteenth sessions)
 #   STOP_AFTER=pseudo tools/seg_pipeline.sh     # stop after a step: synth, classifier, pseudo, unet
 #
 # Settings (environment): TUMORNET (binary; default target/release/tumornet), WORK, SYNTH (synth flags),
 # TRAIN_FLAGS (classifier), TRAIN_N / TEST_N (images per class of each split given to pseudo-masks and the
 # U-Net), PSEUDO_FLAGS, SEG_FLAGS. Cost on the 2-core dev VM (BENCHMARKS.md): classifier ≈ 9–17 min per epoch
-# of 3,600 images; pseudo-masks with occlusion ≈ 3.4–6.5 s per occluded image; U-Net ≈ 1 min per epoch per 100
-# images/class. With the defaults: ≈ 65 min of pseudo-masks (700 occluded pituitary images) and ≈ 70 min of U-Net.
+# of 3,600 images; pseudo-masks with occlusion ≈ 3.3–6.5 s per occluded image; U-Net ≈ 0.6–1 min per epoch per
+# 100 images/class. With the defaults: 40–65 min of pseudo-masks (700 occluded pituitary images) and 40–70 min of
+# U-Net (the lower figures: each step alone on the VM, eighteenth session).
 set -euo pipefail
 T=${TUMORNET:-target/release/tumornet}
 WORK=${WORK:-/tmp/seg-pipeline}
