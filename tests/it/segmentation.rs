@@ -3,7 +3,7 @@
 use crate::common::{import_formula_run, small_phantom, temp_dir, tumornet};
 use base64::Engine;
 use burn::module::Module;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tumornet::model::inference::values;
 
 fn ok(out: std::process::Output) -> std::process::Output {
@@ -636,70 +636,79 @@ fn pseudo_masks_with_occlusion_record_it_and_confirm_a_mask_per_tumour_image() {
 }
 
 /// The per-class option tests' folder, phantom (2 Training and 1 Testing image per class) and formula run.
-fn per_class_fixture() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
-    let dir = temp_dir();
-    let data = dir.path().join("data");
-    small_phantom(&data, 2, 1, 11);
-    let run = import_formula_run(dir.path());
-    (dir, data, run)
+struct PerClassFixture {
+    dir: tempfile::TempDir,
+    data: PathBuf,
+    run: PathBuf,
 }
 
-/// pseudo-masks with `flags` exits with `code` and says `expect` on stderr.
-fn assert_refused(run: &Path, data: &Path, out: &Path, flags: &[&str], code: i32, expect: &str) {
-    let output = tumornet()
-        .arg("pseudo-masks")
-        .arg(run)
-        .arg(data)
-        .arg("--out")
-        .arg(out)
-        .args(flags)
-        .output()
-        .expect("pseudo-masks");
-    assert_eq!(output.status.code(), Some(code), "{flags:?}");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains(expect), "{flags:?}: {stderr}");
-}
+impl PerClassFixture {
+    fn new() -> Self {
+        let dir = temp_dir();
+        let data = dir.path().join("data");
+        small_phantom(&data, 2, 1, 11);
+        let run = import_formula_run(dir.path());
+        Self { dir, data, run }
+    }
 
-/// Run pseudo-masks into `out` with `flags`: its manifest, and every image's class and mask bytes by image path.
-fn masks_by_image(
-    run: &Path,
-    data: &Path,
-    out: &Path,
-    flags: &[&str],
-) -> (
-    serde_json::Value,
-    std::collections::BTreeMap<String, (String, Vec<u8>)>,
-) {
-    run_pseudo_masks(run, data, out, flags);
-    let manifest = json(&out.join("pseudo_masks.json"));
-    let by_image = manifest["entries"]
-        .as_array()
-        .expect("entries")
-        .iter()
-        .map(|e| {
-            let mask = image::open(out.join(e["mask"].as_str().expect("mask")))
-                .expect("mask png")
-                .to_luma8()
-                .into_raw();
-            (
-                e["image"].as_str().expect("image").to_string(),
-                (e["class"].as_str().expect("class").to_string(), mask),
-            )
-        })
-        .collect();
-    (manifest, by_image)
+    /// Run pseudo-masks into the folder's `name` with `flags`: its manifest, and every image's class and mask
+    /// bytes by image path.
+    fn masks(
+        &self,
+        name: &str,
+        flags: &[&str],
+    ) -> (
+        serde_json::Value,
+        std::collections::BTreeMap<String, (String, Vec<u8>)>,
+    ) {
+        let out = self.dir.path().join(name);
+        run_pseudo_masks(&self.run, &self.data, &out, flags);
+        let manifest = json(&out.join("pseudo_masks.json"));
+        let by_image = manifest["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .map(|e| {
+                let mask = image::open(out.join(e["mask"].as_str().expect("mask")))
+                    .expect("mask png")
+                    .to_luma8()
+                    .into_raw();
+                (
+                    e["image"].as_str().expect("image").to_string(),
+                    (e["class"].as_str().expect("class").to_string(), mask),
+                )
+            })
+            .collect();
+        (manifest, by_image)
+    }
+
+    /// pseudo-masks refuses each case's flags: it exits with the case's code and says its text on stderr.
+    fn assert_refused(&self, cases: &[(&[&str], i32, &str)]) {
+        for &(flags, code, expect) in cases {
+            let output = tumornet()
+                .arg("pseudo-masks")
+                .arg(&self.run)
+                .arg(&self.data)
+                .arg("--out")
+                .arg(self.dir.path().join("refused"))
+                .args(flags)
+                .output()
+                .expect("pseudo-masks");
+            assert_eq!(output.status.code(), Some(code), "{flags:?}");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(stderr.contains(expect), "{flags:?}: {stderr}");
+        }
+    }
 }
 
 #[test]
 fn cam_power_reshapes_the_maps_of_the_listed_classes_only() {
-    let (dir, data, run) = per_class_fixture();
-    let masks =
-        |name: &str, flags: &[&str]| masks_by_image(&run, &data, &dir.path().join(name), flags);
+    let fixture = PerClassFixture::new();
     // The fraction threshold 0.5 of the CAM raised to 0.5 keeps the pixels at ≥ 0.25 of the CAM's maximum: the
     // masks of `fraction:0.25`. Classes not listed keep the masks of the plain `fraction:0.5`.
-    let (_, plain) = masks("plain", &["--threshold", "fraction:0.5"]);
-    let (_, quarter) = masks("quarter", &["--threshold", "fraction:0.25"]);
-    let (manifest, powered) = masks(
+    let (_, plain) = fixture.masks("plain", &["--threshold", "fraction:0.5"]);
+    let (_, quarter) = fixture.masks("quarter", &["--threshold", "fraction:0.25"]);
+    let (manifest, powered) = fixture.masks(
         "powered",
         &["--threshold", "fraction:0.5", "--cam-power", "glioma=0.5"],
     );
@@ -719,7 +728,7 @@ fn cam_power_reshapes_the_maps_of_the_listed_classes_only() {
     assert!(widened > 0, "the power changed no glioma mask");
 
     // A class without a lesion, a power that is not positive, a missing `=` and a class given twice are refused.
-    for (flags, code, expect) in [
+    fixture.assert_refused(&[
         (&["--cam-power", "notumor=2"][..], 2, "no lesion"),
         (&["--cam-power", "glioma=0"][..], 2, "positive exponent"),
         (&["--cam-power", "glioma"][..], 2, "CLASS=E"),
@@ -728,27 +737,16 @@ fn cam_power_reshapes_the_maps_of_the_listed_classes_only() {
             1,
             "glioma twice",
         ),
-    ] {
-        assert_refused(
-            &run,
-            &data,
-            &dir.path().join("refused"),
-            flags,
-            code,
-            expect,
-        );
-    }
+    ]);
 }
 
 #[test]
 fn a_posterior_level_moves_the_appearance_masks_of_the_listed_classes_only() {
-    let (dir, data, run) = per_class_fixture();
-    let masks =
-        |name: &str, flags: &[&str]| masks_by_image(&run, &data, &dir.path().join(name), flags);
-    let (plain_manifest, plain) = masks("plain", &["--threshold", "appearance:10"]);
+    let fixture = PerClassFixture::new();
+    let (plain_manifest, plain) = fixture.masks("plain", &["--threshold", "appearance:10"]);
     assert!(plain_manifest.get("posterior_level").is_none());
     // Level 0.5 is the default: the same masks.
-    let (_, half) = masks(
+    let (_, half) = fixture.masks(
         "half",
         &[
             "--threshold",
@@ -758,7 +756,7 @@ fn a_posterior_level_moves_the_appearance_masks_of_the_listed_classes_only() {
         ],
     );
     assert_eq!(half, plain);
-    let (manifest, low) = masks(
+    let (manifest, low) = fixture.masks(
         "low",
         &[
             "--threshold",
@@ -784,7 +782,7 @@ fn a_posterior_level_moves_the_appearance_masks_of_the_listed_classes_only() {
     assert!(moved > 0, "the level changed no glioma mask");
 
     // Another threshold, a level outside (0, 1), a class without a lesion and a class given twice are refused.
-    for (flags, code, expect) in [
+    fixture.assert_refused(&[
         (
             &["--posterior-level", "glioma=0.3"][..],
             1,
@@ -820,16 +818,7 @@ fn a_posterior_level_moves_the_appearance_masks_of_the_listed_classes_only() {
             1,
             "glioma twice",
         ),
-    ] {
-        assert_refused(
-            &run,
-            &data,
-            &dir.path().join("refused"),
-            flags,
-            code,
-            expect,
-        );
-    }
+    ]);
 }
 
 /// Copy a Kaggle-layout dataset's images (with their true masks) into two datasets, alternating within each
