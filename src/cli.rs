@@ -369,8 +369,9 @@ pub struct PseudoMaskArgs {
     /// Output folder (masks/, pseudo_masks.json, quality.md, gallery.png).
     #[arg(long, default_value = "pseudo-masks")]
     pub out: PathBuf,
-    /// CAM method. With a classifier that has learned the lesions, `layercam` with `--layer layer3
-    /// --threshold appearance:10` gave the best masks (BENCHMARKS.md).
+    /// CAM method. With a classifier that has learned the lesions, `layercam` with `--layer fused
+    /// --threshold appearance:10` gave the best masks; `tools/seg_pipeline.sh` holds the whole recipe
+    /// (BENCHMARKS.md).
     #[arg(long, value_enum, default_value_t = crate::cam::CamMethod::GradCam)]
     pub method: crate::cam::CamMethod,
     /// Foreground threshold: fraction:F of the map's maximum, otsu, top:P percent of the pixels, or
