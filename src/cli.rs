@@ -407,11 +407,6 @@ pub struct PseudoMaskArgs {
     #[arg(long, value_name = "CLASS", value_delimiter = ',', requires = "occlusion",
           value_parser = parse_tumour_class)]
     pub occlusion_classes: Vec<Class>,
-    /// With --occlusion: a second, finer pass of PATCH×PATCH black windows at STRIDE, slid only over the coarse
-    /// map's peak (a square of the coarse patch + stride), whose map replaces the coarse one — places a small
-    /// lesion to the fine stride instead of the coarse one. 24:8 adds 49 passes to 48:24's 81.
-    #[arg(long, value_name = "PATCH:STRIDE", requires = "occlusion")]
-    pub occlusion_refine: Option<crate::cam::occlusion::Refine>,
     /// With --occlusion: make the mask from the CAM alone and from the combined map, black each out of the
     /// image, and keep the one the classifier confirms (the smaller of those whose removal halves the class
     /// probability, else the one whose removal lowers it most).

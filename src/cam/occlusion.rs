@@ -87,85 +87,6 @@ impl Occlusion {
     }
 }
 
-/// A finer second occlusion pass (`pseudo-masks --occlusion-refine PATCH:STRIDE`): windows of `patch` pixels at
-/// `stride`, slid only over a square around the coarse map's peak ([`refine_region`]). The coarse stride sets
-/// how precisely the coarse map can place a lesion (24 pixels of the 224-pixel input for 48:24); a small lesion
-/// (a pituitary tumour, ≈ 35 pixels across) needs finer steps, and sliding them over the peak alone costs a few
-/// dozen passes instead of hundreds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Refine {
-    pub patch: u32,
-    pub stride: u32,
-}
-
-impl fmt::Display for Refine {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.patch, self.stride)
-    }
-}
-
-impl FromStr for Refine {
-    type Err = String;
-
-    /// `PATCH:STRIDE`, e.g. `24:8`.
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let parsed = match text
-            .split(':')
-            .map(str::trim)
-            .collect::<Vec<_>>()
-            .as_slice()
-        {
-            [p, s] => p.parse().ok().zip(s.parse().ok()),
-            _ => None,
-        };
-        match parsed {
-            Some((patch, stride)) if patch >= 1 && stride >= 1 && stride <= patch => {
-                Ok(Refine { patch, stride })
-            }
-            _ => Err(format!(
-                "`{text}`: expected PATCH:STRIDE, pixels with 1 ≤ STRIDE ≤ PATCH (e.g. 24:8)"
-            )),
-        }
-    }
-}
-
-/// A square of an image: its top-left corner and side, in pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Region {
-    pub x: u32,
-    pub y: u32,
-    pub side: u32,
-}
-
-/// Where the finer pass of `--occlusion-refine` slides: a square of side `patch + stride` of the coarse
-/// `occlusion` (the coarse peak's cell with a stride of margin on each side), centred on the centroid of the
-/// pixels where `coarse` (`n`×`n`, row-major) reaches its maximum and moved inside the image. `None` when no
-/// window lowered the probability (no peak to refine).
-pub fn refine_region(coarse: &[f32], n: u32, occlusion: Occlusion) -> Option<Region> {
-    let peak = coarse.iter().copied().fold(0.0f32, f32::max);
-    if peak <= 0.0 {
-        return None;
-    }
-    let (mut sx, mut sy, mut count) = (0.0f64, 0.0f64, 0.0f64);
-    for (i, v) in coarse.iter().enumerate() {
-        if *v >= peak - 1e-6 * peak {
-            sx += (i % n as usize) as f64 + 0.5;
-            sy += (i / n as usize) as f64 + 0.5;
-            count += 1.0;
-        }
-    }
-    let side = (occlusion.patch + occlusion.stride).min(n);
-    let corner = |centre: f64| -> u32 {
-        let start = (centre - side as f64 / 2.0).round().max(0.0) as u32;
-        start.min(n - side)
-    };
-    Some(Region {
-        x: corner(sx / count),
-        y: corner(sy / count),
-        side,
-    })
-}
-
 /// A copy of `image` with every pixel where `covered(x, y)` black (0, the MRI's background).
 fn blacked_out(image: &RgbImage, covered: impl Fn(usize, usize) -> bool) -> RgbImage {
     let mut copy = image.clone();
@@ -193,86 +114,16 @@ pub fn occlusion_map(
     batch: usize,
     device: &Device,
 ) -> Result<Vec<f32>, InferenceError> {
-    let whole = Region {
-        x: 0,
-        y: 0,
-        side: image.width(),
-    };
-    occlusion_map_within(
-        model,
-        image,
-        target,
-        base,
-        (occlusion.patch, occlusion.stride),
-        whole,
-        batch,
-        device,
-    )
-}
-
-/// [`occlusion_map`] with `--occlusion-refine`: the coarse map, then `refine`'s windows slid over the
-/// [`refine_region`] around its peak; the map is the fine one there and 0 elsewhere (evidence is placed where
-/// the fine windows put it). The coarse map as it is when it has no peak or the fine windows lower nothing.
-#[allow(clippy::too_many_arguments)]
-pub fn refined_occlusion_map(
-    model: &ResNet18,
-    image: &RgbImage,
-    target: usize,
-    base: f32,
-    occlusion: Occlusion,
-    refine: Refine,
-    batch: usize,
-    device: &Device,
-) -> Result<Vec<f32>, InferenceError> {
-    let coarse = occlusion_map(model, image, target, base, occlusion, batch, device)?;
-    let Some(region) = refine_region(&coarse, image.width(), occlusion) else {
-        return Ok(coarse);
-    };
-    let fine = occlusion_map_within(
-        model,
-        image,
-        target,
-        base,
-        (refine.patch, refine.stride),
-        region,
-        batch,
-        device,
-    )?;
-    Ok(if fine.iter().any(|v| *v > 0.0) {
-        fine
-    } else {
-        coarse
-    })
-}
-
-/// The occlusion map of windows `(patch, stride)` slid over `region` of `image` only (the last window flush
-/// with the region's far edge): pixels no window covers are 0. Row-major, the image's size.
-#[allow(clippy::too_many_arguments)]
-fn occlusion_map_within(
-    model: &ResNet18,
-    image: &RgbImage,
-    target: usize,
-    base: f32,
-    (patch, stride): (u32, u32),
-    region: Region,
-    batch: usize,
-    device: &Device,
-) -> Result<Vec<f32>, InferenceError> {
     let side = image.width();
     let n = side as usize;
-    let steps = Occlusion {
-        patch,
-        stride,
-        weight: Occlusion::DEFAULT_WEIGHT,
-    }
-    .origins(region.side);
-    let windows: Vec<(u32, u32)> = steps
+    let origins = occlusion.origins(side);
+    let windows: Vec<(u32, u32)> = origins
         .iter()
-        .flat_map(|&y| steps.iter().map(move |&x| (region.y + y, region.x + x)))
+        .flat_map(|&y| origins.iter().map(move |&x| (y, x)))
         .collect();
     let mut sum = vec![0f32; n * n];
     let mut covered = vec![0u32; n * n];
-    let patch = patch.min(region.side);
+    let patch = occlusion.patch.min(side);
     for chunk in windows.chunks(batch.max(1)) {
         let occluded: Vec<RgbImage> = chunk
             .iter()
@@ -419,72 +270,6 @@ mod tests {
         ] {
             assert!(bad.parse::<Occlusion>().is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn parses_and_prints_a_refinement() {
-        let r: Refine = "24:8".parse().unwrap();
-        assert_eq!(
-            r,
-            Refine {
-                patch: 24,
-                stride: 8
-            }
-        );
-        assert_eq!(r.to_string().parse::<Refine>(), Ok(r));
-        for bad in ["24", "8:24", "0:0", "24:8:0.5", "a:8", ""] {
-            assert!(bad.parse::<Refine>().is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn the_refined_square_surrounds_the_coarse_peak_and_stays_inside_the_image() {
-        let coarse: Occlusion = "48:24".parse().unwrap();
-        let n = 224u32;
-        let map = |hot: &dyn Fn(u32, u32) -> bool| -> Vec<f32> {
-            (0..n * n)
-                .map(|i| if hot(i % n, i / n) { 0.8 } else { 0.1 })
-                .collect()
-        };
-        // A peak cell 96..120 × 48..72: the 72-pixel square centred on it, 72..144 × 24..96.
-        let cell = map(&|x, y| (96..120).contains(&x) && (48..72).contains(&y));
-        assert_eq!(
-            refine_region(&cell, n, coarse),
-            Some(Region {
-                x: 72,
-                y: 24,
-                side: 72
-            })
-        );
-        // A peak at a corner: the square is moved inside the image, not cut.
-        let corner = map(&|x, y| x >= 200 && y < 24);
-        assert_eq!(
-            refine_region(&corner, n, coarse),
-            Some(Region {
-                x: 152,
-                y: 0,
-                side: 72
-            })
-        );
-        // Two equal peaks: centred between them (their pixels' centroid).
-        let two = map(&|x, y| (y < 24) && (x < 24 || (48..72).contains(&x)));
-        assert_eq!(refine_region(&two, n, coarse).map(|r| r.x), Some(0));
-        assert_eq!(
-            refine_region(&map(&|x, _| (100..124).contains(&x)), n, coarse).map(|r| (r.x, r.y)),
-            Some((76, 76))
-        );
-        // No window lowered the probability: nothing to refine.
-        assert_eq!(refine_region(&vec![0.0; (n * n) as usize], n, coarse), None);
-        // A coarse square wider than the image: the image.
-        let wide: Occlusion = "200:100".parse().unwrap();
-        assert_eq!(
-            refine_region(&cell, n, wide),
-            Some(Region {
-                x: 0,
-                y: 0,
-                side: 224
-            })
-        );
     }
 
     #[test]

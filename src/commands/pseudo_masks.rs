@@ -5,10 +5,7 @@
 //! (image | true mask | CAM | pseudo-mask).
 
 use super::progress_bar;
-use crate::cam::occlusion::{
-    combine, confirmed_by_deletion, occlusion_map, refined_occlusion_map, sharpened, Occlusion,
-    Refine,
-};
+use crate::cam::occlusion::{combine, confirmed_by_deletion, occlusion_map, sharpened, Occlusion};
 use crate::cam::postprocess::resize_bilinear;
 use crate::cam::pseudo::{
     head_mask, pseudo_mask, split_labels, ImageCues, PseudoMaskConfig, Threshold,
@@ -134,9 +131,6 @@ pub struct PseudoManifest {
     /// `--occlusion-classes`: the explained classes that are occluded (empty: every tumour class).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub occlusion_classes: Vec<Class>,
-    /// `--occlusion-refine`: the finer pass over each coarse map's peak, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub occlusion_refine: Option<Refine>,
     /// With `--confirm-by-deletion`: how many tumour images kept the CAM's mask and how many the combined one.
     #[serde(default)]
     pub confirm_by_deletion: Option<ConfirmedCounts>,
@@ -169,7 +163,7 @@ impl PseudoManifest {
     /// The settings the masks were made with (no paths, entries or scores), as `seg.json` records them; kept
     /// beside the struct so that a new option is recorded where it is declared.
     pub fn settings(&self) -> serde_json::Value {
-        let mut settings = serde_json::json!({
+        serde_json::json!({
             "method": self.method,
             "config": self.config,
             "gate": self.gate,
@@ -183,12 +177,7 @@ impl PseudoManifest {
             "sharpen_classes": self.sharpen_classes,
             "cam_power": self.cam_power,
             "posterior_level": self.posterior_level,
-        });
-        // Recorded only when used, so that masks made before the option keep their settings.
-        if let Some(refine) = self.occlusion_refine {
-            settings["occlusion_refine"] = serde_json::json!(refine);
-        }
-        settings
+        })
     }
 }
 
@@ -249,12 +238,6 @@ pub fn print_summary(manifest: &PseudoManifest) {
                 format!("{} images only", names(&manifest.occlusion_classes))
             }
         );
-        if let Some(refine) = manifest.occlusion_refine {
-            println!(
-                "  refined by {}-pixel windows at stride {} over each coarse peak",
-                refine.patch, refine.stride
-            );
-        }
     }
     if let Some(counts) = &manifest.confirm_by_deletion {
         print!(
@@ -397,8 +380,7 @@ struct Confirm<'a> {
 }
 
 /// With `--occlusion`, one tumour image's map: its CAM (128×128) combined with the occlusion map of `input` (the
-/// image at the classifier's input size; refined over its peak with `refine`) for `target` (of probability
-/// `base`), or — with `confirm` — whichever
+/// image at the classifier's input size) for `target` (of probability `base`), or — with `confirm` — whichever
 /// of the CAM, the combined map and the combined map raised to each exponent gives the mask the classifier
 /// confirms ([`confirmed_by_deletion`]), with the record of every candidate.
 fn with_occlusion(
@@ -407,18 +389,13 @@ fn with_occlusion(
     cam: &[f32],
     target: usize,
     base: f32,
-    (occlusion, refine): (Occlusion, Option<Refine>),
+    occlusion: Occlusion,
     confirm: Option<Confirm<'_>>,
 ) -> anyhow::Result<(Vec<f32>, Option<DeletionRecord>)> {
     let device = crate::device::inference();
     let side = SIDE as usize;
     let n = input.width() as usize;
-    let occ = match refine {
-        None => occlusion_map(model, input, target, base, occlusion, 64, &device)?,
-        Some(refine) => {
-            refined_occlusion_map(model, input, target, base, occlusion, refine, 64, &device)?
-        }
-    };
+    let occ = occlusion_map(model, input, target, base, occlusion, 64, &device)?;
     let combined = combine(
         cam,
         &resize_bilinear(&occ, n, n, side, side),
@@ -621,7 +598,7 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
                         cam,
                         cams.targets[i],
                         cams.probabilities[i][cams.targets[i]],
-                        (occlusion, args.occlusion_refine),
+                        occlusion,
                         args.confirm_by_deletion.then(|| Confirm {
                             cues: &cues,
                             config: &config,
@@ -741,7 +718,6 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
         scales: args.scales.clone(),
         occlusion: args.occlusion,
         occlusion_classes: args.occlusion_classes.clone(),
-        occlusion_refine: args.occlusion_refine,
         confirm_by_deletion: args
             .confirm_by_deletion
             .then(|| ConfirmedCounts::of(&entries, args.sharpen.len())),

@@ -426,16 +426,13 @@ fn train_seg_and_segment_name_what_is_wrong() {
 #[test]
 fn pseudo_masks_with_occlusion_record_it_and_confirm_a_mask_per_tumour_image() {
     let dir = temp_dir();
-    // 112-pixel windows at stride 112: 4 per image, the cheapest real occlusion; refined by 56-pixel windows
-    // over the 224-pixel square around the peak (the whole image: 16 more per image).
+    // 112-pixel windows at stride 112: 4 per image, the cheapest real occlusion.
     let (data, run, pseudo, stdout) = phantom_pseudo_masks(
         dir.path(),
         (2, 1, 5),
         &[
             "--occlusion",
             "112:112",
-            "--occlusion-refine",
-            "56:56",
             "--confirm-by-deletion",
             "--sharpen",
             "2,3",
@@ -449,14 +446,6 @@ fn pseudo_masks_with_occlusion_record_it_and_confirm_a_mask_per_tumour_image() {
     assert_eq!(
         manifest["occlusion"],
         serde_json::json!({"patch": 112, "stride": 112, "weight": 0.5})
-    );
-    assert_eq!(
-        manifest["occlusion_refine"],
-        serde_json::json!({"patch": 56, "stride": 56})
-    );
-    assert!(
-        stdout.contains("refined by 56-pixel windows at stride 56"),
-        "{stdout}"
     );
     assert_eq!(manifest["sharpen"], serde_json::json!([2.0, 3.0]));
     assert_eq!(
@@ -595,14 +584,6 @@ fn pseudo_masks_with_occlusion_record_it_and_confirm_a_mask_per_tumour_image() {
     for (flags, expect) in [
         (&["--confirm-by-deletion"][..], "--occlusion"),
         (&["--occlusion", "16:32"][..], "PATCH:STRIDE"),
-        (
-            &["--occlusion-refine", "24:8"][..],
-            "--occlusion <PATCH:STRIDE[:WEIGHT]>",
-        ),
-        (
-            &["--occlusion", "48:24", "--occlusion-refine", "8:24"][..],
-            "PATCH:STRIDE",
-        ),
         (
             &["--occlusion", "48:24", "--sharpen", "2"][..],
             "--confirm-by-deletion",
