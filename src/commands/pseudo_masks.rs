@@ -47,6 +47,10 @@ pub struct PseudoEntry {
     pub mask: PathBuf,
     /// The dataset's true mask, when it has one.
     pub true_mask: Option<PathBuf>,
+    /// Dice of the pseudo-mask against the true mask (`None` without a true mask, or when both are empty), so
+    /// that any grouping of the images can be scored from the manifest alone (`tools/by_plane.py`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dice: Option<f64>,
     /// With `--confirm-by-deletion`, for a tumour image: every candidate the classifier was asked about, so that
     /// the choice can be checked (and other rules tried) from the manifest alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -620,6 +624,10 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
                 }
             };
             let mask = pseudo_mask(map, side, side, tumour, Some(&cues), &config);
+            let dice = loaded
+                .truth
+                .as_ref()
+                .and_then(|truth| mask_counts(&mask, truth).dice());
             if let Some(truth) = &loaded.truth {
                 for threshold in &compared {
                     let other;
@@ -696,6 +704,7 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
                 target,
                 mask: relative,
                 true_mask: sample.mask.clone(),
+                dice,
                 deletion,
             });
             bar.inc(1);

@@ -680,6 +680,7 @@ mod tests {
             target: Class::Pituitary,
             mask: "masks/x.png".into(),
             true_mask: None,
+            dice: None,
             deletion,
         };
         let training = entry(Split::Training, Some(record.clone()));

@@ -115,6 +115,24 @@ fn pseudo_masks_train_seg_segment_and_report() {
         tumour_pixels += foreground;
     }
     assert!(tumour_pixels > 0 && cam_pixels > 0);
+    // Each entry carries its mask's Dice (none where mask and truth are both empty: the no-tumour images); their
+    // mean over a split's tumour images is the split's Dice in the quality table.
+    for split in ["Training", "Testing"] {
+        let dice: Vec<f64> = entries
+            .iter()
+            .filter(|e| e["split"] == split.to_lowercase() && e["class"] != "notumor")
+            .map(|e| e["dice"].as_f64().expect("a tumour image's Dice"))
+            .collect();
+        assert!(entries
+            .iter()
+            .filter(|e| e["class"] == "notumor")
+            .all(|e| e.get("dice").is_none()));
+        let mean = dice.iter().sum::<f64>() / dice.len() as f64;
+        let table = manifest["quality"]["fraction:0.5"][split]["all"]["dice"]
+            .as_f64()
+            .expect("table Dice");
+        assert!((mean - table).abs() < 1e-9, "{split}: {mean} vs {table}");
+    }
     // Every compared threshold is scored on both splits against the true masks, and both tables are printed.
     for threshold in ["appearance:10", "fraction:0.5", "otsu", "top:5"] {
         let all = &manifest["quality"][threshold]["Training"]["all"];
