@@ -624,26 +624,28 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
                 }
             };
             let mask = pseudo_mask(map, side, side, tumour, Some(&cues), &config);
-            let dice = loaded
-                .truth
-                .as_ref()
-                .and_then(|truth| mask_counts(&mask, truth).dice());
-            if let Some(truth) = &loaded.truth {
+            // The mask's own counts: its entry's Dice and its threshold's row of the quality table.
+            let chosen = loaded.truth.as_ref().map(|truth| mask_counts(&mask, truth));
+            let dice = chosen.as_ref().and_then(MaskCounts::dice);
+            if let (Some(truth), Some(chosen)) = (&loaded.truth, &chosen) {
                 for threshold in &compared {
                     let other;
-                    let scored = if *threshold == config.threshold {
-                        &mask
+                    let counts = if *threshold == config.threshold {
+                        chosen
                     } else {
                         let c = PseudoMaskConfig {
                             threshold: *threshold,
                             ..config
                         };
-                        other = pseudo_mask(map, side, side, tumour, Some(&cues), &c);
+                        other = mask_counts(
+                            &pseudo_mask(map, side, side, tumour, Some(&cues), &c),
+                            truth,
+                        );
                         &other
                     };
                     sums.entry((threshold.to_string(), sample.split, sample.class))
                         .or_default()
-                        .add_image(&mask_counts(scored, truth), None);
+                        .add_image(counts, None);
                 }
             }
             let relative = output_path(sample, &args.data, "masks");
