@@ -3,7 +3,7 @@
 
 The phantom's `phantom.json` records each image's plane (axial, coronal, sagittal); `pseudo_masks.json` (from
 `tumornet pseudo-masks`) and `segment.json` (from `tumornet segment`) record each image's Dice against its true
-mask. This joins them by file name (the phantom's names are unique across splits) and prints, per input, a
+mask. This joins them by file name without extension (the phantom's names are unique across splits) and prints, per input, a
 Markdown table of mean Dice over the tumour images of each class and plane, with the image counts.
 
     python3 tools/by_plane.py PHANTOM/phantom.json RESULT.json [RESULT.json…]
@@ -17,6 +17,19 @@ import sys
 from collections import defaultdict
 
 PLANES = ["axial", "coronal", "sagittal"]
+
+
+def stem(path):
+    """An image's name without folder or extension: the key that joins results to the phantom's manifest (its
+    names are unique across splits; a copy written as PNG keeps the stem)."""
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def planes(phantom_json):
+    """Each phantom image's imaging plane, by [`stem`]."""
+    with open(phantom_json) as f:
+        phantom = json.load(f)
+    return {stem(im["image"]): im["plane"] for im in phantom["images"]}
 
 
 def load_result(path):
@@ -34,13 +47,13 @@ def load_result(path):
     if "entries" in result:  # pseudo_masks.json
         for e in result["entries"]:
             if e["class"] != "notumor" and e.get("dice") is not None:
-                rows.append((os.path.basename(e["image"]), e["class"], e["dice"]))
+                rows.append((stem(e["image"]), e["class"], e["dice"]))
         if not rows and result["entries"]:
             sys.exit(f"{path}: no per-image Dice (made before pseudo-masks recorded it, or no true masks)")
     elif "images" in result:  # segment.json
         for im in result["images"]:
             if im.get("true_class") not in (None, "notumor") and im.get("dice") is not None:
-                rows.append((os.path.basename(im["file"]), im["true_class"], im["dice"]))
+                rows.append((stem(im["file"]), im["true_class"], im["dice"]))
     else:
         sys.exit(f"{path}: not a pseudo_masks.json or segment.json")
     return path, rows
@@ -49,9 +62,7 @@ def load_result(path):
 def main(args):
     if len(args) < 2:
         sys.exit(__doc__)
-    with open(args[0]) as f:
-        phantom = json.load(f)
-    plane = {os.path.basename(im["image"]): im["plane"] for im in phantom["images"]}
+    plane = planes(args[0])
     for result in args[1:]:
         path, rows = load_result(result)
         sums = defaultdict(lambda: [0.0, 0])

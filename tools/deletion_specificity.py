@@ -15,14 +15,19 @@ class, for each variant.
 
 numpy and Pillow only (a throwaway venv: python3 -m venv /tmp/pyv && /tmp/pyv/bin/pip install numpy pillow).
 """
+import glob
 import json
 import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
+
+sys.path.insert(0, str(Path(__file__).parent))
+from by_plane import PLANES, planes, stem  # noqa: E402
 
 if len(sys.argv) < 5:
     sys.exit(__doc__)
@@ -30,9 +35,7 @@ tumornet, run, data, phantom_json = sys.argv[1:5]
 work = sys.argv[5] if len(sys.argv) > 5 else "/tmp/deletion-specificity"
 VARIANTS = ["original", "black", "black, dilated", "ring colour", "ring colour, dilated",
             "black 20 up", "black 20 right", "black 40 up"]
-with open(phantom_json) as f:
-    phantom = json.load(f)
-plane = {os.path.splitext(os.path.basename(i["image"]))[0]: i["plane"] for i in phantom["images"]}
+plane = planes(phantom_json)
 
 
 def dilated(mask, r):
@@ -40,59 +43,63 @@ def dilated(mask, r):
     return np.array(img.filter(ImageFilter.MaxFilter(2 * r + 1))) > 127
 
 
-for index in range(len(VARIANTS)):  # no stale images from an earlier run in WORK
-    shutil.rmtree(os.path.join(work, str(index)), ignore_errors=True)
+def variants(image, lesion):
+    """The image under each of VARIANTS, in that order."""
+    side = image.shape[0]
+    r, k = max(1, round(3 * side / 128)), round(20 * side / 128)
+    out = [image]
+    once = dilated(lesion, r)
+    blacks, paints = [], []
+    for m, around in ((lesion, once), (once, dilated(once, r))):  # the lesion, then the lesion dilated
+        ring = around & ~m
+        black, painted = image.copy(), image.copy()
+        black[m] = 0
+        painted[m] = image[ring].mean(axis=0).round().astype(np.uint8)
+        blacks.append(black)
+        paints.append(painted)
+    out += blacks + paints
+    for dy, dx in ((-k, 0), (0, k), (-2 * k, 0)):
+        copy = image.copy()
+        copy[np.roll(np.roll(lesion, dy, axis=0), dx, axis=1)] = 0
+        out.append(copy)
+    return out
+
+
+folders = [os.path.join(work, str(i)) for i in range(len(VARIANTS))]
+for folder in folders:  # no stale images from an earlier run in WORK
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
 truth = {}  # stem -> true class folder
-for split in ("Training", "Testing"):
-    for cls in sorted(os.listdir(os.path.join(data, split))) if os.path.isdir(os.path.join(data, split)) else []:
-        mask_dir = os.path.join(data, "masks", split, cls)
-        if not os.path.isdir(mask_dir):
-            continue
-        for name in sorted(os.listdir(os.path.join(data, split, cls))):
-            stem = os.path.splitext(name)[0]
-            image = np.array(Image.open(os.path.join(data, split, cls, name)).convert("RGB"))
-            lesion = np.array(Image.open(os.path.join(mask_dir, stem + ".png")).convert("L")) > 127
-            if not lesion.any():
-                continue
-            truth[stem] = cls
-            side = image.shape[0]
-            r, k = max(1, round(3 * side / 128)), round(20 * side / 128)
-            out = {"original": image}
-            for suffix, m in (("", lesion), (", dilated", dilated(lesion, r))):
-                ring = dilated(m, r) & ~m
-                black, painted = image.copy(), image.copy()
-                black[m] = 0
-                painted[m] = image[ring].mean(axis=0).round().astype(np.uint8)
-                out["black" + suffix], out["ring colour" + suffix] = black, painted
-            for name_, (dy, dx) in (("black 20 up", (-k, 0)), ("black 20 right", (0, k)),
-                                    ("black 40 up", (-2 * k, 0))):
-                moved = np.roll(np.roll(lesion, dy, axis=0), dx, axis=1)
-                copy = image.copy()
-                copy[moved] = 0
-                out[name_] = copy
-            for variant, pixels in out.items():
-                folder = os.path.join(work, VARIANTS.index(variant).__str__())
-                os.makedirs(folder, exist_ok=True)
-                Image.fromarray(pixels).save(os.path.join(folder, stem + ".png"))
+for path in sorted(glob.glob(os.path.join(data, "*", "*", "*"))):
+    split, cls = Path(path).parts[-3:-1]
+    mask_path = os.path.join(data, "masks", split, cls, stem(path) + ".png")
+    if split == "masks" or not os.path.isfile(mask_path):
+        continue
+    lesion = np.array(Image.open(mask_path).convert("L")) > 127
+    if not lesion.any():
+        continue
+    truth[stem(path)] = cls
+    image = np.array(Image.open(path).convert("RGB"))
+    for folder, pixels in zip(folders, variants(image, lesion)):
+        Image.fromarray(pixels).save(os.path.join(folder, stem(path) + ".png"))
 if not truth:
     sys.exit(f"{data}: no tumour images with true masks")
 
 print(f"{len(truth)} tumour images; mean probability of the true class (images still given it)")
 results = {}  # variant -> (class, plane) -> [(p, kept)]
-for index, variant in enumerate(VARIANTS):
-    folder = os.path.join(work, str(index))
+for variant, folder in zip(VARIANTS, folders):
     result = subprocess.run([tumornet, "-q", "predict", run, folder, "--json"], check=True,
                             capture_output=True, text=True)
     cells = results.setdefault(variant, {})
     for entry in json.loads(result.stdout):
-        stem = os.path.splitext(os.path.basename(entry["file"]))[0]
-        cls = truth[stem]
-        cells.setdefault((cls, plane[stem]), []).append((entry["probabilities"][cls], entry["class"] == cls))
+        name = stem(entry["file"])
+        cls = truth[name]
+        cells.setdefault((cls, plane[name]), []).append((entry["probabilities"][cls], entry["class"] == cls))
 for cls in sorted(set(truth.values())):
-    print(f"\n{cls}\n\n| variant | axial | coronal | sagittal |\n| --- | --- | --- | --- |")
+    print(f"\n{cls}\n\n| variant | " + " | ".join(PLANES) + " |\n| --- |" + " --- |" * len(PLANES))
     for variant in VARIANTS:
         cells = []
-        for pl in ("axial", "coronal", "sagittal"):
+        for pl in PLANES:
             rows = results[variant].get((cls, pl), [])
             cells.append(f"{np.mean([p for p, _ in rows]):.3f} ({sum(k for _, k in rows)}/{len(rows)})"
                          if rows else "–")

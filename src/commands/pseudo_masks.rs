@@ -625,9 +625,12 @@ pub fn pseudo_masks(args: &PseudoMaskArgs) -> anyhow::Result<PseudoManifest> {
             };
             let mask = pseudo_mask(map, side, side, tumour, Some(&cues), &config);
             // The mask's own counts: its entry's Dice and its threshold's row of the quality table.
-            let chosen = loaded.truth.as_ref().map(|truth| mask_counts(&mask, truth));
-            let dice = chosen.as_ref().and_then(MaskCounts::dice);
-            if let (Some(truth), Some(chosen)) = (&loaded.truth, &chosen) {
+            let chosen = loaded
+                .truth
+                .as_ref()
+                .map(|truth| (truth, mask_counts(&mask, truth)));
+            let dice = chosen.as_ref().and_then(|(_, counts)| counts.dice());
+            if let Some((truth, chosen)) = &chosen {
                 for threshold in &compared {
                     let other;
                     let counts = if *threshold == config.threshold {

@@ -117,16 +117,16 @@ fn pseudo_masks_train_seg_segment_and_report() {
     assert!(tumour_pixels > 0 && cam_pixels > 0);
     // Each entry carries its mask's Dice (none where mask and truth are both empty: the no-tumour images); their
     // mean over a split's tumour images is the split's Dice in the quality table.
+    assert!(entries
+        .iter()
+        .filter(|e| e["class"] == "notumor")
+        .all(|e| e.get("dice").is_none()));
     for split in ["Training", "Testing"] {
         let dice: Vec<f64> = entries
             .iter()
             .filter(|e| e["split"] == split.to_lowercase() && e["class"] != "notumor")
             .map(|e| e["dice"].as_f64().expect("a tumour image's Dice"))
             .collect();
-        assert!(entries
-            .iter()
-            .filter(|e| e["class"] == "notumor")
-            .all(|e| e.get("dice").is_none()));
         let mean = dice.iter().sum::<f64>() / dice.len() as f64;
         let table = manifest["quality"]["fraction:0.5"][split]["all"]["dice"]
             .as_f64()
