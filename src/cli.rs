@@ -267,6 +267,11 @@ pub struct TrainArgs {
     /// Re-estimate the frozen layers' BatchNorm statistics on the training images before caching.
     #[arg(long)]
     pub recalibrate_bn: bool,
+    /// Black out a random rectangle of each training image of the `full` stage with chance P (torchvision's
+    /// `RandomErasing` ranges, filled black): teaches the model that a black patch is not "no tumour", so
+    /// occlusion maps and `--confirm-by-deletion` stay specific. The cached stages cannot erase.
+    #[arg(long, value_name = "P", value_parser = parse_probability)]
+    pub random_erasing: Option<f64>,
     /// Stop on any unreadable file.
     #[arg(long)]
     pub strict: bool,
@@ -706,6 +711,15 @@ fn parse_class_level(text: &str) -> Result<ClassLevel, String> {
 }
 
 /// A `--sharpen` exponent: a finite number above 1 (1 would repeat the combined map's own mask).
+fn parse_probability(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => Err(format!(
+            "`{text}`: expected a probability from 0 to 1, e.g. 0.5"
+        )),
+    }
+}
+
 fn parse_exponent(text: &str) -> Result<f32, String> {
     match text.trim().parse::<f32>() {
         Ok(e) if e.is_finite() && e > 1.0 => Ok(e),

@@ -8,7 +8,7 @@ use crate::data::Class;
 use crate::metrics::report::{classification_report, ClassificationReport};
 use crate::model::run::{save_run, RunConfig, WeightsOrigin};
 use crate::model::{weights, ResNet18};
-use crate::train::config::{OptimizerKind, Schedule, Stage, TrainConfig};
+use crate::train::config::{OptimizerKind, RandomErasing, Schedule, Stage, TrainConfig};
 use crate::train::data::{prepare, stratified_split};
 use crate::train::history::{to_csv, EpochRecord};
 use crate::train::{checkpoint, run_protocol, Checkpointing, Progress, StageOutcome, TrainingData};
@@ -150,6 +150,12 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<TrainReport> {
     } else {
         DEFAULT_OFFLINE_FULL_EPOCHS
     });
+    if args.random_erasing.is_some() && full_epochs == 0 && !args.resume {
+        bail!(
+            "--random-erasing applies to the `full` stage only (the cached stages reuse fixed features): \
+             give --full-epochs above 0, or leave it out"
+        );
+    }
     // A resumed run keeps the configuration and weights origin it started with.
     let config = resume
         .as_ref()
@@ -318,6 +324,7 @@ fn train_config(args: &TrainArgs, full_epochs: usize) -> TrainConfig {
     config.batch_size = args.batch_size;
     config.validation_fraction = args.validation_fraction;
     config.recalibrate_batch_norm = args.recalibrate_bn;
+    config.random_erasing = args.random_erasing.map(RandomErasing::torchvision);
     for stage in &mut config.stages {
         stage.optimizer = if args.sgd {
             OptimizerKind::Sgd

@@ -97,6 +97,30 @@ pub fn hflip<P: image::Pixel + 'static>(
     image::imageops::flip_horizontal(image)
 }
 
+/// A rectangle in fractions of an image's width and height (so one draw fits any size).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EraseBox {
+    pub left: f64,
+    pub top: f64,
+    pub width: f64,
+    pub height: f64,
+}
+
+/// Black out `area` of `image` (in place): the pixels whose centres fall inside it.
+pub fn erase(image: &mut RgbImage, area: &EraseBox) {
+    let (w, h) = (f64::from(image.width()), f64::from(image.height()));
+    let span = |start: f64, length: f64, side: f64| {
+        let from = (start * side).round().clamp(0.0, side) as u32;
+        let to = ((start + length) * side).round().clamp(0.0, side) as u32;
+        from..to
+    };
+    for y in span(area.top, area.height, h) {
+        for x in span(area.left, area.width, w) {
+            image.put_pixel(x, y, image::Rgb([0, 0, 0]));
+        }
+    }
+}
+
 /// `ToTensor()` + `Normalize(IMAGENET_MEAN, IMAGENET_STD)`: channel-first (C, H, W) f32 values appended to `out`.
 pub fn normalize_imagenet_into(image: &RgbImage, out: &mut Vec<f32>) {
     let plane = (image.width() * image.height()) as usize;
@@ -153,6 +177,35 @@ fn buffer_error((from_w, from_h): (u32, u32), to_w: u32, to_h: u32) -> Preproces
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn erase_blacks_out_exactly_the_box() {
+        let mut image = RgbImage::from_pixel(10, 20, image::Rgb([200, 100, 50]));
+        let area = EraseBox {
+            left: 0.2,
+            top: 0.3,
+            width: 0.5,
+            height: 0.4,
+        };
+        erase(&mut image, &area);
+        for (x, y, px) in image.enumerate_pixels() {
+            let inside = (2..7).contains(&x) && (6..14).contains(&y);
+            let want = if inside { [0, 0, 0] } else { [200, 100, 50] };
+            assert_eq!(px.0, want, "({x}, {y})");
+        }
+        // A box running past the edge stops at it.
+        erase(
+            &mut image,
+            &EraseBox {
+                left: 0.9,
+                top: 0.95,
+                width: 0.5,
+                height: 0.5,
+            },
+        );
+        assert_eq!(image.get_pixel(9, 19).0, [0, 0, 0]);
+        assert_eq!(image.get_pixel(8, 19).0, [200, 100, 50]);
+    }
 
     #[test]
     fn normalisation_matches_torchvision_formula() {

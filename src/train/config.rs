@@ -110,6 +110,55 @@ pub struct TrainConfig {
     /// (what PyTorch's `model.train()` does to a "frozen" backbone over its first epoch).
     pub recalibrate_batch_norm: bool,
     pub stages: Vec<StageConfig>,
+    /// Random erasing for the stages that learn from images (`full`; the cached stages reuse fixed features).
+    #[serde(default)]
+    pub random_erasing: Option<RandomErasing>,
+}
+
+/// torchvision's `RandomErasing(p, scale, ratio)` with one difference: the rectangle is filled with black
+/// pixels before normalisation (torchvision's default `value=0` after normalisation is the mean colour), as
+/// black is what occlusion maps and the deletion check put over an image.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RandomErasing {
+    /// Chance that an image gets a rectangle.
+    pub probability: f64,
+    /// Range of the rectangle's area, as fractions of the image.
+    pub scale: (f64, f64),
+    /// Range of its aspect ratio (height / width), drawn log-uniformly.
+    pub ratio: (f64, f64),
+}
+
+impl RandomErasing {
+    /// torchvision's defaults (`scale=(0.02, 0.33)`, `ratio=(0.3, 3.3)`) with chance `probability`.
+    pub fn torchvision(probability: f64) -> RandomErasing {
+        RandomErasing {
+            probability,
+            scale: (0.02, 0.33),
+            ratio: (0.3, 3.3),
+        }
+    }
+
+    /// One draw, as torchvision's `get_params`: up to ten tries for a rectangle that fits, else none.
+    pub fn draw(&self, rng: &mut impl rand::Rng) -> Option<crate::data::preprocess::EraseBox> {
+        if !rng.random_bool(self.probability.clamp(0.0, 1.0)) {
+            return None;
+        }
+        let (low, high) = (self.ratio.0.ln(), self.ratio.1.ln());
+        for _ in 0..10 {
+            let area = self.scale.0 + rng.random::<f64>() * (self.scale.1 - self.scale.0);
+            let ratio = (low + rng.random::<f64>() * (high - low)).exp();
+            let (height, width) = ((area * ratio).sqrt(), (area / ratio).sqrt());
+            if height < 1.0 && width < 1.0 {
+                return Some(crate::data::preprocess::EraseBox {
+                    top: rng.random::<f64>() * (1.0 - height),
+                    left: rng.random::<f64>() * (1.0 - width),
+                    width,
+                    height,
+                });
+            }
+        }
+        None
+    }
 }
 
 impl TrainConfig {
@@ -142,6 +191,7 @@ impl TrainConfig {
             validation_fraction: 0.1,
             recalibrate_batch_norm: false,
             stages,
+            random_erasing: None,
         }
     }
 }
@@ -170,5 +220,31 @@ mod tests {
         };
         assert!((s.learning_rate_at(1, 5, 10) - 0.1).abs() < 1e-12);
         assert!((s.learning_rate_at(2, 0, 10) - 0.01).abs() < 1e-12);
+    }
+
+    #[test]
+    fn random_erasing_draws_fitting_rectangles_within_the_ranges() {
+        let erasing = RandomErasing::torchvision(0.5);
+        let mut rng = crate::rng::stream(3, "test", &[]);
+        let draws: Vec<_> = (0..2000).map(|_| erasing.draw(&mut rng)).collect();
+        let boxes: Vec<_> = draws.iter().flatten().collect();
+        // About half the images get a rectangle (binomial sd ≈ 22 of 2000).
+        assert!((900..1100).contains(&boxes.len()), "{}", boxes.len());
+        for b in &boxes {
+            let (area, ratio) = (b.width * b.height, b.height / b.width);
+            assert!((0.02 - 1e-9..=0.33 + 1e-9).contains(&area), "{b:?}");
+            assert!((0.3 - 1e-9..=3.3 + 1e-9).contains(&ratio), "{b:?}");
+            assert!(b.left >= 0.0 && b.top >= 0.0, "{b:?}");
+            assert!(b.left + b.width <= 1.0 && b.top + b.height <= 1.0, "{b:?}");
+        }
+        // Log-uniform ratio: as many tall rectangles as wide ones.
+        let tall = boxes.iter().filter(|b| b.height > b.width).count();
+        assert!(
+            (tall as f64 / boxes.len() as f64 - 0.5).abs() < 0.06,
+            "{tall}"
+        );
+        // Chance 0 and 1.
+        assert!((0..50).all(|_| RandomErasing::torchvision(0.0).draw(&mut rng).is_none()));
+        assert!((0..50).all(|_| RandomErasing::torchvision(1.0).draw(&mut rng).is_some()));
     }
 }

@@ -1,8 +1,9 @@
 //! Decode-once training data: every image decoded and resized to the input size once per run, and a
 //! stratified validation split carved from `Training/`.
 
+use super::stage::Augment;
 use crate::data::decode::{decode_file, DecodeError};
-use crate::data::preprocess::{hflip, resize_rgb};
+use crate::data::preprocess::{erase, hflip, resize_rgb};
 use crate::data::scan::Sample;
 use crate::data::Class;
 use image::RgbImage;
@@ -34,6 +35,15 @@ impl Prepared {
         } else {
             self.images[index].clone()
         }
+    }
+
+    /// The image at `index` as a training step sees it: mirrored and erased as `alter` says.
+    pub fn augmented(&self, index: usize, alter: &Augment) -> RgbImage {
+        let mut image = self.image(index, alter.flip);
+        if let Some(area) = &alter.erase {
+            erase(&mut image, area);
+        }
+        image
     }
 
     pub fn subset(&self, indices: &[usize]) -> Prepared {

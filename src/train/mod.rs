@@ -25,7 +25,7 @@ use checkpoint::{CompletedStage, CurrentStage, ProtocolState};
 use config::{Stage, StageConfig, TrainConfig};
 use data::Prepared;
 use history::EpochRecord;
-use stage::{loss_and_correct, run_stage, Score, StageStart, StageSteps};
+use stage::{loss_and_correct, run_stage, Augment, Score, StageStart, StageSteps};
 
 /// Test-set predictions of one model (scored by `metrics::report`).
 #[derive(Debug, Clone)]
@@ -229,11 +229,11 @@ pub fn run_protocol(
                 let train_pooled =
                     cache::pooled_from_layer3(&frozen, train3, batch, &infer_device)?;
                 let val_pooled = cache::pooled_from_layer3(&frozen, val3, batch, &infer_device)?;
-                let forward = |fc: &burn::nn::Linear, items: &[usize], flips: &[bool]| {
+                let forward = |fc: &burn::nn::Linear, items: &[usize], alter: &[Augment]| {
                     let ids: Vec<usize> = items
                         .iter()
-                        .zip(flips)
-                        .map(|(i, f)| train_pooled.item(*i, *f))
+                        .zip(alter)
+                        .map(|(i, a)| train_pooled.item(*i, a.flip))
                         .collect();
                     Ok(fc.forward(train_pooled.vectors(&ids, &train_device))) // [B, classes]
                 };
@@ -247,6 +247,7 @@ pub fn run_protocol(
                     train_count: data.train.len(),
                     train_labels: &data.train.labels,
                     forward: &forward,
+                    erasing: None,
                     validate: &validate,
                     deadline,
                 };
@@ -309,20 +310,20 @@ pub fn run_protocol(
                 let cached = layer3
                     .as_ref()
                     .filter(|_| stage_config.stage == Stage::Finetune);
-                let forward = |m: &ResNet18, items: &[usize], flips: &[bool]| match cached {
+                let forward = |m: &ResNet18, items: &[usize], alter: &[Augment]| match cached {
                     Some((train3, _, _)) => {
                         let ids: Vec<usize> = items
                             .iter()
-                            .zip(flips)
-                            .map(|(i, f)| train3.item(*i, *f))
+                            .zip(alter)
+                            .map(|(i, a)| train3.item(*i, a.flip))
                             .collect();
                         Ok(m.head(m.layer4(train3.maps(&ids, &train_device)))) // [B, classes]
                     }
                     None => {
                         let images: Vec<_> = items
                             .iter()
-                            .zip(flips)
-                            .map(|(i, f)| data.train.image(*i, *f))
+                            .zip(alter)
+                            .map(|(i, a)| data.train.augmented(*i, a))
                             .collect();
                         Ok(m.forward(images_to_tensor(&images, &train_device)?))
                         // [B, classes]
@@ -350,6 +351,8 @@ pub fn run_protocol(
                     train_count: data.train.len(),
                     train_labels: &data.train.labels,
                     forward: &forward,
+                    // Cached layer3 maps cannot be erased: only the full stage reads images.
+                    erasing: config.random_erasing.filter(|_| cached.is_none()),
                     validate: &validate,
                     deadline,
                 };

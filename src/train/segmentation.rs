@@ -164,13 +164,18 @@ pub fn train_round(
     let mut best: Option<(f64, f64, UNet)> = None;
     for epoch in 0..config.epochs {
         let start = Instant::now();
-        let (order, mirrored) =
-            epoch_draws(config.seed, 100 + config.round as u64, epoch, train.len());
+        let (order, augments) = epoch_draws(
+            config.seed,
+            100 + config.round as u64,
+            epoch,
+            train.len(),
+            None,
+        );
         let (mut loss_sum, mut seen) = (0.0f64, 0usize);
         let steps = order.len().div_ceil(config.batch_size.max(1));
         for (step, batch) in order.chunks(config.batch_size.max(1)).enumerate() {
             let items: Vec<usize> = batch.iter().map(|i| train[*i]).collect();
-            let flips: Vec<bool> = batch.iter().map(|i| mirrored[*i]).collect();
+            let flips: Vec<bool> = batch.iter().map(|i| augments[*i].flip).collect();
             let (x, target, weight) = data.batch(&items, &flips, &device)?;
             let loss = segmentation_loss(unet.forward(x), target, weight, config.dice_loss);
             loss_sum += f64::from(values(loss.clone())?.first().copied().unwrap_or(f32::NAN))

@@ -2,8 +2,9 @@
 //! epoch's weights kept. What a step computes is given by the caller, so the same loop serves the cached
 //! (`baseline`, `finetune`) and uncached (`full`) stages.
 
-use super::config::{OptimizerKind, StageConfig};
+use super::config::{OptimizerKind, RandomErasing, StageConfig};
 use super::history::EpochRecord;
+use crate::data::preprocess::EraseBox;
 use crate::model::inference::{values, InferenceError};
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -43,18 +44,36 @@ pub struct Score {
     pub accuracy: f64,
 }
 
-/// The draws of one epoch: the order of the training images and, for each, whether it is mirrored
-/// (`RandomHorizontalFlip(p=0.5)`). Named streams, so an epoch's draws do not depend on earlier epochs.
-pub fn epoch_draws(seed: u64, stage: u64, epoch: usize, count: usize) -> (Vec<usize>, Vec<bool>) {
+/// How one training image is altered in one epoch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Augment {
+    /// Mirrored left–right (`RandomHorizontalFlip(p=0.5)`).
+    pub flip: bool,
+    /// Blacked out there ([`RandomErasing`]), when the stage erases.
+    pub erase: Option<EraseBox>,
+}
+
+/// The draws of one epoch: the order of the training images and how each is altered. Named streams, so an
+/// epoch's draws do not depend on earlier epochs, and the flips do not depend on whether the stage erases.
+pub fn epoch_draws(
+    seed: u64,
+    stage: u64,
+    epoch: usize,
+    count: usize,
+    erasing: Option<&RandomErasing>,
+) -> (Vec<usize>, Vec<Augment>) {
+    let ids = [stage, epoch as u64];
     let mut order: Vec<usize> = (0..count).collect();
-    order.shuffle(&mut crate::rng::stream(
-        seed,
-        "shuffle",
-        &[stage, epoch as u64],
-    ));
-    let mut flips = crate::rng::stream(seed, "augment", &[stage, epoch as u64]);
-    let mirrored = (0..count).map(|_| flips.random_bool(0.5)).collect();
-    (order, mirrored)
+    order.shuffle(&mut crate::rng::stream(seed, "shuffle", &ids));
+    let mut flips = crate::rng::stream(seed, "augment", &ids);
+    let mut erases = crate::rng::stream(seed, "erase", &ids);
+    let augments = (0..count)
+        .map(|_| Augment {
+            flip: flips.random_bool(0.5),
+            erase: erasing.and_then(|e| e.draw(&mut erases)),
+        })
+        .collect();
+    (order, augments)
 }
 
 /// Cross-entropy loss (`[1]`) and the number of correct predictions (`[1]`) of a batch of logits, both left on
@@ -113,9 +132,10 @@ pub fn past(deadline: Option<Instant>) -> bool {
     deadline.is_some_and(|d| Instant::now() >= d)
 }
 
-/// Logits of a training batch: (model, image indices, mirrored flags) → `[B, classes]` on the autodiff device.
+/// Logits of a training batch: (model, image indices, their alterations) → `[B, classes]` on the autodiff
+/// device.
 pub type BatchForward<'a, M> =
-    &'a dyn Fn(&M, &[usize], &[bool]) -> Result<Tensor<2>, InferenceError>;
+    &'a dyn Fn(&M, &[usize], &[Augment]) -> Result<Tensor<2>, InferenceError>;
 
 /// What a stage needs from its caller.
 pub struct StageSteps<'a, M> {
@@ -123,6 +143,8 @@ pub struct StageSteps<'a, M> {
     pub train_count: usize,
     pub train_labels: &'a [usize],
     pub forward: BatchForward<'a, M>,
+    /// Random erasing of the training images (only for a `forward` that reads images, not cached features).
+    pub erasing: Option<RandomErasing>,
     /// Validation loss and accuracy of the model (in inference mode).
     pub validate: &'a dyn Fn(&M) -> Result<Score, InferenceError>,
     /// No epoch starts after this instant (`train --time-limit`); the stage keeps its best epoch so far.
@@ -192,15 +214,21 @@ pub fn run_stage<M: Module + Clone>(
             break;
         }
         let start = Instant::now();
-        let (order, mirrored) = epoch_draws(seed, config.stage.index(), epoch, steps.train_count);
+        let (order, augments) = epoch_draws(
+            seed,
+            config.stage.index(),
+            epoch,
+            steps.train_count,
+            steps.erasing.as_ref(),
+        );
         let mut totals = PassTotals::default();
         let mut seen = 0usize;
         let mut learning_rate = config.learning_rate;
         for (step, batch) in order.chunks(batch_size).enumerate() {
             learning_rate = config.learning_rate_at(epoch, step, steps_per_epoch);
-            let flips: Vec<bool> = batch.iter().map(|i| mirrored[*i]).collect();
+            let alter: Vec<Augment> = batch.iter().map(|i| augments[*i]).collect();
             let labels: Vec<usize> = batch.iter().map(|i| steps.train_labels[*i]).collect();
-            let logits = (steps.forward)(&model, batch, &flips)?; // [B, classes]
+            let logits = (steps.forward)(&model, batch, &alter)?; // [B, classes]
             let (loss, batch_correct) = loss_and_correct(logits, &labels, device);
             totals.add(loss.clone(), batch_correct, batch.len());
             seen += batch.len();
@@ -276,7 +304,7 @@ mod tests {
             schedule: Schedule::Cosine,
         };
         let labels = vec![0usize, 1, 2, 3];
-        let forward = |m: &Linear, items: &[usize], _: &[bool]| {
+        let forward = |m: &Linear, items: &[usize], _: &[Augment]| {
             std::thread::sleep(pause);
             Ok(m.forward(Tensor::<2>::ones([items.len(), 2], &device)))
         };
@@ -290,6 +318,7 @@ mod tests {
             train_count: labels.len(),
             train_labels: &labels,
             forward: &forward,
+            erasing: None,
             validate: &validate,
             deadline,
         };
@@ -313,6 +342,21 @@ mod tests {
         .expect("stage");
         assert_eq!(history.len(), ends.get());
         history.len()
+    }
+
+    #[test]
+    fn erasing_leaves_order_and_flips_as_they_were() {
+        let erasing = RandomErasing::torchvision(0.5);
+        let (order, plain) = epoch_draws(7, 2, 3, 200, None);
+        let (order_e, erased) = epoch_draws(7, 2, 3, 200, Some(&erasing));
+        assert_eq!(order, order_e);
+        assert!(plain.iter().zip(&erased).all(|(p, e)| p.flip == e.flip));
+        assert!(plain.iter().all(|p| p.erase.is_none()));
+        let boxes = erased.iter().filter(|e| e.erase.is_some()).count();
+        assert!((70..130).contains(&boxes), "{boxes} of 200");
+        // Another epoch erases other images.
+        let (_, next) = epoch_draws(7, 2, 4, 200, Some(&erasing));
+        assert_ne!(erased, next);
     }
 
     #[test]

@@ -22,6 +22,7 @@ fn args(data: std::path::PathBuf, out: std::path::PathBuf) -> TrainArgs {
         batch_size: 8,
         validation_fraction: 0.25,
         recalibrate_bn: true,
+        random_erasing: None,
         strict: true,
         force: false,
         resume: false,
@@ -86,6 +87,53 @@ fn train_writes_checkpoints_history_metrics_and_figures() {
 
     // A second run into the same folder refuses to overwrite it.
     assert!(tumornet::commands::train::train(&args(data, out)).is_err());
+}
+
+#[test]
+fn random_erasing_changes_the_full_stage_only_and_is_recorded() {
+    let dir = temp_dir();
+    let data = dir.path().join("data");
+    small_phantom(&data, 4, 1, 3);
+    std::env::set_var("TUMORNET_CACHE", dir.path().join("empty-cache"));
+    let run = |name: &str, erasing: Option<f64>, full: usize| {
+        let mut a = args(data.clone(), dir.path().join(name));
+        a.finetune_epochs = 0;
+        a.baseline_epochs = 1;
+        a.full_epochs = Some(full);
+        a.random_erasing = erasing;
+        tumornet::commands::train::train(&a)
+    };
+    let plain = run("plain", None, 1).expect("train");
+    let erased = run("erased", Some(1.0), 1).expect("train with erasing");
+    let history = |name: &str| {
+        std::fs::read_to_string(dir.path().join(name).join("history.csv")).expect("history")
+    };
+    let (plain_rows, erased_rows) = (history("plain"), history("erased"));
+    let row = |h: &str, stage: &str| {
+        h.lines()
+            .find(|l| l.starts_with(stage))
+            .map(|l| l.split(',').take(6).collect::<Vec<_>>().join(","))
+            .expect("row")
+    };
+    // Same seed: the cached baseline stage cannot erase and learns the same; the full stage sees black boxes.
+    assert_eq!(
+        row(&plain_rows, "baseline,"),
+        row(&erased_rows, "baseline,")
+    );
+    assert_ne!(row(&plain_rows, "full,"), row(&erased_rows, "full,"));
+    assert_eq!(plain.config.random_erasing, None);
+    let erasing = erased.config.random_erasing.expect("recorded");
+    assert_eq!(
+        (erasing.probability, erasing.scale, erasing.ratio),
+        (1.0, (0.02, 0.33), (0.3, 3.3))
+    );
+    // Erasing with no full stage would do nothing: refused, naming the flag, before any training.
+    let error = run("refused", Some(0.5), 0).expect_err("no full stage");
+    assert!(
+        format!("{error:#}").contains("--random-erasing"),
+        "{error:#}"
+    );
+    assert!(!dir.path().join("refused").join("metrics.json").exists());
 }
 
 struct Quiet;
