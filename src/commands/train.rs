@@ -83,6 +83,19 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<TrainReport> {
                 })?,
         ),
     };
+    // Weights: given, cached, or none (then say so, once, and make sure a stage can learn).
+    let imagenet = super::weights::resolve_imagenet(args.weights.as_deref())?;
+    let full_epochs = args.full_epochs.unwrap_or(if imagenet.is_some() {
+        0
+    } else {
+        DEFAULT_OFFLINE_FULL_EPOCHS
+    });
+    if args.random_erasing.is_some() && full_epochs == 0 && !args.resume {
+        bail!(
+            "--random-erasing applies to the `full` stage only (the cached stages reuse fixed features): \
+             give --full-epochs above 0, or leave it out"
+        );
+    }
     let resume = if args.resume {
         let state = checkpoint::read_state(&args.out)?.with_context(|| {
             format!(
@@ -113,8 +126,6 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<TrainReport> {
         bail!(scan::ScanError::NoClassFolders(args.data.join("Training")));
     }
 
-    // Weights: given, cached, or none (then say so, once, and make sure a stage can learn).
-    let imagenet = super::weights::resolve_imagenet(args.weights.as_deref())?;
     // Initialise (and load) on the host, move to the compute device, and switch autodiff on with `train()`: one
     // seed gives the same starting weights on every backend.
     let host = crate::device::host();
@@ -145,17 +156,6 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<TrainReport> {
         None => (fresh, WeightsOrigin::RandomInit { seed: args.seed }),
     };
     let model = crate::device::from_host(model, &crate::device::inference()).train();
-    let full_epochs = args.full_epochs.unwrap_or(if imagenet.is_some() {
-        0
-    } else {
-        DEFAULT_OFFLINE_FULL_EPOCHS
-    });
-    if args.random_erasing.is_some() && full_epochs == 0 && !args.resume {
-        bail!(
-            "--random-erasing applies to the `full` stage only (the cached stages reuse fixed features): \
-             give --full-epochs above 0, or leave it out"
-        );
-    }
     // A resumed run keeps the configuration and weights origin it started with.
     let config = resume
         .as_ref()

@@ -127,13 +127,13 @@ fn random_erasing_changes_the_full_stage_only_and_is_recorded() {
         (erasing.probability, erasing.scale, erasing.ratio),
         (1.0, (0.02, 0.33), (0.3, 3.3))
     );
-    // Erasing with no full stage would do nothing: refused, naming the flag, before any training.
+    // Erasing with no full stage would do nothing: refused, naming the flag, before the run folder is made.
     let error = run("refused", Some(0.5), 0).expect_err("no full stage");
     assert!(
         format!("{error:#}").contains("--random-erasing"),
         "{error:#}"
     );
-    assert!(!dir.path().join("refused").join("metrics.json").exists());
+    assert!(!dir.path().join("refused").exists());
 }
 
 struct Quiet;
