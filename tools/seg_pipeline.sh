@@ -1,24 +1,28 @@
 #!/usr/bin/env bash
 # #6's whole chain on a phantom, for the record in BENCHMARKS.md: synth → train a classifier (the `full` stage:
-# there are no ImageNet weights offline) → pseudo-masks of a per-class subset → U-Net → its Testing scores.
+# there are no ImageNet weights offline) → two more epochs of it with random black rectangles (`--random-erasing`,
+# so that black stops meaning "no tumour" to the deletion check) → pseudo-masks of a per-class subset → U-Net →
+# its Testing scores.
 # Every step is skipped when its last output is already there, so the script continues an interrupted chain (the
 # classifier's own `--resume` included). All outputs under WORK (default /tmp/seg-pipeline); logs beside them.
 #
 #   tools/seg_pipeline.sh                       # BENCHMARKS.md's recipe: the 0.704 run's flags (sixteenth session)
 #                                               # with the meningioma pair (seventeenth and eighteenth sessions)
-#   STOP_AFTER=pseudo tools/seg_pipeline.sh     # stop after a step: synth, classifier, pseudo, unet
+#   STOP_AFTER=pseudo tools/seg_pipeline.sh     # stop after a step: synth, classifier, erasing, pseudo, unet
 #
 # Settings (environment): TUMORNET (binary; default target/release/tumornet), WORK, SYNTH (synth flags),
-# TRAIN_FLAGS (classifier), TRAIN_N / TEST_N (images per class of each split given to pseudo-masks and the
-# U-Net), PSEUDO_FLAGS, SEG_FLAGS. Cost on the 2-core dev VM (BENCHMARKS.md): classifier ≈ 9–17 min per epoch
-# of 3,600 images; pseudo-masks with occlusion ≈ 3.3–6.5 s per occluded image; U-Net ≈ 0.6–1 min per epoch per
-# 100 images/class. With the defaults: 40–65 min of pseudo-masks (700 occluded pituitary images) and 40–70 min of
+# TRAIN_FLAGS (classifier), ERASE_FLAGS (the erasing epochs, from the classifier's weights; set empty for none),
+# TRAIN_N / TEST_N (images per class of each split given to pseudo-masks and the U-Net), PSEUDO_FLAGS, SEG_FLAGS.
+# Cost on the 2-core dev VM (BENCHMARKS.md): classifier ≈ 9–17 min per epoch of 3,600 images (the erasing epochs
+# too); pseudo-masks with occlusion ≈ 3.3–6.5 s per occluded image; U-Net ≈ 0.6–1 min per epoch per 100
+# images/class. With the defaults: 40–65 min of pseudo-masks (700 occluded pituitary images) and 40–70 min of
 # U-Net (the lower figures: each step alone on the VM, eighteenth session).
 set -euo pipefail
 T=${TUMORNET:-target/release/tumornet}
 WORK=${WORK:-/tmp/seg-pipeline}
 read -r -a SYNTH <<< "${SYNTH:---train 1000 --test 100 --seed 1 --lesion-scale 2}"
 read -r -a TRAIN_FLAGS <<< "${TRAIN_FLAGS:---baseline-epochs 0 --finetune-epochs 0 --full-epochs 7 --batch-size 32}"
+read -r -a ERASE_FLAGS <<< "${ERASE_FLAGS---baseline-epochs 0 --finetune-epochs 0 --full-epochs 2 --full-lr 1e-4 --random-erasing 0.5}"
 TRAIN_N=${TRAIN_N:-600}
 TEST_N=${TEST_N:-100}
 read -r -a PSEUDO_FLAGS <<< "${PSEUDO_FLAGS:---method layercam --layer fused --threshold appearance:10 --cam-power glioma=0.6,meningioma=2,pituitary=0.5 --posterior-level meningioma=0.15 --occlusion 48:24 --occlusion-classes pituitary --confirm-by-deletion --sharpen 2,3,4 --sharpen-classes pituitary}"
@@ -47,6 +51,14 @@ resume=()
 [ -f "$WORK/classifier/checkpoint/state.json" ] && resume=(--resume)
 step classifier "$WORK/classifier/metrics.json" \
     "$T" -q train "$WORK/phantom" --out "$WORK/classifier" "${TRAIN_FLAGS[@]}" "${resume[@]}"
+CLASSIFIER="$WORK/classifier"
+if [ ${#ERASE_FLAGS[@]} -gt 0 ]; then
+    CLASSIFIER="$WORK/classifier-erased"
+    resume=()
+    [ -f "$CLASSIFIER/checkpoint/state.json" ] && resume=(--resume)
+    step erasing "$CLASSIFIER/metrics.json" "$T" -q train "$WORK/phantom" --out "$CLASSIFIER" \
+        --weights "$WORK/classifier/model.safetensors" "${ERASE_FLAGS[@]}" "${resume[@]}"
+fi
 
 # The first TRAIN_N / TEST_N images of each class folder, with their true masks, as links.
 # shellcheck source=tools/phantom_subset.sh
@@ -57,7 +69,7 @@ if [ ! -d "$DATA" ]; then
     subset "$WORK/phantom" Testing "$TEST_N" "$DATA"
 fi
 step pseudo "$WORK/pseudo/pseudo_masks.json" \
-    "$T" -q pseudo-masks "$WORK/classifier" "$DATA" --out "$WORK/pseudo" "${PSEUDO_FLAGS[@]}"
+    "$T" -q pseudo-masks "$CLASSIFIER" "$DATA" --out "$WORK/pseudo" "${PSEUDO_FLAGS[@]}"
 step unet "$WORK/unet/metrics.md" \
-    "$T" -q train-seg "$WORK/classifier" "$DATA" --out "$WORK/unet" --pseudo "$WORK/pseudo" "${SEG_FLAGS[@]}"
-log "done: classifier $WORK/classifier/comparison.md, pseudo-masks $WORK/pseudo/quality.md, U-Net $WORK/unet/metrics.md"
+    "$T" -q train-seg "$CLASSIFIER" "$DATA" --out "$WORK/unet" --pseudo "$WORK/pseudo" "${SEG_FLAGS[@]}"
+log "done: classifier $CLASSIFIER/comparison.md, pseudo-masks $WORK/pseudo/quality.md, U-Net $WORK/unet/metrics.md"
