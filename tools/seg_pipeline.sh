@@ -8,6 +8,7 @@
 #
 #   tools/seg_pipeline.sh                       # BENCHMARKS.md's recipe: the 0.704 run's flags (sixteenth session)
 #                                               # with the meningioma pair (seventeenth and eighteenth sessions)
+#                                               # and the erasing epochs (twenty-first: Testing 0.710, held out 0.699)
 #   STOP_AFTER=pseudo tools/seg_pipeline.sh     # stop after a step: synth, classifier, erasing, pseudo, unet
 #
 # Settings (environment): TUMORNET (binary; default target/release/tumornet), WORK, SYNTH (synth flags),
