@@ -710,7 +710,7 @@ fn parse_class_level(text: &str) -> Result<ClassLevel, String> {
     }
 }
 
-/// A `--sharpen` exponent: a finite number above 1 (1 would repeat the combined map's own mask).
+/// A `--random-erasing` chance: a number from 0 to 1.
 fn parse_probability(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
         Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
@@ -720,6 +720,7 @@ fn parse_probability(text: &str) -> Result<f64, String> {
     }
 }
 
+/// A `--sharpen` exponent: a finite number above 1 (1 would repeat the combined map's own mask).
 fn parse_exponent(text: &str) -> Result<f32, String> {
     match text.trim().parse::<f32>() {
         Ok(e) if e.is_finite() && e > 1.0 => Ok(e),

@@ -48,15 +48,18 @@ step() {
 }
 
 step synth "$WORK/phantom/phantom.json" "$T" -q synth "$WORK/phantom" "${SYNTH[@]}"
-resume=()
-[ -f "$WORK/classifier/checkpoint/state.json" ] && resume=(--resume)
+# resume_if_started DIR: `resume` is (--resume) when DIR holds an interrupted run's checkpoint, else empty.
+resume_if_started() {
+    resume=()
+    if [ -f "$1/checkpoint/state.json" ]; then resume=(--resume); fi
+}
+resume_if_started "$WORK/classifier"
 step classifier "$WORK/classifier/metrics.json" \
     "$T" -q train "$WORK/phantom" --out "$WORK/classifier" "${TRAIN_FLAGS[@]}" "${resume[@]}"
 CLASSIFIER="$WORK/classifier"
 if [ ${#ERASE_FLAGS[@]} -gt 0 ]; then
     CLASSIFIER="$WORK/classifier-erased"
-    resume=()
-    [ -f "$CLASSIFIER/checkpoint/state.json" ] && resume=(--resume)
+    resume_if_started "$CLASSIFIER"
     step erasing "$CLASSIFIER/metrics.json" "$T" -q train "$WORK/phantom" --out "$CLASSIFIER" \
         --weights "$WORK/classifier/model.safetensors" "${ERASE_FLAGS[@]}" "${resume[@]}"
 fi

@@ -7,6 +7,7 @@
 //! Cost: one forward pass per window — `origins(side).len()²` of them, 144 for 48:16 at 224 px.
 
 use crate::cam::refine::prior;
+use crate::data::preprocess::black_out;
 use crate::model::inference::{probabilities, InferenceError};
 use crate::model::ResNet18;
 use burn::tensor::Device;
@@ -90,13 +91,7 @@ impl Occlusion {
 /// A copy of `image` with every pixel where `covered(x, y)` black (0, the MRI's background).
 fn blacked_out(image: &RgbImage, covered: impl Fn(usize, usize) -> bool) -> RgbImage {
     let mut copy = image.clone();
-    for (y, row) in copy.rows_mut().enumerate() {
-        for (x, pixel) in row.enumerate() {
-            if covered(x, y) {
-                *pixel = image::Rgb([0, 0, 0]);
-            }
-        }
-    }
+    black_out(&mut copy, covered);
     copy
 }
 

@@ -106,19 +106,29 @@ pub struct EraseBox {
     pub height: f64,
 }
 
-/// Black out `area` of `image` (in place): the pixels whose centres fall inside it.
-pub fn erase(image: &mut RgbImage, area: &EraseBox) {
-    let (w, h) = (f64::from(image.width()), f64::from(image.height()));
-    let span = |start: f64, length: f64, side: f64| {
-        let from = (start * side).round().clamp(0.0, side) as u32;
-        let to = ((start + length) * side).round().clamp(0.0, side) as u32;
-        from..to
-    };
-    for y in span(area.top, area.height, h) {
-        for x in span(area.left, area.width, w) {
-            image.put_pixel(x, y, image::Rgb([0, 0, 0]));
+/// Black out (pixel value 0, the MRI's background) every pixel of `image` where `covered(x, y)`, in place: what
+/// occlusion windows, the deletion check and random erasing put over an image.
+pub fn black_out(image: &mut RgbImage, covered: impl Fn(usize, usize) -> bool) {
+    for (y, row) in image.rows_mut().enumerate() {
+        for (x, pixel) in row.enumerate() {
+            if covered(x, y) {
+                *pixel = image::Rgb([0, 0, 0]);
+            }
         }
     }
+}
+
+/// Black out `area` of `image` (in place): the pixels whose centres fall inside it.
+pub fn erase(image: &mut RgbImage, area: &EraseBox) {
+    let span = |start: f64, length: f64, side: u32| {
+        let side = f64::from(side);
+        let from = (start * side).round().clamp(0.0, side) as usize;
+        let to = ((start + length) * side).round().clamp(0.0, side) as usize;
+        from..to
+    };
+    let xs = span(area.left, area.width, image.width());
+    let ys = span(area.top, area.height, image.height());
+    black_out(image, |x, y| xs.contains(&x) && ys.contains(&y));
 }
 
 /// `ToTensor()` + `Normalize(IMAGENET_MEAN, IMAGENET_STD)`: channel-first (C, H, W) f32 values appended to `out`.

@@ -1,5 +1,6 @@
 //! Training configuration: data, so a run folder can store it and a run can be repeated from it.
 
+use crate::data::preprocess::EraseBox;
 use serde::{Deserialize, Serialize};
 
 /// A training stage of the seed protocol.
@@ -139,7 +140,7 @@ impl RandomErasing {
     }
 
     /// One draw, as torchvision's `get_params`: up to ten tries for a rectangle that fits, else none.
-    pub fn draw(&self, rng: &mut impl rand::Rng) -> Option<crate::data::preprocess::EraseBox> {
+    pub fn draw(&self, rng: &mut impl rand::Rng) -> Option<EraseBox> {
         if !rng.random_bool(self.probability.clamp(0.0, 1.0)) {
             return None;
         }
@@ -149,7 +150,7 @@ impl RandomErasing {
             let ratio = (low + rng.random::<f64>() * (high - low)).exp();
             let (height, width) = ((area * ratio).sqrt(), (area / ratio).sqrt());
             if height < 1.0 && width < 1.0 {
-                return Some(crate::data::preprocess::EraseBox {
+                return Some(EraseBox {
                     top: rng.random::<f64>() * (1.0 - height),
                     left: rng.random::<f64>() * (1.0 - width),
                     width,
