@@ -1,19 +1,10 @@
 //! Command-line types (clap). Every field has a default, so a parsed command is a fully resolved setting.
 
 use crate::data::Class;
-use crate::train::segmentation::DiceLoss;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
-/// A subcommand's arguments from an argument list (without the command name), with the defaults declared
-/// here: for commands that run other commands (`demo`), so those defaults live in one place.
-pub fn args_from<A: clap::Args + clap::FromArgMatches>(
-    argv: impl IntoIterator<Item = std::ffi::OsString>,
-) -> Result<A, clap::Error> {
-    let command = A::augment_args(clap::Command::new("tumornet"));
-    let matches = command.try_get_matches_from(std::iter::once("tumornet".into()).chain(argv))?;
-    A::from_arg_matches(&matches)
-}
+pub use crate::workflow::explain::RawFormat;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -52,8 +43,10 @@ pub enum Command {
     Cam(CamArgs),
     /// CAM pseudo-masks (128×128) for a dataset's images, scored against true masks where they exist.
     PseudoMasks(PseudoMaskArgs),
-    /// Merge pseudo-mask folders made in parts (same run and settings) into one for `train-seg --pseudo`.
+    /// Merge pseudo-mask folders made in shards (same run and recipe) into one for `train-seg --pseudo`.
     MergeMasks(MergeMasksArgs),
+    /// Settings as TOML: pseudo-mask recipes and their presets, training settings for `--config`.
+    Config(ConfigArgs),
     /// Train the U-Net (the run's ResNet18 as encoder) on pseudo-masks, with self-training rounds.
     TrainSeg(TrainSegArgs),
     /// Tumour masks and outlines for images (files and folders) from a segmentation run.
@@ -198,10 +191,10 @@ pub enum WeightsCommand {
     /// Download torchvision's ImageNet ResNet18 weights into the cache, checking their SHA-256.
     Fetch {
         /// Where to download from.
-        #[arg(long, default_value = crate::commands::weights::DEFAULT_URL)]
+        #[arg(long, default_value = crate::model::weights::TORCHVISION_URL)]
         url: String,
         /// The SHA-256 of the file must start with this (torch.hub's check).
-        #[arg(long, default_value = crate::commands::weights::DEFAULT_PREFIX)]
+        #[arg(long, default_value = crate::model::weights::TORCHVISION_SHA256_PREFIX)]
         sha256_prefix: String,
         /// Download even if the file is cached.
         #[arg(long)]
@@ -236,42 +229,22 @@ pub struct TrainArgs {
     /// ImageNet (or other torchvision-layout) weights; default: the cached `weights fetch` file, if any.
     #[arg(long)]
     pub weights: Option<PathBuf>,
+    /// Training settings as TOML (learning rates, optimiser, batch size, random erasing, …; `tumornet config
+    /// train` prints every key). Default: the seed notebook's.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Change one training setting (repeatable), e.g. `--set full_lr=1e-4` or `--set random_erasing=0.5`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Epochs of the `baseline` stage (backbone frozen, fc learns).
     #[arg(long, default_value_t = 5)]
     pub baseline_epochs: usize,
+    /// Epochs of the `finetune` stage (layer4 and fc learn).
     #[arg(long, default_value_t = 5)]
     pub finetune_epochs: usize,
     /// Epochs of the `full` stage (all layers learn). Default: 0 with ImageNet weights, 5 without.
     #[arg(long)]
     pub full_epochs: Option<usize>,
-    #[arg(long, default_value_t = 1e-3)]
-    pub baseline_lr: f64,
-    #[arg(long, default_value_t = 1e-4)]
-    pub finetune_lr: f64,
-    #[arg(long, default_value_t = 1e-3)]
-    pub full_lr: f64,
-    /// SGD with momentum instead of Adam.
-    #[arg(long)]
-    pub sgd: bool,
-    #[arg(long, default_value_t = 0.9)]
-    pub momentum: f64,
-    #[arg(long, default_value_t = 0.0)]
-    pub weight_decay: f64,
-    /// Constant learning rate instead of cosine decay.
-    #[arg(long)]
-    pub constant_lr: bool,
-    #[arg(long, default_value_t = 32)]
-    pub batch_size: usize,
-    /// Fraction of each class of Training/ held out for validation.
-    #[arg(long, default_value_t = 0.1)]
-    pub validation_fraction: f64,
-    /// Re-estimate the frozen layers' BatchNorm statistics on the training images before caching.
-    #[arg(long)]
-    pub recalibrate_bn: bool,
-    /// Black out a random rectangle of each training image of the `full` stage with chance P (torchvision's
-    /// `RandomErasing` ranges, filled black): teaches the model that a black patch is not "no tumour", so
-    /// occlusion maps and `--confirm-by-deletion` stay specific. The cached stages cannot erase.
-    #[arg(long, value_name = "P", value_parser = parse_probability)]
-    pub random_erasing: Option<f64>,
     /// Stop on any unreadable file.
     #[arg(long)]
     pub strict: bool,
@@ -313,7 +286,7 @@ pub struct CamArgs {
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
     /// Output folder (overlays/, maps/, grid.png, cam.json).
-    #[arg(long, default_value = "cam-out")]
+    #[arg(long, default_value = "cam")]
     pub out: PathBuf,
     /// CAM methods (repeat or comma-separate); the first one draws the overlays and the grid.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![crate::cam::CamMethod::GradCam])]
@@ -353,18 +326,6 @@ pub struct CamArgs {
     pub volume: VolumeArgs,
 }
 
-/// Which class a pseudo-mask's CAM explains and whether the mask may be non-empty.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Gate {
-    /// The image's label (weak supervision: image-level labels are known for the training images).
-    Label,
-    /// The classifier's prediction (what is known for an unlabelled image).
-    Prediction,
-}
-
 #[derive(Debug, Clone, Args)]
 pub struct PseudoMaskArgs {
     /// Run folder (from `train`): its classifier makes the CAMs.
@@ -374,95 +335,60 @@ pub struct PseudoMaskArgs {
     /// Output folder (masks/, pseudo_masks.json, quality.md, gallery.png).
     #[arg(long, default_value = "pseudo-masks")]
     pub out: PathBuf,
-    /// CAM method. With a classifier that has learned the lesions, `layercam` with `--layer fused
-    /// --threshold appearance:10` gave the best masks; `tools/seg_pipeline.sh` holds the whole recipe
-    /// (BENCHMARKS.md).
-    #[arg(long, value_enum, default_value_t = crate::cam::CamMethod::GradCam)]
-    pub method: crate::cam::CamMethod,
-    /// Foreground threshold: fraction:F of the map's maximum, otsu, top:P percent of the pixels, or
-    /// appearance:N (the map refined by the image's grey levels, N EM iterations).
-    #[arg(long, default_value = "fraction:0.5")]
-    pub threshold: crate::cam::pseudo::Threshold,
-    /// IRNet-style ignore band: map values above this and below the foreground level are left out of training.
-    #[arg(long)]
-    pub ignore_below: Option<f32>,
-    /// Keep foreground outside the head (by default it is cleared).
-    #[arg(long)]
-    pub no_head: bool,
-    /// Keep every foreground component and hole (by default: the largest component, holes filled).
-    #[arg(long)]
-    pub no_cleanup: bool,
-    /// Average each map with the un-mirrored map of the mirrored image.
-    #[arg(long)]
-    pub flip_smooth: bool,
-    /// Layer whose activations make the CAM (layer3: twice the resolution of layer4, finer masks; fused: layer1,
-    /// layer2 and layer3 averaged, finer still).
-    #[arg(long, value_enum, default_value_t = crate::cam::CamLayer::Layer4)]
-    pub layer: crate::cam::CamLayer,
-    /// Input scales whose maps are averaged (IRNet uses 1,0.5,1.5,2).
-    #[arg(long, value_delimiter = ',', default_values_t = vec![1.0])]
-    pub scales: Vec<f32>,
-    /// Combine each tumour image's CAM with an occlusion map (a black PATCH×PATCH square slid by STRIDE pixels
-    /// of the classifier's input; geometric mean, the occlusion weighted WEIGHT, default 0.5): finds lesions no
-    /// gradient map points at, at one forward pass per window (48:16 = 144 per image).
-    #[arg(long, value_name = "PATCH:STRIDE[:WEIGHT]")]
-    pub occlusion: Option<crate::cam::occlusion::Occlusion>,
-    /// With --occlusion: occlude only images whose explained class is one of these; the others keep their CAM's
-    /// mask (and cost no occlusion passes). Default: every tumour class.
-    #[arg(long, value_name = "CLASS", value_delimiter = ',', requires = "occlusion",
-          value_parser = parse_tumour_class)]
-    pub occlusion_classes: Vec<Class>,
-    /// With --occlusion: make the mask from the CAM alone and from the combined map, black each out of the
-    /// image, and keep the one the classifier confirms (the smaller of those whose removal halves the class
-    /// probability, else the one whose removal lowers it most).
-    #[arg(long, requires = "occlusion")]
-    pub confirm_by_deletion: bool,
-    /// With --confirm-by-deletion: more candidates, the combined map raised to each exponent E (> 1) before
-    /// thresholding — tighter masks around its peak (2: the smallest mask that still holds the evidence, often).
-    #[arg(long, value_name = "E", value_delimiter = ',', requires = "confirm_by_deletion",
-          value_parser = parse_exponent)]
-    pub sharpen: Vec<f32>,
-    /// With --sharpen: offer the sharpened candidates only for images whose explained class is one of these
-    /// (small lesions, such as pituitary tumours, gain from them; large ones, such as gliomas, are cut short).
-    /// Default: every tumour class.
-    #[arg(long, value_name = "CLASS", value_delimiter = ',', requires = "sharpen",
-          value_parser = parse_tumour_class)]
-    pub sharpen_classes: Vec<Class>,
-    /// Per explained class, raise the image's CAM (scaled to its maximum) to the power E before anything else
-    /// (occlusion, thresholding): below 1 widens the mask, above 1 tightens it. Gliomas larger than their CAM's
-    /// hot core gain from 0.6, meningiomas from 2 with `--posterior-level meningioma=0.15` (BENCHMARKS.md).
-    /// Classes not listed keep their CAM as it is.
-    #[arg(long, value_name = "CLASS=E", value_delimiter = ',', value_parser = parse_class_power)]
-    pub cam_power: Vec<ClassPower>,
-    /// With --threshold appearance:N: per explained class, the level of the appearance posterior at and above
-    /// which a pixel is foreground, instead of 0.5 (0 < L < 1): lower widens the mask, higher tightens it.
-    /// Classes not listed keep 0.5.
-    #[arg(long, value_name = "CLASS=L", value_delimiter = ',', value_parser = parse_class_level)]
-    pub posterior_level: Vec<ClassLevel>,
-    /// Class the CAM explains and gate of the mask: the image's label or the classifier's prediction.
-    #[arg(long, value_enum, default_value_t = Gate::Label)]
-    pub gate: Gate,
+    /// How masks are made: a preset (`best`, `seed`; `tumornet config recipes`) or a recipe TOML file
+    /// (`tumornet config recipe best > mine.toml` starts one).
+    #[arg(long, default_value = crate::pseudo::recipe::DEFAULT_PRESET, value_name = "NAME|FILE")]
+    pub recipe: String,
+    /// Change one key of the recipe (repeatable), e.g. `--set class.pituitary.cam_power=0.5`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Only task I of N of a job array (every N-th image): `I/N`, `slurm` or `k8s/N`; merge the parts with
+    /// `merge-masks`.
+    #[arg(long, default_value = "0/1", value_name = "I/N")]
+    pub shard: crate::data::shard::Shard,
     /// Images per batch.
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
     /// Cases in gallery.png.
     #[arg(long, default_value_t = 12)]
     pub gallery: usize,
-    /// Also write every image's CAM as an 8-bit grey PNG under `cams/` (same layout as `masks/`).
+    /// Also write every image's map as an 8-bit grey PNG under `cams/` (same layout as `masks/`).
     #[arg(long)]
     pub save_cams: bool,
 }
 
-/// What the U-Net learns from.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Supervision {
-    /// CAM pseudo-masks (the weakly supervised pipeline).
-    Pseudo,
-    /// The dataset's true masks (a fully supervised reference; needs a `masks/` tree).
-    True,
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    pub command: ConfigCommand,
+}
+
+/// Settings files: each prints TOML to start one's own from (`… > mine.toml`), with `--set` applied.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ConfigCommand {
+    /// The pseudo-mask recipe presets, with what each does.
+    Recipes,
+    /// A pseudo-mask recipe (a preset or a file) as TOML, for `pseudo-masks --recipe FILE`.
+    Recipe {
+        /// A preset name or a recipe TOML file.
+        #[arg(default_value = crate::pseudo::recipe::DEFAULT_PRESET, value_name = "NAME|FILE")]
+        recipe: String,
+        /// Change one key (repeatable), e.g. `--set mask.threshold=otsu`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+    },
+    /// The classifier's training settings as TOML, for `train --config FILE`.
+    Train {
+        /// Change one key (repeatable), e.g. `--set full_lr=1e-4`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+    },
+    /// The U-Net's training settings as TOML, for `train-seg --config FILE`.
+    Unet {
+        /// Change one key (repeatable), e.g. `--set rounds=2`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -471,62 +397,25 @@ pub struct TrainSegArgs {
     pub run: PathBuf,
     /// Dataset folder (Kaggle layout).
     pub data: PathBuf,
-    /// Segmentation run folder to write.
-    #[arg(long, default_value = "segrun")]
+    /// Segmentation run folder to write (`report` finds `seg/` beside the run).
+    #[arg(long, default_value = "seg")]
     pub out: PathBuf,
-    /// Pseudo-mask folder from `pseudo-masks` (made with its defaults into OUT/pseudo-masks when not given).
+    /// Pseudo-mask folder from `pseudo-masks`; without it the masks are made into OUT/pseudo-masks by --recipe.
     #[arg(long)]
     pub pseudo: Option<PathBuf>,
-    /// Train on pseudo-masks, or on the true masks as a fully supervised reference.
-    #[arg(long, value_enum, default_value_t = Supervision::Pseudo)]
-    pub supervision: Supervision,
-    /// Self-training rounds: after each, the U-Net's own (gated) masks become the next round's targets.
-    #[arg(long, default_value_t = 2)]
-    pub rounds: usize,
-    /// Refine each round's U-Net masks by the image's grey levels (N EM iterations, as
-    /// `pseudo-masks --threshold appearance:N`) before they become the next targets; 0 leaves them as predicted.
-    #[arg(long, default_value_t = 0)]
-    pub refine: u32,
-    /// Epochs of the first round.
-    #[arg(long, default_value_t = 6)]
-    pub epochs: usize,
-    /// Epochs of each later round.
-    #[arg(long, default_value_t = 3)]
-    pub round_epochs: usize,
-    #[arg(long, default_value_t = 1e-3)]
-    pub lr: f64,
-    /// Decay the learning rate over each round by a cosine down to 1 % of `--lr` (as `train` does); by default
-    /// it stays constant.
+    /// The recipe for the masks made without --pseudo: a preset (`best`, `seed`) or a TOML file.
+    #[arg(long, default_value = crate::pseudo::recipe::DEFAULT_PRESET, value_name = "NAME|FILE")]
+    pub recipe: String,
+    /// U-Net training settings as TOML (`tumornet config unet` prints every key); default: the best measured.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Change one training setting (repeatable), e.g. `--set rounds=2` or `--set dice_loss=batch`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Epochs of the first round (short for `--set epochs=N`).
     #[arg(long)]
-    pub cosine_lr: bool,
-    /// The loss's soft Dice: over the whole batch's pixels (pooled), or per image with a lesion and averaged
-    /// (every lesion counts the same, small ones too — the per-image mean Dice that runs are scored by).
-    #[arg(long, value_enum, default_value_t = DiceLoss::Batch)]
-    pub dice_loss: DiceLoss,
-    /// Leave out of training every image whose pseudo-mask, once blacked out, left more than this fraction of
-    /// its class probability (the records of `pseudo-masks --confirm-by-deletion`; images without one are
-    /// kept): masks that the classifier's evidence is not in.
-    #[arg(long, value_name = "FRACTION")]
-    pub drop_unconfirmed: Option<f32>,
-    #[arg(long, default_value_t = 16)]
-    pub batch_size: usize,
-    /// Train the encoder too (by default it stays the classifier's, frozen, BatchNorm in eval mode).
-    #[arg(long)]
-    pub train_encoder: bool,
-    /// Fraction of each class of Training/ held out for validation.
-    #[arg(long, default_value_t = 0.2)]
-    pub validation_fraction: f64,
-    /// Probability at which the U-Net's output becomes a mask.
-    #[arg(long, default_value_t = 0.5)]
-    pub threshold: f32,
-    /// Predict with a test-time flip: each image's logits averaged with its mirror image's (kept in the run, so
-    /// `segment` and `serve` do the same).
-    #[arg(long)]
-    pub flip_tta: bool,
-    /// A tumour mask (one the gate lets through) that comes out empty becomes the U-Net's most likely region:
-    /// the pixels at or above half the image's highest probability, largest component (kept in the run).
-    #[arg(long)]
-    pub never_empty: bool,
+    pub epochs: Option<usize>,
+    /// Seed for the decoder's initialisation, the validation split, shuffling and mirroring.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Cases in gallery.png.
@@ -599,13 +488,6 @@ impl VolumeArgs {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum RawFormat {
-    Npy,
-    Png,
-    None,
-}
-
 #[derive(Debug, Clone, Args)]
 pub struct ReportArgs {
     /// A demo folder (run/, inspect/, cam/, pseudo-masks/, seg/ inside) or a run folder (its companions are
@@ -656,74 +538,4 @@ pub struct ServeArgs {
     /// A segmentation run (from `train-seg`): responses also carry the tumour mask's outline.
     #[arg(long)]
     pub seg: Option<PathBuf>,
-}
-
-/// A tumour class by any name the dataset scanner accepts (`notumor` has no lesion to outline).
-fn parse_tumour_class(text: &str) -> Result<Class, String> {
-    match text.trim().parse::<Class>()? {
-        c if c.is_tumour() => Ok(c),
-        c => Err(format!("`{text}`: {c} has no lesion to outline")),
-    }
-}
-
-/// A tumour class and the power its CAM is raised to (`--cam-power glioma=0.6`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ClassPower {
-    pub class: Class,
-    pub exponent: f32,
-}
-
-/// A tumour class and the appearance posterior's level for its masks (`--posterior-level meningioma=0.25`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ClassLevel {
-    pub class: Class,
-    pub level: f32,
-}
-
-/// `CLASS=…`: a tumour class and the finite number after `=`, if there is one (`None`: not a finite number).
-/// `form` and `example` show the expected text when `=` is missing.
-fn class_and_number(text: &str, form: &str, example: &str) -> Result<(Class, Option<f32>), String> {
-    let (class, value) = text
-        .split_once('=')
-        .ok_or_else(|| format!("`{text}`: expected {form}, e.g. {example}"))?;
-    let value = value.trim().parse::<f32>().ok().filter(|v| v.is_finite());
-    Ok((parse_tumour_class(class)?, value))
-}
-
-/// `CLASS=E`: a tumour class and a finite exponent above 0.
-fn parse_class_power(text: &str) -> Result<ClassPower, String> {
-    match class_and_number(text, "CLASS=E", "glioma=0.6")? {
-        (class, Some(exponent)) if exponent > 0.0 => Ok(ClassPower { class, exponent }),
-        _ => Err(format!(
-            "`{text}`: expected a positive exponent after `=`, e.g. glioma=0.6"
-        )),
-    }
-}
-
-/// `CLASS=L`: a tumour class and a level strictly between 0 and 1.
-fn parse_class_level(text: &str) -> Result<ClassLevel, String> {
-    match class_and_number(text, "CLASS=L", "meningioma=0.25")? {
-        (class, Some(level)) if level > 0.0 && level < 1.0 => Ok(ClassLevel { class, level }),
-        _ => Err(format!(
-            "`{text}`: expected a level between 0 and 1 after `=`, e.g. meningioma=0.25"
-        )),
-    }
-}
-
-/// A `--random-erasing` chance: a number from 0 to 1.
-fn parse_probability(text: &str) -> Result<f64, String> {
-    match text.trim().parse::<f64>() {
-        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
-        _ => Err(format!(
-            "`{text}`: expected a probability from 0 to 1, e.g. 0.5"
-        )),
-    }
-}
-
-/// A `--sharpen` exponent: a finite number above 1 (1 would repeat the combined map's own mask).
-fn parse_exponent(text: &str) -> Result<f32, String> {
-    match text.trim().parse::<f32>() {
-        Ok(e) if e.is_finite() && e > 1.0 => Ok(e),
-        _ => Err(format!("`{text}`: expected an exponent above 1, e.g. 2")),
-    }
 }

@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         Command::Cam(args) => commands::cam::run(args),
         Command::PseudoMasks(args) => commands::pseudo_masks::run(args),
         Command::MergeMasks(args) => commands::merge_masks::run(args),
+        Command::Config(args) => commands::config::run(args),
         Command::TrainSeg(args) => commands::train_seg::run(args),
         Command::Segment(args) => commands::segment::run(args),
         Command::Weights(args) => commands::weights::run(args),
@@ -47,7 +48,10 @@ fn main() -> ExitCode {
 
 fn exit_code(error: &anyhow::Error) -> u8 {
     use tumornet::data::{
-        decode::DecodeError, inputs::InputError, phantom::PhantomError, scan::ScanError,
+        decode::DecodeError,
+        inputs::{GatherError, InputError},
+        phantom::PhantomError,
+        scan::ScanError,
     };
     use tumornet::model::{run::RunError, weights::WeightsError};
     use tumornet::server::ServerError;
@@ -55,6 +59,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         e.is::<ScanError>()
             || e.is::<DecodeError>()
             || e.is::<InputError>()
+            || e.is::<GatherError>()
             || e.is::<WeightsError>()
             || e.is::<RunError>()
             || e.is::<tumornet::report::ReportError>()
@@ -64,6 +69,12 @@ fn exit_code(error: &anyhow::Error) -> u8 {
                 Some(PhantomError::Config(_))
             )
     });
+    if error
+        .chain()
+        .any(|e| e.is::<tumornet::settings::SettingsError>())
+    {
+        return 2;
+    }
     if bad_input {
         3
     } else {

@@ -1,5 +1,6 @@
-//! Paths in JSON reports. A file name need not be UTF-8 on Unix, and serde refuses such a `PathBuf`; reports
-//! write it lossily instead (invalid bytes become U+FFFD), so one odd name cannot lose a whole report.
+//! Paths in JSON reports, and output folders. A file name need not be UTF-8 on Unix, and serde refuses such a
+//! `PathBuf`; reports write it lossily instead (invalid bytes become U+FFFD), so one odd name cannot lose a whole
+//! report.
 
 use serde::Serializer;
 use std::path::Path;
@@ -23,6 +24,27 @@ pub fn lossy_option<S: Serializer, P: AsRef<Path>>(
 /// A path as text, invalid UTF-8 replaced (for display and for documents that reference files).
 pub fn lossy_string(path: &Path) -> String {
     path.to_string_lossy().into_owned()
+}
+
+/// Create an output folder; refuse a non-empty one unless forced, so no data is overwritten by accident.
+pub fn prepare_output(out: &Path, force: bool) -> anyhow::Result<()> {
+    use anyhow::{bail, Context};
+    if out.exists() {
+        if !out.is_dir() {
+            bail!("{} exists and is not a folder", out.display());
+        }
+        let non_empty = std::fs::read_dir(out)
+            .with_context(|| format!("listing {}", out.display()))?
+            .next()
+            .is_some();
+        if non_empty && !force {
+            bail!(
+                "{} is not empty; choose another folder or pass --force to overwrite",
+                out.display()
+            );
+        }
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))
 }
 
 #[cfg(test)]

@@ -44,7 +44,7 @@ if [ -z "${SKIP_FULL:-}" ] && { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" train_f
     # the step's cap; if the cap hits anyway, the last checkpoint's best model comes back instead.
     limit=$(awk "BEGIN { print ($left - 50) / 60 }")
     step train_full_gpu $left $T --device $BACKEND train /tmp/phantom-large --out /tmp/run-full --seed 0 \
-        --baseline-epochs 0 --finetune-epochs 0 --full-epochs "${FULL_EPOCHS:-15}" --batch-size 64 --time-limit "$limit"
+        --baseline-epochs 0 --finetune-epochs 0 --full-epochs "${FULL_EPOCHS:-15}" --set batch_size=64 --time-limit "$limit"
     for f in metrics.json history.csv run.json checkpoint/state.json; do
         cp "/tmp/run-full/$f" "$R/full_$(basename "$f")" 2>/dev/null
     done

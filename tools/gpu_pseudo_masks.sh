@@ -16,7 +16,7 @@ RUN=${RUN:-.gpu/run}
 read -r -a SYNTH <<< "${SYNTH:---train 1000 --test 100 --seed 1 --lesion-scale 2}"
 TRAIN_N=${TRAIN_N:-600}
 TEST_N=${TEST_N:-100}
-read -r -a FLAGS <<< "${PSEUDO_FLAGS:---method layercam --layer fused --threshold appearance:10 --occlusion 48:24 --occlusion-classes pituitary --confirm-by-deletion --sharpen 2}"
+read -r -a FLAGS <<< "${PSEUDO_FLAGS:---recipe best}"
 TIME=(/usr/bin/time -v)
 [ -x /usr/bin/time ] || TIME=()
 

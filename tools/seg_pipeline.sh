@@ -1,33 +1,33 @@
 #!/usr/bin/env bash
-# #6's whole chain on a phantom, for the record in BENCHMARKS.md: synth → train a classifier (the `full` stage:
-# there are no ImageNet weights offline) → two more epochs of it with random black rectangles (`--random-erasing`,
+# The best measured pseudo-segmentation chain on a phantom, for the record in BENCHMARKS.md: synth → train a classifier (the `full` stage:
+# there are no ImageNet weights offline) → two more epochs of it with random black rectangles (`--set random_erasing=0.5`,
 # so that black stops meaning "no tumour" to the deletion check) → pseudo-masks of a per-class subset → U-Net →
 # its Testing scores.
 # Every step is skipped when its last output is already there, so the script continues an interrupted chain (the
 # classifier's own `--resume` included). All outputs under WORK (default /tmp/seg-pipeline); logs beside them.
 #
-#   tools/seg_pipeline.sh                       # BENCHMARKS.md's recipe: the 0.704 run's flags (sixteenth session)
-#                                               # with the meningioma pair (seventeenth and eighteenth sessions)
-#                                               # and the erasing epochs (twenty-first: Testing 0.710, held out 0.699)
+#   tools/seg_pipeline.sh                       # the `best` recipe and the U-Net defaults (BENCHMARKS.md:
+#                                               # Testing 0.710, held out 0.699)
 #   STOP_AFTER=pseudo tools/seg_pipeline.sh     # stop after a step: synth, classifier, erasing, pseudo, unet
 #
 # Settings (environment): TUMORNET (binary; default target/release/tumornet), WORK, SYNTH (synth flags),
 # TRAIN_FLAGS (classifier), ERASE_FLAGS (the erasing epochs, from the classifier's weights; set empty for none),
-# TRAIN_N / TEST_N (images per class of each split given to pseudo-masks and the U-Net), PSEUDO_FLAGS, SEG_FLAGS.
+# TRAIN_N / TEST_N (images per class of each split given to pseudo-masks and the U-Net), PSEUDO_FLAGS (default:
+# the `best` recipe), SEG_FLAGS (default: the U-Net's defaults).
 # Cost on the 2-core dev VM (BENCHMARKS.md): classifier ≈ 9–17 min per epoch of 3,600 images (the erasing epochs
 # too); pseudo-masks with occlusion ≈ 3.3–6.5 s per occluded image; U-Net ≈ 0.6–1 min per epoch per 100
 # images/class. With the defaults: 40–65 min of pseudo-masks (700 occluded pituitary images) and 40–70 min of
-# U-Net (the lower figures: each step alone on the VM, eighteenth session).
+# U-Net (the lower figures: each step alone on the VM).
 set -euo pipefail
 T=${TUMORNET:-target/release/tumornet}
 WORK=${WORK:-/tmp/seg-pipeline}
 read -r -a SYNTH <<< "${SYNTH:---train 1000 --test 100 --seed 1 --lesion-scale 2}"
-read -r -a TRAIN_FLAGS <<< "${TRAIN_FLAGS:---baseline-epochs 0 --finetune-epochs 0 --full-epochs 7 --batch-size 32}"
-read -r -a ERASE_FLAGS <<< "${ERASE_FLAGS---baseline-epochs 0 --finetune-epochs 0 --full-epochs 2 --full-lr 1e-4 --random-erasing 0.5}"
+read -r -a TRAIN_FLAGS <<< "${TRAIN_FLAGS:---baseline-epochs 0 --finetune-epochs 0 --full-epochs 7 --set batch_size=32}"
+read -r -a ERASE_FLAGS <<< "${ERASE_FLAGS---baseline-epochs 0 --finetune-epochs 0 --full-epochs 2 --set full_lr=1e-4 --set random_erasing=0.5}"
 TRAIN_N=${TRAIN_N:-600}
 TEST_N=${TEST_N:-100}
-read -r -a PSEUDO_FLAGS <<< "${PSEUDO_FLAGS:---method layercam --layer fused --threshold appearance:10 --cam-power glioma=0.6,meningioma=2,pituitary=0.5 --posterior-level meningioma=0.15 --occlusion 48:24 --occlusion-classes pituitary --confirm-by-deletion --sharpen 2,3,4 --sharpen-classes pituitary}"
-read -r -a SEG_FLAGS <<< "${SEG_FLAGS:---rounds 1 --epochs 10 --cosine-lr --dice-loss per-image}"
+read -r -a PSEUDO_FLAGS <<< "${PSEUDO_FLAGS:---recipe best}"
+read -r -a SEG_FLAGS <<< "${SEG_FLAGS:-}"
 STOP_AFTER=${STOP_AFTER:-}
 [ -x "$T" ] || { echo "no binary at $T (cargo build --release)" >&2; exit 1; }
 mkdir -p "$WORK"

@@ -34,19 +34,26 @@ use serde::{Deserialize, Serialize};
     Deserialize,
     clap::ValueEnum,
 )]
-#[serde(rename_all = "kebab-case")]
 pub enum CamMethod {
     /// Grad-CAM: weights = mean gradient over H, W (Selvaraju et al. 2017).
     #[value(name = "grad-cam", alias = "gradcam")]
+    #[serde(rename = "grad-cam", alias = "gradcam")]
     GradCam,
     /// Grad-CAM++: second-order weights (Chattopadhay et al. 2018).
     #[value(name = "grad-cam++", alias = "gradcam++", alias = "grad-cam-plus-plus")]
+    #[serde(
+        rename = "grad-cam++",
+        alias = "gradcam++",
+        alias = "grad-cam-plus-plus"
+    )]
     GradCamPlusPlus,
     /// HiResCAM: element-wise gradient ⊙ activation (Draelos & Carin 2020).
     #[value(name = "hirescam", alias = "hi-res-cam")]
+    #[serde(rename = "hirescam", alias = "hi-res-cam")]
     HiResCam,
     /// LayerCAM: element-wise ReLU(gradient) ⊙ activation (Jiang et al. 2021).
     #[value(name = "layercam", alias = "layer-cam")]
+    #[serde(rename = "layercam", alias = "layer-cam")]
     LayerCam,
 }
 

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod cam;
+pub mod config;
 pub mod demo;
 pub mod evaluate;
 pub mod inspect;
@@ -16,53 +17,6 @@ pub mod train;
 pub mod train_seg;
 pub mod weights;
 
-use crate::data::scan::{self, ScanOptions, ScanReport};
-use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
-use std::path::Path;
+pub use crate::data::scan::scan_logged as scan_dataset;
 
-/// Scan a dataset folder for a command, logging each skipped item as a warning.
-pub fn scan_dataset(data: &Path, strict: bool) -> anyhow::Result<ScanReport> {
-    let scanned = scan::scan(data, ScanOptions { strict })
-        .with_context(|| format!("scanning {}", data.display()))?;
-    for warning in &scanned.warnings {
-        tracing::warn!("skipped {warning}");
-    }
-    Ok(scanned)
-}
-
-/// A progress bar with rate and ETA on stderr (hidden when stderr is not a terminal or output is quiet).
-pub fn progress_bar(len: u64, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    let style =
-        ProgressStyle::with_template("{msg:>12} [{bar:32}] {pos}/{len} {per_sec:>10} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
-    bar.set_style(style);
-    bar.set_message(what.to_string());
-    if !tracing::enabled!(tracing::Level::INFO) {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    bar
-}
-
-/// Load every item of a batch in parallel: the ones that loaded come back with what they loaded as, in order;
-/// each failure (its message names the file) goes to `errors` and advances `bar`.
-pub fn load_batch<'a, I: Sync, T: Send>(
-    chunk: &'a [I],
-    load: impl Fn(&I) -> Result<T, String> + Sync,
-    errors: &mut Vec<String>,
-    bar: &ProgressBar,
-) -> Vec<(&'a I, T)> {
-    use rayon::prelude::*;
-    let loaded: Vec<Result<T, String>> = chunk.par_iter().map(&load).collect();
-    let mut ready = Vec::with_capacity(chunk.len());
-    for (item, result) in chunk.iter().zip(loaded) {
-        match result {
-            Ok(value) => ready.push((item, value)),
-            Err(e) => errors.push(e),
-        }
-    }
-    bar.inc((chunk.len() - ready.len()) as u64);
-    ready
-}
+pub use crate::progress::{load_batch, progress_bar};

@@ -1,69 +1,17 @@
-//! `tumornet report DIR`: one self-contained HTML file from a demo folder or a run folder and its companions
-//! (dataset analysis, Grad-CAM, pseudo-masks, segmentation), with `report.md` beside it.
+//! `tumornet report DIR`: one self-contained HTML file (see `crate::workflow::report`).
 
 use crate::cli::ReportArgs;
-use crate::report::{document, html, Sources};
-use anyhow::Context;
-use std::path::{Path, PathBuf};
+use crate::workflow::report::{report, ReportRequest};
 
 pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
-    let out = report(args)?;
+    let out = report(&ReportRequest {
+        dir: args.dir.clone(),
+        out: args.out.clone(),
+        inspect: args.inspect.clone(),
+        cam: args.cam.clone(),
+        pseudo: args.pseudo.clone(),
+        seg: args.seg.clone(),
+    })?;
     println!("Wrote {}", out.display());
     Ok(())
-}
-
-/// Where each part is: given, or found under its usual name (inside a demo folder, or beside a run folder).
-pub fn sources(args: &ReportArgs) -> Sources {
-    let is_run = args.dir.join(crate::model::run::CONFIG_FILE).is_file();
-    let (run, base) = if is_run {
-        (
-            args.dir.clone(),
-            args.dir.parent().map(Path::to_path_buf).unwrap_or_default(),
-        )
-    } else {
-        (args.dir.join("run"), args.dir.clone())
-    };
-    let find = |given: &Option<PathBuf>, name: &str| -> Option<PathBuf> {
-        given.clone().or_else(|| {
-            let dir = base.join(name);
-            dir.is_dir().then_some(dir)
-        })
-    };
-    let seg = find(&args.seg, "seg");
-    let pseudo = args.pseudo.clone().or_else(|| {
-        find(&None, "pseudo-masks").or_else(|| {
-            seg.as_ref()
-                .map(|s| s.join("pseudo-masks"))
-                .filter(|p| p.is_dir())
-        })
-    });
-    Sources {
-        run,
-        inspect: find(&args.inspect, "inspect"),
-        cam: find(&args.cam, "cam"),
-        pseudo,
-        seg,
-        summary: (!is_run)
-            .then(|| args.dir.join("summary.md"))
-            .filter(|p| p.is_file()),
-    }
-}
-
-/// Write the report; returns the HTML file's path.
-pub fn report(args: &ReportArgs) -> anyhow::Result<PathBuf> {
-    let sources = sources(args);
-    let doc = document(&sources)?;
-    let page = html(&doc)?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| args.dir.join("report.html"));
-    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
-    std::fs::write(&out, page).with_context(|| format!("writing {}", out.display()))?;
-    let md = out.with_extension("md");
-    std::fs::write(&md, &doc.markdown).with_context(|| format!("writing {}", md.display()))?;
-    Ok(out)
 }

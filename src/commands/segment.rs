@@ -4,25 +4,21 @@
 //! with class, confidence and tumour area per image; a dataset folder's Testing/ split is scored against its
 //! true masks.
 
-use super::cam::{gather, unique_name, Item};
 use super::progress_bar;
-use super::train_seg::{SegRun, CLASSIFIER_DIR, SEG_CONFIG, UNET_FILE};
 use crate::cli::SegmentArgs;
 use crate::data::inputs::InputError;
+use crate::data::inputs::{gather, unique_name, Item};
 use crate::data::preprocess::{resize_mask, resize_rgb};
 use crate::data::Class;
 use crate::metrics::segmentation::{MaskCounts, SegmentationScores, SegmentationSums};
-use crate::model::inference;
-use crate::model::run;
-use crate::model::unet::{load_unet, UNet};
-use crate::train::segmentation::{logits_to_mask, predict_logits, MaskRule};
+use crate::train::segmentation::MaskRule;
+use crate::train::segrun::{load_segrun, segment_images};
 use crate::viz::{self, masks};
 use anyhow::Context;
 use image::{GrayImage, RgbImage};
-use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// One image's result.
 #[derive(Debug, Clone, Serialize)]
@@ -59,75 +55,6 @@ pub struct SegmentReport {
     /// of those images, seed 0), where there are any.
     pub dice_interval: Option<(f64, f64)>,
     pub errors: Vec<String>,
-}
-
-/// A segmentation run loaded for prediction.
-pub struct SegModel {
-    pub unet: UNet,
-    pub classifier: crate::model::ResNet18,
-    pub classifier_config: run::RunConfig,
-    pub config: SegRun,
-}
-
-/// Load `dir`'s U-Net, classifier and settings onto the inference device.
-pub fn load_segrun(dir: &Path) -> anyhow::Result<SegModel> {
-    let path = dir.join(SEG_CONFIG);
-    let text = std::fs::read_to_string(&path).map_err(|e| run::RunError::Config {
-        path: dir.to_path_buf(),
-        message: format!("not a segmentation run (no readable {SEG_CONFIG}: {e}); make one with `tumornet train-seg`"),
-    })?;
-    let config: SegRun = serde_json::from_str(&text).map_err(|e| run::RunError::Config {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
-    let device = crate::device::inference();
-    let (classifier, classifier_config) = run::load_run(&dir.join(CLASSIFIER_DIR), &device)?;
-    let unet = load_unet(
-        &dir.join(UNET_FILE),
-        classifier_config.classes.len(),
-        &device,
-    )?;
-    Ok(SegModel {
-        unet,
-        classifier,
-        classifier_config,
-        config,
-    })
-}
-
-/// One image through a segmentation run: the classifier's probabilities and the gated mask (128×128).
-pub fn segment_images(
-    model: &SegModel,
-    images: &[RgbImage],
-    gate: bool,
-    rule: &MaskRule,
-) -> anyhow::Result<Vec<(Vec<f32>, Vec<bool>)>> {
-    let device = crate::device::inference();
-    let size = model.classifier_config.input_size;
-    let side = model.config.side;
-    let (for_classifier, for_unet): (Vec<RgbImage>, Vec<RgbImage>) = images
-        .par_iter()
-        .map(|image| {
-            Ok((
-                resize_rgb(image, size, size)?,
-                resize_rgb(image, side, side)?,
-            ))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?
-        .into_iter()
-        .unzip();
-    let probabilities = inference::probabilities(&model.classifier, &for_classifier, &device)?;
-    let logits = predict_logits(&model.unet, &for_unet, 32, rule.flip)?;
-    Ok(probabilities
-        .into_iter()
-        .zip(logits)
-        .map(|(p, z)| {
-            let (best, _) = crate::metrics::argmax(&p);
-            let tumour = !gate || model.classifier_config.classes[best].is_tumour();
-            let mask = logits_to_mask(&z, side as usize, rule, tumour, true);
-            (p, mask)
-        })
-        .collect())
 }
 
 pub fn run(args: &SegmentArgs) -> anyhow::Result<()> {
@@ -174,7 +101,7 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<()> {
 pub fn segment(args: &SegmentArgs) -> anyhow::Result<SegmentReport> {
     let model =
         load_segrun(&args.segrun).with_context(|| format!("loading {}", args.segrun.display()))?;
-    let run_rule = model.config.mask;
+    let run_rule = model.config.mask_rule();
     let rule = MaskRule {
         threshold: args.threshold.unwrap_or(run_rule.threshold),
         flip: args.flip_tta || run_rule.flip,
@@ -267,7 +194,7 @@ pub fn segment(args: &SegmentArgs) -> anyhow::Result<SegmentReport> {
         scores.insert("all".into(), all.scores());
     }
     if !gallery.is_empty() {
-        super::pseudo_masks::write_gallery(
+        crate::viz::grid::save_case_gallery(
             &args.out.join("gallery.png"),
             "segment: outline | true mask | predicted mask",
             &gallery,

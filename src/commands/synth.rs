@@ -3,7 +3,7 @@
 use super::progress_bar;
 use crate::cli::SynthArgs;
 use crate::data::phantom::{self, SynthConfig};
-use anyhow::{bail, Context};
+use anyhow::Context;
 use std::time::Instant;
 
 pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
@@ -17,7 +17,7 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
         lesion_scale: args.lesion_scale,
         without_lesions: args.without_lesions,
     };
-    prepare_output(&args.out, args.force)?;
+    crate::paths::prepare_output(&args.out, args.force)?;
     let total = config.ids().len();
     let bar = progress_bar(total as u64, "synth");
     let start = Instant::now();
@@ -35,24 +35,4 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
         args.out.join(phantom::MANIFEST).display()
     );
     Ok(())
-}
-
-/// Create the output folder; refuse a non-empty one unless forced, so no data is overwritten by accident.
-pub fn prepare_output(out: &std::path::Path, force: bool) -> anyhow::Result<()> {
-    if out.exists() {
-        if !out.is_dir() {
-            bail!("{} exists and is not a folder", out.display());
-        }
-        let non_empty = std::fs::read_dir(out)
-            .with_context(|| format!("listing {}", out.display()))?
-            .next()
-            .is_some();
-        if non_empty && !force {
-            bail!(
-                "{} is not empty; choose another folder or pass --force to overwrite",
-                out.display()
-            );
-        }
-    }
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))
 }

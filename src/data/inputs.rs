@@ -1,6 +1,7 @@
 //! Turning the paths a user typed into the list of images to read.
 
 use super::decode::has_image_extension;
+use super::Class;
 use std::path::{Path, PathBuf};
 
 /// Why the inputs could not be listed.
@@ -122,4 +123,112 @@ pub fn expand(
         }
     }
     out
+}
+
+/// Why [`gather`] found nothing to read.
+#[derive(Debug, thiserror::Error)]
+pub enum GatherError {
+    #[error(transparent)]
+    Scan(#[from] super::scan::ScanError),
+    #[error(transparent)]
+    Input(#[from] InputError),
+}
+
+/// One input: where it is and what is known about it.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub input: Input,
+    pub true_class: Option<Class>,
+    pub mask: Option<PathBuf>,
+}
+
+/// The inputs: a dataset folder's Testing/ split (true classes and masks known), else files and folders (the
+/// true class guessed from the parent folder's name), DICOM and NIfTI files expanded into slices. Inputs that
+/// cannot be read come back as errors naming them.
+pub fn gather(
+    inputs: &[PathBuf],
+    volume: &super::medical::VolumeOptions,
+) -> Result<(Vec<Item>, Vec<String>), GatherError> {
+    if let [root] = inputs {
+        if is_dataset(root) {
+            let dataset = super::scan::scan_logged(root, false)?.dataset;
+            let split = if dataset.splits().contains(&super::scan::Split::Testing) {
+                super::scan::Split::Testing
+            } else {
+                super::scan::Split::Training
+            };
+            // Dataset samples are single images (a DICOM: its first frame), read when their batch comes.
+            let items = dataset
+                .split(split)
+                .map(|sample| Item {
+                    input: Input::file(&sample.path),
+                    true_class: Some(sample.class),
+                    mask: sample.mask.clone(),
+                })
+                .collect();
+            return Ok((items, Vec::new()));
+        }
+    }
+    let files = collect_inputs(inputs)?;
+    let mut items = Vec::new();
+    let mut errors = Vec::new();
+    for input in expand(&files, volume) {
+        match input {
+            Ok(input) => {
+                let true_class = input
+                    .path
+                    .parent()
+                    .and_then(Path::file_name)
+                    .and_then(|n| n.to_str())
+                    .and_then(Class::from_folder_name);
+                items.push(Item {
+                    input,
+                    true_class,
+                    mask: None,
+                });
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    Ok((items, errors))
+}
+
+fn is_dataset(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries.flatten().any(|e| {
+                e.path().is_dir()
+                    && e.file_name()
+                        .to_str()
+                        .and_then(super::scan::Split::from_folder_name)
+                        .is_some()
+            })
+        })
+        .unwrap_or(false)
+}
+
+/// A file-name stem not used before in this run (`name`, `name_2`, …); a slice adds its plane and index
+/// (`scan_axial_88`).
+pub fn unique_name(input: &Input, used: &mut std::collections::HashSet<String>) -> String {
+    let file = input
+        .path
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".into());
+    let file = file.strip_suffix(".gz").unwrap_or(&file);
+    let base = Path::new(file)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".into());
+    let stem = match input.name.rsplit_once('#') {
+        Some((_, slice)) => format!("{base}_{}", slice.replace(':', "_")),
+        None => base,
+    };
+    let mut name = stem.clone();
+    let mut n = 2;
+    while !used.insert(name.clone()) {
+        name = format!("{stem}_{n}");
+        n += 1;
+    }
+    name
 }

@@ -9,5 +9,6 @@ pub mod medical;
 pub mod phantom;
 pub mod preprocess;
 pub mod scan;
+pub mod shard;
 
 pub use classes::Class;

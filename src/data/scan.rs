@@ -180,6 +180,15 @@ pub struct ScanOptions {
     pub strict: bool,
 }
 
+/// [`scan`], logging each skipped item as a warning.
+pub fn scan_logged(root: &Path, strict: bool) -> Result<ScanReport, ScanError> {
+    let scanned = scan(root, ScanOptions { strict })?;
+    for warning in &scanned.warnings {
+        tracing::warn!("skipped {warning}");
+    }
+    Ok(scanned)
+}
+
 /// Scan a dataset folder.
 pub fn scan(root: &Path, options: ScanOptions) -> Result<ScanReport, ScanError> {
     if !root.is_dir() {

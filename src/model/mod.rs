@@ -3,6 +3,7 @@
 
 pub mod classifier;
 pub mod conv;
+pub mod fetch;
 pub mod inference;
 pub mod pool;
 pub mod resnet;

@@ -171,8 +171,8 @@ pub fn router(config: &ServerConfig) -> Result<Router, ServerError> {
     let (model, run_config) = run::load_run(&config.run, &device)?;
     let seg = match &config.seg {
         Some(dir) => {
-            let loaded = crate::commands::segment::load_segrun(dir).map_err(ServerError::Seg)?;
-            Some((loaded.unet, loaded.config.side, loaded.config.mask))
+            let loaded = crate::train::segrun::load_segrun(dir).map_err(ServerError::Seg)?;
+            Some((loaded.unet, loaded.config.side, loaded.config.mask_rule()))
         }
         None => None,
     };

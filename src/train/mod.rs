@@ -10,8 +10,11 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod history;
+pub mod hyper;
 pub mod segmentation;
+pub mod segrun;
 pub mod stage;
+pub mod unet_config;
 
 use crate::data::batcher::images_to_tensor;
 use crate::model::classifier::Trainable;

@@ -109,3 +109,23 @@ pub fn stack_vertically(parts: &[RgbImage]) -> RgbImage {
     }
     out
 }
+
+/// A gallery of cases, one row per case (labelled and coloured by its class), one column per tile, written as
+/// a PNG.
+pub fn save_case_gallery<const N: usize>(
+    path: &std::path::Path,
+    title: &str,
+    cases: &[(crate::data::Class, [RgbImage; N])],
+    columns: &[&str; N],
+) -> Result<(), VizError> {
+    let rows: Vec<GridRow> = cases
+        .iter()
+        .map(|(class, tiles)| GridRow {
+            label: class.to_string(),
+            colour: super::CLASS_COLOURS[class.index()],
+            images: tiles.to_vec(),
+            captions: columns.iter().map(|c| c.to_string()).collect(),
+        })
+        .collect();
+    super::save_png(&image_grid(title, &rows, N, 128)?, path)
+}

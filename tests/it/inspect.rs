@@ -2,9 +2,8 @@
 
 use crate::common::temp_dir;
 use image::ImageFormat;
-use tumornet::cli::InspectArgs;
-use tumornet::commands::inspect::analyse;
 use tumornet::data::phantom::{generate, SynthConfig};
+use tumornet::workflow::analysis::{analyse, InspectSettings};
 
 #[test]
 fn inspect_counts_draws_and_finds_a_planted_near_duplicate() {
@@ -49,7 +48,7 @@ fn inspect_counts_draws_and_finds_a_planted_near_duplicate() {
     .expect("copy");
 
     let out = dir.path().join("inspect");
-    let args = InspectArgs {
+    let args = InspectSettings {
         data: data.clone(),
         out: out.clone(),
         strict: true,

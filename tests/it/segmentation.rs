@@ -79,10 +79,12 @@ fn pseudo_masks_train_seg_segment_and_report() {
         dir.path(),
         (3, 2, 21),
         &[
-            "--ignore-below",
-            "0.1",
-            "--scales",
-            "1,0.75",
+            "--recipe",
+            "seed",
+            "--set",
+            "mask.ignore_below=0.1",
+            "--set",
+            "cam.scales=[1, 0.75]",
             "--batch-size",
             "5",
             "--save-cams",
@@ -156,39 +158,41 @@ fn pseudo_masks_train_seg_segment_and_report() {
     ok(train_seg(&run, &data, &pseudo, &segrun)
         .arg("-q")
         .args([
-            "--rounds",
-            "2",
+            "--set",
+            "rounds=2",
             "--epochs",
             "1",
-            "--round-epochs",
-            "1",
-            "--batch-size",
-            "4",
-            "--cosine-lr",
-            "--dice-loss",
-            "per-image",
+            "--set",
+            "round_epochs=1",
+            "--set",
+            "batch_size=4",
         ])
         .output()
         .expect("train-seg"));
     let seg = json(&segrun.join("seg.json"));
-    assert_eq!(seg["cosine_lr"], true);
-    assert_eq!(seg["drop_unconfirmed"], serde_json::Value::Null);
+    // The best measured U-Net settings are the defaults: cosine rate, per-image Dice loss.
+    assert_eq!(seg["config"]["cosine_lr"], true);
+    assert_eq!(seg["config"]["dice_loss"], "per_image");
+    assert_eq!(seg["config"]["rounds"], 2);
+    assert_eq!(seg["config"]["epochs"], 1);
+    assert!(seg["config"].get("drop_unconfirmed").is_none());
+    // The recipe is recorded typed, as the manifest has it.
+    assert_eq!(seg["pseudo_recipe"], manifest["recipe"]);
     // These pseudo-masks have no deletion records: nothing to select by.
     let refused = train_seg(&run, &data, &pseudo, &dir.path().join("refused"))
-        .args(["--drop-unconfirmed", "0.1"])
+        .args(["--set", "drop_unconfirmed=0.1"])
         .output()
-        .expect("train-seg --drop-unconfirmed");
+        .expect("train-seg --set drop_unconfirmed=0.1");
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(stderr.contains("--confirm-by-deletion"), "{stderr}");
-    assert_eq!(seg["dice_loss"], "per_image");
+    assert!(stderr.contains("confirm_by_deletion"), "{stderr}");
     assert_eq!(seg["round_metrics"].as_array().expect("rounds").len(), 2);
     assert_eq!(seg["history"].as_array().expect("history").len(), 2);
     let first = &seg["round_metrics"][0];
     // Round 1 trains on the pseudo-masks (by default Grad-CAM on layer4, half its maximum): their score against
     // the truth is what the pseudo-mask command measured.
-    assert_eq!(manifest["method"], "grad-cam");
-    assert_eq!(manifest["layer"], "layer4");
+    assert_eq!(manifest["recipe"]["cam"]["method"], "grad-cam");
+    assert_eq!(manifest["recipe"]["cam"]["layer"], "layer4");
     assert_eq!(
         first["targets_vs_truth"]["dice"],
         manifest["quality"]["fraction:0.5"]["Training"]["all"]["dice"]
@@ -344,41 +348,25 @@ fn pseudo_masks_train_seg_segment_and_report() {
     }
     assert!(run.join("report.md").is_file());
 
-    // A run written before the later settings existed (refine, cosine_lr, dice_loss, flip_tta, never_empty,
-    // drop_unconfirmed) still loads, and predicts as such runs did: no flip, empty masks allowed.
+    // A run folder of an older format is refused with a message that says to train it again.
     let mut old = seg.clone();
-    for key in [
-        "refine",
-        "cosine_lr",
-        "dice_loss",
-        "flip_tta",
-        "never_empty",
-        "drop_unconfirmed",
-        "dropped_unconfirmed",
-    ] {
-        assert!(
-            old.as_object_mut().expect("object").remove(key).is_some(),
-            "{key}"
-        );
-    }
+    old.as_object_mut().expect("object").remove("config");
     std::fs::write(
         segrun.join("seg.json"),
         serde_json::to_string(&old).expect("json"),
     )
     .expect("write");
-    let again = dir.path().join("segment-old");
-    ok(tumornet()
+    let out = tumornet()
         .args(["-q", "segment"])
         .arg(&segrun)
         .arg(upload)
         .arg("--out")
-        .arg(&again)
+        .arg(dir.path().join("segment-old"))
         .output()
-        .expect("segment an old run"));
-    let report = json(&again.join("segment.json"));
-    assert_eq!(report["flip_tta"], false);
-    assert_eq!(report["never_empty"], false);
-    assert_eq!(report["images"].as_array().expect("images").len(), 1);
+        .expect("segment an old run");
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("trained again"), "{stderr}");
 }
 
 #[test]
@@ -389,7 +377,7 @@ fn a_split_without_true_masks_is_said_to_be_unscored() {
     std::fs::remove_dir_all(data.join("masks").join("Testing")).expect("remove Testing masks");
     let run = import_formula_run(dir.path());
     let pseudo = dir.path().join("pseudo");
-    let stdout = run_pseudo_masks(&run, &data, &pseudo, &[]);
+    let stdout = run_pseudo_masks(&run, &data, &pseudo, &["--recipe", "seed"]);
     // Testing's images still get masks, but only Training has a table (stdout and quality.md).
     assert_eq!(
         json(&pseudo.join("pseudo_masks.json"))["entries"]
@@ -434,11 +422,29 @@ fn train_seg_and_segment_name_what_is_wrong() {
         .args(["pseudo-masks"])
         .arg(dir.path())
         .arg(dir.path())
-        .args(["--threshold", "median"])
+        .args(["--set", "mask.threshold=median"])
         .output()
         .expect("pseudo-masks");
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("otsu"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("mask.threshold=median") && stderr.contains("otsu"),
+        "{stderr}"
+    );
+    // An unknown key is a usage error that names it and the valid keys.
+    let out = tumornet()
+        .args(["pseudo-masks"])
+        .arg(dir.path())
+        .arg(dir.path())
+        .args(["--set", "cam.lyer=layer3"])
+        .output()
+        .expect("pseudo-masks");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("lyer") && stderr.contains("`layer`"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -449,48 +455,46 @@ fn pseudo_masks_with_occlusion_record_it_and_confirm_a_mask_per_tumour_image() {
         dir.path(),
         (2, 1, 5),
         &[
-            "--occlusion",
-            "112:112",
-            "--confirm-by-deletion",
-            "--sharpen",
-            "2,3",
-            "--sharpen-classes",
-            "meningioma,pituitary_tumor",
-            "--occlusion-classes",
-            "glioma,pituitary",
+            "--recipe",
+            "seed",
+            "--set",
+            "occlusion.patch=112",
+            "--set",
+            "occlusion.stride=112",
+            "--set",
+            "occlusion.confirm_by_deletion=true",
+            "--set",
+            "class.glioma.occlusion=true",
+            "--set",
+            "class.pituitary.occlusion=true",
+            "--set",
+            "class.pituitary.sharpen=[2, 3]",
         ],
     );
     let manifest = json(&pseudo.join("pseudo_masks.json"));
+    let recipe = &manifest["recipe"];
     assert_eq!(
-        manifest["occlusion"],
-        serde_json::json!({"patch": 112, "stride": 112, "weight": 0.5})
-    );
-    assert_eq!(manifest["sharpen"], serde_json::json!([2.0, 3.0]));
-    assert_eq!(
-        manifest["sharpen_classes"],
-        serde_json::json!(["meningioma", "pituitary"])
+        recipe["occlusion"],
+        serde_json::json!({"patch": 112, "stride": 112, "weight": 0.5, "confirm_by_deletion": true})
     );
     assert_eq!(
-        manifest["occlusion_classes"],
-        serde_json::json!(["glioma", "pituitary"])
+        recipe["class"]["pituitary"]["sharpen"],
+        serde_json::json!([2.0, 3.0])
     );
-    assert!(
-        stdout.contains("stride 112) combined with the CAM of glioma, pituitary images only"),
-        "{stdout}"
-    );
+    assert_eq!(recipe["class"]["glioma"]["occlusion"], true);
+    assert!(recipe["class"].get("meningioma").is_none(), "{recipe}");
     // Label gate: the 2 occluded classes × 3 images get an occlusion map and a confirmed mask (of the CAM, the
-    // combined map or one of its two sharpened versions); meningioma (not in --occlusion-classes) and no-tumour
-    // images none.
-    let counts = &manifest["confirm_by_deletion"];
-    let sharpened = counts["sharpened"].as_array().expect("sharpened");
-    assert_eq!(sharpened.len(), 2, "{counts}");
-    let total = counts["cam"].as_u64().expect("cam")
-        + counts["combined"].as_u64().expect("combined")
-        + sharpened
-            .iter()
-            .map(|n| n.as_u64().expect("count"))
-            .sum::<u64>();
-    assert_eq!(total, 6, "{counts}");
+    // combined map or one of its two sharpened versions); meningioma (not occluded) and no-tumour images none.
+    let counts = manifest["confirmed"].as_object().expect("confirmed counts");
+    assert!(
+        counts
+            .keys()
+            .all(|k| ["cam", "combined", "combined^2", "combined^3"].contains(&k.as_str())),
+        "{counts:?}"
+    );
+    let total: u64 = counts.values().map(|n| n.as_u64().expect("count")).sum();
+    assert_eq!(total, 6, "{counts:?}");
+    assert!(stdout.contains("Deletion check, masks kept"), "{stdout}");
     for entry in manifest["entries"].as_array().expect("entries") {
         let mask = image::open(pseudo.join(entry["mask"].as_str().expect("mask")))
             .expect("mask png")
@@ -505,8 +509,8 @@ fn pseudo_masks_with_occlusion_record_it_and_confirm_a_mask_per_tumour_image() {
             assert!(entry.get("deletion").is_none(), "{entry}");
             continue;
         }
-        // Each occluded image records its candidates: gliomas only the CAM and the combined map (not in
-        // --sharpen-classes), pituitary tumours both sharpened maps too; the kept one is the mask written.
+        // Each occluded image records its candidates: gliomas only the CAM and the combined map (no sharpen list),
+        // pituitary tumours both sharpened maps too; the kept one is the mask written.
         let record = &entry["deletion"];
         let candidates = record["candidates"].as_array().expect("candidates");
         let names: Vec<&str> = candidates
@@ -555,7 +559,7 @@ fn pseudo_masks_with_occlusion_record_it_and_confirm_a_mask_per_tumour_image() {
         }
     }
 
-    // train-seg --drop-unconfirmed F leaves out the Training images whose kept mask, blacked out, left more than F
+    // train-seg's drop_unconfirmed = F leaves out the Training images whose kept mask, blacked out, left more than F
     // of the probability: F halfway between the records' lowest and highest share, so some go and some stay.
     let shares: Vec<f64> = manifest["entries"]
         .as_array()
@@ -580,10 +584,10 @@ fn pseudo_masks_with_occlusion_record_it_and_confirm_a_mask_per_tumour_image() {
     let dropped = shares.iter().filter(|v| **v > fraction as f64).count();
     let segrun = dir.path().join("segrun");
     let out = ok(train_seg(&run, &data, &pseudo, &segrun)
-        .args(["--rounds", "1", "--epochs", "1", "--batch-size", "4"])
-        .args(["--drop-unconfirmed", &fraction.to_string()])
+        .args(["--epochs", "1", "--set", "batch_size=4"])
+        .args(["--set", &format!("drop_unconfirmed={fraction}")])
         .output()
-        .expect("train-seg --drop-unconfirmed"));
+        .expect("train-seg drop_unconfirmed"));
     let seg = json(&segrun.join("seg.json"));
     assert_eq!(seg["dropped_unconfirmed"], dropped as u64);
     assert_eq!(
@@ -597,59 +601,45 @@ fn pseudo_masks_with_occlusion_record_it_and_confirm_a_mask_per_tumour_image() {
         String::from_utf8_lossy(&out.stdout)
     );
 
-    // Without --occlusion there is nothing to confirm, without --confirm-by-deletion nothing to sharpen; a
-    // malformed window and an exponent that sharpens nothing are refused with the expected form.
-    for (flags, expect) in [
-        (&["--confirm-by-deletion"][..], "--occlusion"),
-        (&["--occlusion", "16:32"][..], "PATCH:STRIDE"),
+    // Occluding a class needs an [occlusion] table, sharpening needs the deletion check; a malformed window, an
+    // exponent that sharpens nothing and settings for the no-tumour class are refused, naming the key.
+    for (sets, expect) in [
+        (&["class.glioma.occlusion=true"][..], "[occlusion]"),
         (
-            &["--occlusion", "48:24", "--sharpen", "2"][..],
-            "--confirm-by-deletion",
+            &["occlusion.patch=16", "occlusion.stride=32"][..],
+            "PATCH:STRIDE",
         ),
         (
             &[
-                "--occlusion",
-                "48:24",
-                "--confirm-by-deletion",
-                "--sharpen",
-                "1",
+                "occlusion.patch=48",
+                "class.pituitary.occlusion=true",
+                "class.pituitary.sharpen=[2]",
+            ][..],
+            "confirm_by_deletion",
+        ),
+        (
+            &[
+                "occlusion.confirm_by_deletion=true",
+                "class.pituitary.occlusion=true",
+                "class.pituitary.sharpen=[1]",
             ][..],
             "above 1",
         ),
-        (
-            &[
-                "--occlusion",
-                "48:24",
-                "--confirm-by-deletion",
-                "--sharpen-classes",
-                "pituitary",
-            ][..],
-            "--sharpen",
-        ),
-        (
-            &[
-                "--occlusion",
-                "48:24",
-                "--confirm-by-deletion",
-                "--sharpen",
-                "2",
-                "--sharpen-classes",
-                "notumor",
-            ][..],
-            "no lesion",
-        ),
-        (&["--occlusion-classes", "glioma"][..], "--occlusion"),
+        (&["class.notumor.cam_power=2"][..], "no lesion"),
     ] {
-        let out = tumornet()
+        let mut command = tumornet();
+        command
             .arg("pseudo-masks")
             .arg(&run)
             .arg(&data)
-            .args(flags)
-            .output()
-            .expect("pseudo-masks");
-        assert_eq!(out.status.code(), Some(2), "{flags:?}");
+            .args(["--recipe", "seed"]);
+        for set in sets {
+            command.args(["--set", set]);
+        }
+        let out = command.output().expect("pseudo-masks");
+        assert_eq!(out.status.code(), Some(2), "{sets:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains(expect), "{flags:?}: {stderr}");
+        assert!(stderr.contains(expect), "{sets:?}: {stderr}");
     }
 }
 
@@ -724,13 +714,19 @@ fn cam_power_reshapes_the_maps_of_the_listed_classes_only() {
     let fixture = PerClassFixture::new();
     // The fraction threshold 0.5 of the CAM raised to 0.5 keeps the pixels at ≥ 0.25 of the CAM's maximum: the
     // masks of `fraction:0.25`. Classes not listed keep the masks of the plain `fraction:0.5`.
-    let (_, plain) = fixture.masks("plain", &["--threshold", "fraction:0.5"]);
-    let (_, quarter) = fixture.masks("quarter", &["--threshold", "fraction:0.25"]);
+    let (_, plain) = fixture.masks("plain", &["--recipe", "seed"]);
+    let (_, quarter) = fixture.masks(
+        "quarter",
+        &["--recipe", "seed", "--set", "mask.threshold=fraction:0.25"],
+    );
     let (manifest, powered) = fixture.masks(
         "powered",
-        &["--threshold", "fraction:0.5", "--cam-power", "glioma=0.5"],
+        &["--recipe", "seed", "--set", "class.glioma.cam_power=0.5"],
     );
-    assert_eq!(manifest["cam_power"], serde_json::json!({"glioma": 0.5}));
+    assert_eq!(
+        manifest["recipe"]["class"],
+        serde_json::json!({"glioma": {"cam_power": 0.5, "occlusion": false}})
+    );
     assert_eq!(powered.len(), 12);
     let mut widened = 0;
     for (image, (class, mask)) in &powered {
@@ -745,49 +741,40 @@ fn cam_power_reshapes_the_maps_of_the_listed_classes_only() {
     }
     assert!(widened > 0, "the power changed no glioma mask");
 
-    // A class without a lesion, a power that is not positive, a missing `=` and a class given twice are refused.
+    // A class without a lesion, a power that is not positive and a missing `=` are refused, naming the key.
     fixture.assert_refused(&[
-        (&["--cam-power", "notumor=2"][..], 2, "no lesion"),
-        (&["--cam-power", "glioma=0"][..], 2, "positive exponent"),
-        (&["--cam-power", "glioma"][..], 2, "CLASS=E"),
+        (&["--set", "class.notumor.cam_power=2"][..], 2, "no lesion"),
         (
-            &["--cam-power", "glioma=0.5,glioma_tumor=2"][..],
-            1,
-            "glioma twice",
+            &["--set", "class.glioma.cam_power=0"][..],
+            2,
+            "class.glioma.cam_power must be a positive number",
         ),
+        (&["--set", "class.glioma.cam_power"][..], 2, "KEY=VALUE"),
     ]);
 }
 
 #[test]
 fn a_posterior_level_moves_the_appearance_masks_of_the_listed_classes_only() {
     let fixture = PerClassFixture::new();
-    let (plain_manifest, plain) = fixture.masks("plain", &["--threshold", "appearance:10"]);
-    assert!(plain_manifest.get("posterior_level").is_none());
+    let appearance = ["--recipe", "seed", "--set", "mask.threshold=appearance:10"];
+    let with = |extra: &'static str| {
+        let mut flags = appearance.to_vec();
+        flags.extend(["--set", extra]);
+        flags
+    };
+    let (plain_manifest, plain) = fixture.masks("plain", &appearance);
+    assert!(plain_manifest["recipe"].get("class").is_none());
     // Level 0.5 is the default: the same masks.
-    let (_, half) = fixture.masks(
-        "half",
-        &[
-            "--threshold",
-            "appearance:10",
-            "--posterior-level",
-            "glioma=0.5",
-        ],
-    );
+    let (_, half) = fixture.masks("half", &with("class.glioma.posterior_level=0.5"));
     assert_eq!(half, plain);
-    let (manifest, low) = fixture.masks(
-        "low",
-        &[
-            "--threshold",
-            "appearance:10",
-            "--posterior-level",
-            "glioma=0.01",
-        ],
-    );
+    let (manifest, low) = fixture.masks("low", &with("class.glioma.posterior_level=0.01"));
     assert_eq!(
-        manifest["posterior_level"],
-        serde_json::json!({"glioma": 0.01})
+        manifest["recipe"]["class"]["glioma"]["posterior_level"]
+            .as_f64()
+            .map(|v| (v - 0.01).abs() < 1e-6),
+        Some(true)
     );
-    assert_eq!(manifest["config"], plain_manifest["config"]);
+    assert_eq!(manifest["recipe"]["mask"], plain_manifest["recipe"]["mask"]);
     assert_eq!(low.len(), 12);
     let mut moved = 0;
     for (image, (class, mask)) in &low {
@@ -799,87 +786,61 @@ fn a_posterior_level_moves_the_appearance_masks_of_the_listed_classes_only() {
     }
     assert!(moved > 0, "the level changed no glioma mask");
 
-    // Another threshold, a level outside (0, 1), a class without a lesion and a class given twice are refused.
+    // Another threshold, a level outside (0, 1) and a class without a lesion are refused, naming the key.
     fixture.assert_refused(&[
         (
-            &["--posterior-level", "glioma=0.3"][..],
-            1,
-            "needs --threshold appearance",
-        ),
-        (
             &[
-                "--threshold",
-                "appearance:10",
-                "--posterior-level",
-                "glioma=1",
+                "--recipe",
+                "seed",
+                "--set",
+                "class.glioma.posterior_level=0.3",
             ][..],
             2,
-            "between 0 and 1",
+            "needs mask.threshold = \"appearance:N\"",
         ),
         (
-            &[
-                "--threshold",
-                "appearance:10",
-                "--posterior-level",
-                "notumor=0.3",
-            ][..],
+            &with("class.glioma.posterior_level=1")[..],
+            2,
+            "posterior_level must lie in (0, 1)",
+        ),
+        (
+            &with("class.notumor.posterior_level=0.3")[..],
             2,
             "no lesion",
-        ),
-        (
-            &[
-                "--threshold",
-                "appearance:10",
-                "--posterior-level",
-                "glioma=0.3,glioma_tumor=0.4",
-            ][..],
-            1,
-            "glioma twice",
         ),
     ]);
 }
 
-/// Copy a Kaggle-layout dataset's images (with their true masks) into two datasets, alternating within each
-/// class folder.
-fn split_dataset(data: &Path, parts: [&Path; 2]) {
-    for split in ["Training", "Testing"] {
-        for class in std::fs::read_dir(data.join(split)).expect("split folder") {
-            let class = class.expect("class folder").file_name();
-            let mut images: Vec<_> = std::fs::read_dir(data.join(split).join(&class))
-                .expect("class folder")
-                .map(|e| e.expect("image").file_name())
-                .collect();
-            images.sort();
-            for (i, name) in images.iter().enumerate() {
-                let part = parts[i % 2];
-                for (from, to) in [
-                    (split.to_string(), name.clone()),
-                    (
-                        format!("masks/{split}"),
-                        Path::new(name).with_extension("png").into_os_string(),
-                    ),
-                ] {
-                    let source = data.join(&from).join(&class).join(&to);
-                    if source.exists() {
-                        let target = part.join(&from).join(&class);
-                        std::fs::create_dir_all(&target).expect("folder");
-                        std::fs::copy(&source, target.join(&to)).expect("copy");
-                    }
-                }
-            }
-        }
-    }
-}
-
 #[test]
-fn merged_parts_give_the_masks_and_scores_of_one_run() {
+fn merged_shards_give_the_masks_and_scores_of_one_run() {
     let dir = temp_dir();
-    let (data, run, whole, _) = phantom_pseudo_masks(dir.path(), (2, 1, 13), &[]);
-    let (a, b) = (dir.path().join("data-a"), dir.path().join("data-b"));
-    split_dataset(&data, [&a, &b]);
+    let seed = ["--recipe", "seed"];
+    let (data, run, whole, _) = phantom_pseudo_masks(dir.path(), (2, 1, 13), &seed);
     let (pa, pb) = (dir.path().join("pseudo-a"), dir.path().join("pseudo-b"));
-    run_pseudo_masks(&run, &a, &pa, &[]);
-    run_pseudo_masks(&run, &b, &pb, &[]);
+    run_pseudo_masks(&run, &data, &pa, &["--recipe", "seed", "--shard", "0/2"]);
+    // The second shard as a Slurm array task sees it (task 8 of 7..8).
+    ok(tumornet()
+        .args(["-q", "pseudo-masks"])
+        .arg(&run)
+        .arg(&data)
+        .arg("--out")
+        .arg(&pb)
+        .args(["--recipe", "seed", "--shard", "slurm"])
+        .env("SLURM_ARRAY_TASK_ID", "8")
+        .env("SLURM_ARRAY_TASK_MIN", "7")
+        .env("SLURM_ARRAY_TASK_COUNT", "2")
+        .output()
+        .expect("pseudo-masks --shard slurm"));
+    let shard_sizes: Vec<usize> = [&pa, &pb]
+        .iter()
+        .map(|p| {
+            json(&p.join("pseudo_masks.json"))["entries"]
+                .as_array()
+                .expect("entries")
+                .len()
+        })
+        .collect();
+    assert_eq!(shard_sizes, [6, 6]);
     let merged = dir.path().join("merged");
     let merge = |parts: &[&Path], out: &Path| {
         tumornet()
@@ -978,16 +939,28 @@ fn merged_parts_give_the_masks_and_scores_of_one_run() {
         .contains(&format!("| {threshold} | all | 8 |")));
     // train-seg takes the merged folder.
     ok(train_seg(&run, &data, &merged, &dir.path().join("segrun"))
-        .args(["-q", "--rounds", "1", "--epochs", "0"])
+        .args(["-q", "--epochs", "0"])
         .output()
         .expect("train-seg"));
 
-    // Refused: parts with other settings, an image in two parts, the output folder among the parts, a file
-    // that is gone. Nothing is written then.
+    // Refused: parts made by another recipe (the difference named), an image in two parts, the output folder
+    // among the parts, a file that is gone. Nothing is written then.
     let otsu = dir.path().join("pseudo-otsu");
-    run_pseudo_masks(&run, &b, &otsu, &["--threshold", "otsu"]);
+    run_pseudo_masks(
+        &run,
+        &data,
+        &otsu,
+        &[
+            "--recipe",
+            "seed",
+            "--set",
+            "mask.threshold=otsu",
+            "--shard",
+            "1/2",
+        ],
+    );
     std::fs::remove_file(
-        a.join("Testing/glioma")
+        data.join("Testing/glioma")
             .read_dir()
             .expect("folder")
             .next()
@@ -997,7 +970,11 @@ fn merged_parts_give_the_masks_and_scores_of_one_run() {
     )
     .expect("remove");
     for (parts, out, expect) in [
-        (vec![&pa, &otsu], "refused", "another config"),
+        (
+            vec![&pa, &otsu],
+            "refused",
+            "mask.threshold: \"otsu\" vs \"fraction:0.5\"",
+        ),
         (vec![&pa, &pb, &pa], "refused", "in both"),
         (vec![&pa, &pb], "pseudo-a", "is one of the parts"),
         (vec![&pa, &pb], "refused", "not there"),
@@ -1008,5 +985,49 @@ fn merged_parts_give_the_masks_and_scores_of_one_run() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(expect), "{expect}: {stderr}");
         assert!(!dir.path().join("refused").exists(), "{expect}");
+    }
+}
+
+/// Each step with its default output folder, run from one working folder, leaves what `report RUN` looks for
+/// beside the run: every section of the report is there.
+#[test]
+fn default_output_folders_give_a_report_with_every_section() {
+    let dir = temp_dir();
+    let data = dir.path().join("data");
+    small_phantom(&data, 1, 1, 17);
+    let run = import_formula_run(dir.path());
+    let step = |args: &[&str]| {
+        ok(tumornet()
+            .current_dir(dir.path())
+            .arg("-q")
+            .args(args)
+            .output()
+            .expect("step"));
+    };
+    step(&["inspect", "data"]);
+    step(&["cam", "run", "data", "--raw", "none"]);
+    step(&["pseudo-masks", "run", "data", "--recipe", "seed"]);
+    step(&[
+        "train-seg",
+        "run",
+        "data",
+        "--pseudo",
+        "pseudo-masks",
+        "--epochs",
+        "1",
+    ]);
+    step(&["report", "run"]);
+    for folder in ["inspect", "cam", "pseudo-masks", "seg"] {
+        assert!(dir.path().join(folder).is_dir(), "{folder}");
+    }
+    let html = std::fs::read_to_string(run.join("report.html")).expect("report.html");
+    for section in [
+        "id=\"dataset\"",
+        "id=\"classification\"",
+        "id=\"grad-cam\"",
+        "id=\"pseudo-masks\"",
+        "id=\"segmentation\"",
+    ] {
+        assert!(html.contains(section), "{section} missing from the report");
     }
 }

@@ -1,28 +1,24 @@
 //! `train` end to end on a tiny phantom set: every output is written, parses, and the run predicts.
 
 use crate::common::{small_phantom, temp_dir};
-use tumornet::cli::TrainArgs;
+use tumornet::train::hyper::Hyperparameters;
+use tumornet::workflow::classifier::{train, TrainSettings};
 
-fn args(data: std::path::PathBuf, out: std::path::PathBuf) -> TrainArgs {
-    TrainArgs {
+fn args(data: std::path::PathBuf, out: std::path::PathBuf) -> TrainSettings {
+    TrainSettings {
         data,
         out,
         seed: 4,
         weights: None,
+        hyper: Hyperparameters {
+            batch_size: 8,
+            validation_fraction: 0.25,
+            recalibrate_batch_norm: true,
+            ..Hyperparameters::default()
+        },
         baseline_epochs: 2,
         finetune_epochs: 1,
         full_epochs: Some(1),
-        baseline_lr: 1e-3,
-        finetune_lr: 1e-4,
-        full_lr: 1e-3,
-        sgd: false,
-        momentum: 0.9,
-        weight_decay: 0.0,
-        constant_lr: false,
-        batch_size: 8,
-        validation_fraction: 0.25,
-        recalibrate_bn: true,
-        random_erasing: None,
         strict: true,
         force: false,
         resume: false,
@@ -37,7 +33,7 @@ fn train_writes_checkpoints_history_metrics_and_figures() {
     small_phantom(&data, 4, 2, 9);
     let out = dir.path().join("run");
     std::env::set_var("TUMORNET_CACHE", dir.path().join("empty-cache"));
-    let report = tumornet::commands::train::train(&args(data.clone(), out.clone())).expect("train");
+    let report = train(&args(data.clone(), out.clone())).expect("train");
 
     assert_eq!(report.stages.len(), 3);
     for stage in ["baseline", "finetune", "full"] {
@@ -86,7 +82,7 @@ fn train_writes_checkpoints_history_metrics_and_figures() {
     assert!(outcomes.iter().all(|o| o.is_ok()));
 
     // A second run into the same folder refuses to overwrite it.
-    assert!(tumornet::commands::train::train(&args(data, out)).is_err());
+    assert!(train(&args(data, out)).is_err());
 }
 
 #[test]
@@ -100,8 +96,8 @@ fn random_erasing_changes_the_full_stage_only_and_is_recorded() {
         a.finetune_epochs = 0;
         a.baseline_epochs = 1;
         a.full_epochs = Some(full);
-        a.random_erasing = erasing;
-        tumornet::commands::train::train(&a)
+        a.hyper.random_erasing = erasing.unwrap_or(0.0);
+        train(&a)
     };
     let plain = run("plain", None, 1).expect("train");
     let erased = run("erased", Some(1.0), 1).expect("train with erasing");
@@ -129,10 +125,7 @@ fn random_erasing_changes_the_full_stage_only_and_is_recorded() {
     );
     // Erasing with no full stage would do nothing: refused, naming the flag, before the run folder is made.
     let error = run("refused", Some(0.5), 0).expect_err("no full stage");
-    assert!(
-        format!("{error:#}").contains("--random-erasing"),
-        "{error:#}"
-    );
+    assert!(format!("{error:#}").contains("random_erasing"), "{error:#}");
     assert!(!dir.path().join("refused").exists());
 }
 
@@ -316,10 +309,10 @@ fn sigkill_then_resume_matches_an_uninterrupted_run() {
                 "3",
                 "--full-epochs",
                 "2",
-                "--batch-size",
-                "8",
-                "--validation-fraction",
-                "0.25",
+                "--set",
+                "batch_size=8",
+                "--set",
+                "validation_fraction=0.25",
             ])
             .env("TUMORNET_CACHE", dir.path().join("no-cache"));
         command

@@ -1,0 +1,149 @@
+//! A segmentation run folder: `unet.safetensors`, `classifier/` (a copy of the classifier run, whose predictions
+//! gate masks at prediction time), `seg.json` (the settings, the pseudo-mask recipe, history and per-round
+//! metrics), `metrics.md` and `gallery.png`; loading one for prediction.
+
+use super::segmentation::{logits_to_mask, predict_logits, MaskRule, SegEpoch};
+use super::unet_config::SegConfig;
+use crate::data::preprocess::resize_rgb;
+use crate::metrics::segmentation::SegmentationScores;
+use crate::model::inference;
+use crate::model::run::{self, RunConfig};
+use crate::model::unet::{load_unet, UNet};
+use crate::pseudo::Recipe;
+use image::RgbImage;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The `seg.json` format this build writes and reads.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The U-Net weights of a segmentation run.
+pub const UNET_FILE: &str = "unet.safetensors";
+/// Its settings, history and metrics.
+pub const SEG_CONFIG: &str = "seg.json";
+/// The classifier copy that gates masks.
+pub const CLASSIFIER_DIR: &str = "classifier";
+
+/// What a segmentation run is, and what it measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SegRun {
+    pub format_version: u32,
+    pub classifier: RunConfig,
+    #[serde(serialize_with = "crate::paths::lossy")]
+    pub run: PathBuf,
+    #[serde(serialize_with = "crate::paths::lossy")]
+    pub data: PathBuf,
+    #[serde(serialize_with = "crate::paths::lossy")]
+    pub pseudo: PathBuf,
+    /// The recipe the pseudo-masks were made with, as their manifest records it.
+    pub pseudo_recipe: Recipe,
+    pub side: u32,
+    /// How the U-Net was trained and how its output becomes a mask.
+    pub config: SegConfig,
+    /// How many Training images `drop_unconfirmed` left out.
+    pub dropped_unconfirmed: usize,
+    pub seed: u64,
+    pub history: Vec<SegEpoch>,
+    pub round_metrics: Vec<RoundMetrics>,
+    pub seconds: f64,
+    pub created_by: String,
+}
+
+/// Scores after one round. "Targets" are what the round trained on (round 1: the pseudo-masks).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoundMetrics {
+    pub round: usize,
+    /// The round's targets on the training images against the true masks.
+    pub targets_vs_truth: Option<SegmentationScores>,
+    /// The U-Net's masks of the training images (gated like the targets) against the true masks.
+    pub unet_train_vs_truth: Option<SegmentationScores>,
+    /// The U-Net on Testing/ against the true masks, each mask gated by the image's label (segmentation
+    /// alone), per class and `all`.
+    pub test_label_gate: BTreeMap<String, SegmentationScores>,
+    /// The same, gated by the classifier's prediction (what `segment` does).
+    pub test_prediction_gate: BTreeMap<String, SegmentationScores>,
+    /// The U-Net on Testing/ against Testing's pseudo-masks.
+    pub test_vs_pseudo: Option<SegmentationScores>,
+    /// 95 % percentile-bootstrap interval of `test_label_gate`'s mean Dice over the tumour images (2,000
+    /// resamples, seed 0: the interval `segment --no-gate` gives for the same model and images).
+    #[serde(default)]
+    pub test_dice_interval: Option<(f64, f64)>,
+}
+
+impl SegRun {
+    /// How the U-Net's output becomes a mask.
+    pub fn mask_rule(&self) -> MaskRule {
+        self.config.mask_rule()
+    }
+}
+
+/// A segmentation run loaded for prediction.
+pub struct SegModel {
+    pub unet: UNet,
+    pub classifier: crate::model::ResNet18,
+    pub classifier_config: run::RunConfig,
+    pub config: SegRun,
+}
+
+/// Load `dir`'s U-Net, classifier and settings onto the inference device.
+pub fn load_segrun(dir: &Path) -> anyhow::Result<SegModel> {
+    let path = dir.join(SEG_CONFIG);
+    let text = std::fs::read_to_string(&path).map_err(|e| run::RunError::Config {
+        path: dir.to_path_buf(),
+        message: format!("not a segmentation run (no readable {SEG_CONFIG}: {e}); make one with `tumornet train-seg`"),
+    })?;
+    let config: SegRun = serde_json::from_str(&text).map_err(|e| run::RunError::Config {
+        path: path.clone(),
+        message: format!("{e} (a run made before format {FORMAT_VERSION} must be trained again)"),
+    })?;
+    let device = crate::device::inference();
+    let (classifier, classifier_config) = run::load_run(&dir.join(CLASSIFIER_DIR), &device)?;
+    let unet = load_unet(
+        &dir.join(UNET_FILE),
+        classifier_config.classes.len(),
+        &device,
+    )?;
+    Ok(SegModel {
+        unet,
+        classifier,
+        classifier_config,
+        config,
+    })
+}
+
+/// One image through a segmentation run: the classifier's probabilities and the gated mask (128×128).
+pub fn segment_images(
+    model: &SegModel,
+    images: &[RgbImage],
+    gate: bool,
+    rule: &MaskRule,
+) -> anyhow::Result<Vec<(Vec<f32>, Vec<bool>)>> {
+    let device = crate::device::inference();
+    let size = model.classifier_config.input_size;
+    let side = model.config.side;
+    let (for_classifier, for_unet): (Vec<RgbImage>, Vec<RgbImage>) = images
+        .par_iter()
+        .map(|image| {
+            Ok((
+                resize_rgb(image, size, size)?,
+                resize_rgb(image, side, side)?,
+            ))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .into_iter()
+        .unzip();
+    let probabilities = inference::probabilities(&model.classifier, &for_classifier, &device)?;
+    let logits = predict_logits(&model.unet, &for_unet, 32, rule.flip)?;
+    Ok(probabilities
+        .into_iter()
+        .zip(logits)
+        .map(|(p, z)| {
+            let (best, _) = crate::metrics::argmax(&p);
+            let tumour = !gate || model.classifier_config.classes[best].is_tumour();
+            let mask = logits_to_mask(&z, side as usize, rule, tumour, true);
+            (p, mask)
+        })
+        .collect())
+}
