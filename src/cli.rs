@@ -142,7 +142,7 @@ pub struct InspectArgs {
     /// Treat any skipped folder or unreadable file as an error.
     #[arg(long)]
     pub strict: bool,
-    /// Near-duplicate threshold: largest pHash distance (bits of 64) that counts as the same image.
+    /// Near-duplicate threshold: largest pHash distance (bits of 256) that counts as the same image.
     #[arg(long, default_value_t = crate::data::audit::DEFAULT_NEAR_THRESHOLD)]
     pub near_threshold: u32,
     /// Sample images per class in the figure.
@@ -175,6 +175,9 @@ pub struct PredictArgs {
     pub json: bool,
     #[command(flatten)]
     pub volume: VolumeArgs,
+    /// Only task I of N of a job array (every N-th input): `I/N`, `slurm` or `k8s/N`.
+    #[arg(long, default_value = "0/1", value_name = "I/N")]
+    pub shard: crate::data::shard::ShardSpec,
     /// Images per forward pass.
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
@@ -270,6 +273,7 @@ pub struct EvaluateArgs {
     /// Where to write evaluation.json and confusion.png.
     #[arg(long, default_value = "evaluation")]
     pub out: PathBuf,
+    /// Images per forward pass.
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
     /// Stop on any unreadable file.
@@ -345,7 +349,7 @@ pub struct PseudoMaskArgs {
     /// Only task I of N of a job array (every N-th image): `I/N`, `slurm` or `k8s/N`; merge the parts with
     /// `merge-masks`.
     #[arg(long, default_value = "0/1", value_name = "I/N")]
-    pub shard: crate::data::shard::Shard,
+    pub shard: crate::data::shard::ShardSpec,
     /// Images per batch.
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
@@ -452,14 +456,18 @@ pub struct SegmentArgs {
     /// Probability at which the U-Net's output becomes a mask (default: the run's).
     #[arg(long)]
     pub threshold: Option<f32>,
-    /// Test-time flip (see `train-seg --flip-tta`), also for a run trained without it.
+    /// Test-time flip (see the U-Net setting `flip_tta`), also for a run trained without it.
     #[arg(long)]
     pub flip_tta: bool,
-    /// Never-empty tumour masks (see `train-seg --never-empty`), also for a run trained without it.
+    /// Never-empty tumour masks (see the U-Net setting `never_empty`), also for a run trained without it.
     #[arg(long)]
     pub never_empty: bool,
+    /// Images per forward pass.
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
+    /// Only task I of N of a job array (every N-th input): `I/N`, `slurm` or `k8s/N`.
+    #[arg(long, default_value = "0/1", value_name = "I/N")]
+    pub shard: crate::data::shard::ShardSpec,
     #[command(flatten)]
     pub volume: VolumeArgs,
 }
@@ -538,4 +546,56 @@ pub struct ServeArgs {
     /// A segmentation run (from `train-seg`): responses also carry the tumour mask's outline.
     #[arg(long)]
     pub seg: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every argument of every (sub)command, with the command's path.
+    fn arguments(command: &clap::Command, path: &str, out: &mut Vec<(String, String, bool)>) {
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            if ["help", "version"].contains(&id) {
+                continue;
+            }
+            out.push((path.to_string(), id.to_string(), arg.get_help().is_some()));
+        }
+        for sub in command.get_subcommands() {
+            arguments(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_option_and_argument_has_a_help_line() {
+        let mut all = Vec::new();
+        arguments(&Cli::command(), "tumornet", &mut all);
+        assert!(all.len() > 100, "{}", all.len());
+        let missing: Vec<String> = all
+            .iter()
+            .filter(|(_, _, has_help)| !has_help)
+            .map(|(path, id, _)| format!("{path} {id}"))
+            .collect();
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_everyday_commands_keep_few_options() {
+        let own = |name: &str| {
+            Cli::command()
+                .find_subcommand(name)
+                .map(|c| {
+                    c.get_arguments()
+                        .filter(|a| !a.is_positional() && !a.is_global_set())
+                        .filter(|a| !["help", "version"].contains(&a.get_id().as_str()))
+                        .count()
+                })
+                .unwrap_or(usize::MAX)
+        };
+        assert!(own("pseudo-masks") <= 8, "{}", own("pseudo-masks"));
+        assert!(own("train-seg") <= 10, "{}", own("train-seg"));
+        assert!(own("train") <= 14, "{}", own("train"));
+    }
 }

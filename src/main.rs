@@ -91,10 +91,13 @@ fn init_logging(verbose: u8, quiet: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("tumornet={level},warn")));
+    // Colour only on a terminal (a log file gets plain text); every line carries its UTC time, so the lines of
+    // an hour-long run can be placed.
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
-        .without_time()
         .init();
 }

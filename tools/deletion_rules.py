@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Try candidate-choice rules on a pseudo-mask folder's deletion records (dev-time analysis, stdlib only).
 
-`tumornet pseudo-masks … --confirm-by-deletion --sharpen E…` records, per tumour image, every candidate mask the
+`tumornet pseudo-masks` with a recipe whose deletion check offers sharpened candidates records, per tumour image, every candidate mask the
 classifier was asked about: its area, the class probability once it is blacked out and (where the dataset has
 true masks) its Dice. This script scores, per split and true class, the mean Dice over tumour images of:
 the kept candidate (the rule as run), each candidate alone, the per-image best (oracle), and the halving rule
-re-applied with the sharpened candidates offered only to some classes (what `--sharpen-classes` does).
+re-applied with the sharpened candidates offered only to some classes (what a recipe's per-class `sharpen` lists do).
 
     python3 tools/deletion_rules.py PSEUDO_DIR [PSEUDO_DIR…]
 """
@@ -40,7 +40,7 @@ def main(folders):
             if d and all(c.get("dice") is not None for c in d["candidates"]):
                 records.append((e["split"], e["class"], d))
     if not records:
-        sys.exit("no deletion records with Dice (needs --confirm-by-deletion and a masks/ tree)")
+        sys.exit("no deletion records with Dice (needs occlusion.confirm_by_deletion and a masks/ tree)")
     names = [c["map"] for c in max((d for _, _, d in records), key=lambda d: len(d["candidates"]))["candidates"]]
 
     def score(choose):
@@ -58,7 +58,7 @@ def main(folders):
 
     rows = [("kept (as run)", score(lambda c, d: d["kept"]))]
     for i, name in enumerate(names):
-        # Records made without that candidate (its class not in --sharpen-classes) are left out of its row.
+        # Records made without that candidate (its class has no sharpen list) are left out of its row.
         rows.append((f"always {name}", score(lambda c, d, i=i: i if i < len(d["candidates"]) else None)))
     rows.append(("oracle", score(lambda c, d: max(range(len(d["candidates"])), key=lambda i: d["candidates"][i]["dice"]))))
     for k in range(0, len(TUMOURS) + 1):

@@ -3,7 +3,7 @@
 (a folder in the Kaggle layout with true masks under masks/, e.g. one class of a `tumornet synth` split), the
 classifier's probability of the true class — read with `tumornet predict` — on:
   - the image as it is;
-  - the true lesion blacked out (what `pseudo-masks --confirm-by-deletion` does to a candidate), or painted with
+  - the true lesion blacked out (what the pseudo-mask deletion check does to a candidate), or painted with
     the mean colour of a ring around it (3/128 of the side wide), each also with the lesion dilated by that ring;
   - the same lesion shape blacked out 20/128 of the side above or to the right of the lesion, or 40/128 above.
 A removal that is specific to the lesion drops the probability only when it covers the lesion; one that drops it

@@ -9,6 +9,9 @@ input (images 0 and 1). Writes under tests/fixtures/cam/:
   layercam-layer3.f16  [224, 224] image 0, predicted class, LayerCAM on layer3 (14×14 before resizing)
   layercam-fused.f16   [224, 224] the same with target layers layer1, layer2 and layer3 (pytorch-grad-cam's
                        multi-layer aggregation: per-layer scale and resize, mean, scale)
+  {hirescam,gradcam}-layer3.f16  [224, 224] image 0, predicted class, on layer3: there the gradient varies over
+                       the positions, so HiResCAM (element-wise) and Grad-CAM (mean gradient) differ, unlike on
+                       layer4 where global average pooling makes them equal
   targets.json       the classes explained
 Run: /opt/ref/bin/python tools/gradcam_reference.py  (torch, torchvision, grad-cam 1.5.x)
 """
@@ -47,6 +50,9 @@ for name, method in [("gradcam++", GradCAMPlusPlus), ("hirescam", HiResCAM), ("l
     m[0].astype("<f2").tofile(OUT / f"{name}.f16")
 m = LayerCAM(model=model, target_layers=[model.layer3[-1]])(input_tensor=x[:1], targets=[ClassifierOutputTarget(targets[0])])
 m[0].astype("<f2").tofile(OUT / "layercam-layer3.f16")
+for name, method in [("hirescam", HiResCAM), ("gradcam", GradCAM)]:
+    m = method(model=model, target_layers=[model.layer3[-1]])(input_tensor=x[:1], targets=[ClassifierOutputTarget(targets[0])])
+    m[0].astype("<f2").tofile(OUT / f"{name}-layer3.f16")
 m = LayerCAM(model=model, target_layers=[model.layer1[-1], model.layer2[-1], model.layer3[-1]])(
     input_tensor=x[:1], targets=[ClassifierOutputTarget(targets[0])])
 m[0].astype("<f2").tofile(OUT / "layercam-fused.f16")

@@ -5,7 +5,7 @@ phantom set's Testing/ split (true masks under masks/), the mean probability of 
     in-painting from its border, harmonic + noise of the border's spread, the brain's median grey level;
   - with the lesion-free twins of `tumornet synth --without-lesions` (same seed, other folder): the twin, the
     original with only its lesion pixels taken from the twin, and the twin with the original's lesion pasted in.
-A fill that the classifier reads as "no lesion" is one an occlusion map can use (`pseudo-masks --occlusion` uses
+A fill that the classifier reads as "no lesion" is one an occlusion map can use (the pseudo-mask recipe's occlusion uses
 black); the twin swaps say whether the evidence lies inside the lesion's pixels at all.
 Usage: /opt/ref/bin/python tools/lesion_evidence_probe.py RUN DATA TWINS [IMAGES_PER_CLASS]
 """

@@ -131,6 +131,17 @@ pub enum CamLayer {
 }
 
 impl CamLayer {
+    /// The name users type (`layer3`, `fused`).
+    pub fn name(self) -> &'static str {
+        match self {
+            CamLayer::Layer1 => "layer1",
+            CamLayer::Layer2 => "layer2",
+            CamLayer::Layer3 => "layer3",
+            CamLayer::Layer4 => "layer4",
+            CamLayer::Fused => "fused",
+        }
+    }
+
     /// The residual stages (1–4) whose maps make this layer's map, shallowest first.
     pub fn stages(self) -> &'static [usize] {
         match self {

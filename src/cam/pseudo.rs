@@ -238,9 +238,9 @@ pub struct PseudoMaskConfig {
     pub head_only: bool,
     /// Keep the largest foreground component and fill its holes.
     pub cleanup: bool,
-    /// With [`Threshold::Appearance`]: the posterior's foreground level instead of 0.5 (`pseudo-masks
-    /// --posterior-level` sets it per explained class). Lower takes in pixels whose grey levels the lesion and
-    /// the rest share; higher keeps only those the lesion's own histogram claims.
+    /// With [`Threshold::Appearance`]: the posterior's foreground level instead of 0.5 (a recipe's
+    /// `class.<name>.posterior_level` sets it per explained class). Lower takes in pixels whose grey levels the
+    /// lesion and the rest share; higher keeps only those the lesion's own histogram claims.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub posterior_level: Option<f32>,
 }

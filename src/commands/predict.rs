@@ -82,7 +82,11 @@ pub fn predict(args: &PredictArgs) -> anyhow::Result<Vec<Outcome>> {
         tracing::warn!("this run's weights are torchvision's random init, not a trained model: predictions are chance");
     }
     let files = collect_inputs(&args.inputs)?;
-    let inputs = expand(&files, &args.volume.options());
+    let shard = args
+        .shard
+        .resolve()
+        .map_err(|e| anyhow::anyhow!("--shard {e}"))?;
+    let inputs = shard.select(&expand(&files, &args.volume.options()));
     let bar = progress_bar(inputs.len() as u64, "predict");
     let mut outcomes = Vec::with_capacity(inputs.len());
     for chunk in inputs.chunks(args.batch_size.max(1)) {

@@ -7,12 +7,16 @@ use crate::workflow::pseudo_masks::{make_pseudo_masks, PseudoSettings};
 
 pub fn run(args: &PseudoMaskArgs) -> anyhow::Result<()> {
     let recipe = Recipe::resolve(&args.recipe, &args.sets)?;
+    let shard = args
+        .shard
+        .resolve()
+        .map_err(|e| anyhow::anyhow!("--shard {e}"))?;
     let settings = PseudoSettings {
         run: args.run.clone(),
         data: args.data.clone(),
         out: args.out.clone(),
         recipe,
-        shard: args.shard,
+        shard,
         batch_size: args.batch_size,
         gallery: args.gallery,
         save_cams: args.save_cams,
@@ -22,13 +26,10 @@ pub fn run(args: &PseudoMaskArgs) -> anyhow::Result<()> {
     println!(
         "Wrote {} pseudo-masks{}, {MANIFEST}, quality.md and gallery.png to {}",
         manifest.entries.len(),
-        if args.shard.is_all() {
+        if shard.is_all() {
             String::new()
         } else {
-            format!(
-                " (shard {}; merge the shards with `merge-masks`)",
-                args.shard
-            )
+            format!(" (shard {shard}; merge the shards with `merge-masks`)")
         },
         args.out.display()
     );

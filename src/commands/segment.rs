@@ -111,7 +111,12 @@ pub fn segment(args: &SegmentArgs) -> anyhow::Result<SegmentReport> {
         rule.threshold > 0.0 && rule.threshold < 1.0,
         "--threshold must lie in (0, 1)"
     );
+    let shard = args
+        .shard
+        .resolve()
+        .map_err(|e| anyhow::anyhow!("--shard {e}"))?;
     let (items, mut errors) = gather(&args.inputs, &args.volume.options())?;
+    let items = shard.select(&items);
     let masks_dir = args.out.join("masks");
     let overlays_dir = args.out.join("overlays");
     for dir in [&masks_dir, &overlays_dir] {

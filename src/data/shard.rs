@@ -91,11 +91,27 @@ impl Shard {
     }
 }
 
-impl FromStr for Shard {
+/// A shard as given on the command line: checked for its form when parsed, read from the scheduler's
+/// environment only when resolved (so a command line can be checked where the job does not run).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardSpec(String);
+
+impl ShardSpec {
+    /// The shard, from the text and (for `slurm`, `k8s/N`) the process's environment.
+    pub fn resolve(&self) -> Result<Shard, String> {
+        Shard::parse_with_env(&self.0, |name| std::env::var(name).ok())
+    }
+}
+
+impl FromStr for ShardSpec {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Shard::parse_with_env(text, |name| std::env::var(name).ok())
+        // The form is checked now, against a stand-in environment of task 0 of 1.
+        let stand_in =
+            |name: &str| Some(if name.ends_with("COUNT") { "1" } else { "0" }.to_string());
+        Shard::parse_with_env(text, stand_in)?;
+        Ok(ShardSpec(text.trim().to_string()))
     }
 }
 
@@ -150,5 +166,14 @@ mod tests {
             Ok(Shard { index: 3, count: 8 })
         );
         assert!(Shard::parse_with_env("k8s/3", k8s).is_err());
+        // On the command line only the form is checked; the environment is read when the shard is resolved.
+        assert!("slurm".parse::<ShardSpec>().is_ok());
+        assert!("k8s/4".parse::<ShardSpec>().is_ok());
+        assert!("k8s/x".parse::<ShardSpec>().is_err());
+        assert!("3/2".parse::<ShardSpec>().is_err());
+        assert_eq!(
+            "1/3".parse::<ShardSpec>().unwrap().resolve(),
+            Ok(Shard { index: 1, count: 3 })
+        );
     }
 }

@@ -36,7 +36,7 @@ pub struct PseudoEntry {
     /// that any grouping of the images can be scored from the manifest alone (`tools/by_plane.py`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dice: Option<f64>,
-    /// With `--confirm-by-deletion`, for a tumour image: every candidate the classifier was asked about, so that
+    /// With the recipe's deletion check, for a tumour image: every candidate the classifier was asked about, so that
     /// the choice can be checked (and other rules tried) from the manifest alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion: Option<DeletionRecord>,
@@ -63,7 +63,7 @@ impl DeletionRecord {
 /// A candidate mask of the deletion check.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeletionCandidate {
-    /// The map it was cut from: `cam` (raised to its `--cam-power`, if any), `combined` or `combined^E`.
+    /// The map it was cut from: `cam` (raised to its class's `cam_power`), `combined` or `combined^E`.
     pub map: String,
     /// Its pixels at 128×128.
     pub area: usize,

@@ -291,7 +291,8 @@ mod tests {
     use std::cell::Cell;
     use std::time::Duration;
 
-    fn run_with(deadline: Option<Instant>, pause: Duration) -> usize {
+    /// Epochs run with `deadline`; each batch's forward pass first waits until `busy_until` (if any) has passed.
+    fn run_with(deadline: Option<Instant>, busy_until: Option<Instant>) -> usize {
         let device = crate::device::training();
         let model = LinearConfig::new(2, 4).init(&device);
         let config = StageConfig {
@@ -305,7 +306,9 @@ mod tests {
         };
         let labels = vec![0usize, 1, 2, 3];
         let forward = |m: &Linear, items: &[usize], _: &[Augment]| {
-            std::thread::sleep(pause);
+            while busy_until.is_some_and(|t| Instant::now() < t) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             Ok(m.forward(Tensor::<2>::ones([items.len(), 2], &device)))
         };
         let validate = |_: &Linear| {
@@ -361,11 +364,12 @@ mod tests {
 
     #[test]
     fn no_epoch_starts_after_the_deadline() {
-        // Epoch 1 starts before the deadline and outlasts it (two batches of 250 ms): epochs 2 and 3 never start.
-        let deadline = Instant::now() + Duration::from_millis(300);
-        assert_eq!(run_with(Some(deadline), Duration::from_millis(250)), 1);
+        // Epoch 1 starts before the deadline (two seconds ahead: far more than a tiny model's set-up takes, even on
+        // a loaded machine) and its batches run until the deadline has passed: epochs 2 and 3 never start.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        assert_eq!(run_with(Some(deadline), Some(deadline)), 1);
         // A deadline already passed: nothing runs. No deadline: every epoch runs.
-        assert_eq!(run_with(Some(Instant::now()), Duration::ZERO), 0);
-        assert_eq!(run_with(None, Duration::ZERO), 3);
+        assert_eq!(run_with(Some(Instant::now()), None), 0);
+        assert_eq!(run_with(None, None), 3);
     }
 }

@@ -65,11 +65,11 @@ fn pseudo_folder(settings: &UnetSettings) -> anyhow::Result<PathBuf> {
     }
     let dir = settings.out.join("pseudo-masks");
     tracing::info!(
-        "no pseudo-mask folder given: making them into {} with the recipe (gate {}, {} on {:?}, threshold {})",
+        "no pseudo-mask folder given: making them into {} with the recipe (gate {}, {} on {}, threshold {})",
         dir.display(),
         settings.recipe.gate.name(),
         settings.recipe.cam.method.name(),
-        settings.recipe.cam.layer,
+        settings.recipe.cam.layer.name(),
         settings.recipe.mask.threshold
     );
     make_pseudo_masks(&PseudoSettings {
@@ -295,7 +295,7 @@ fn fmt(v: Option<f64>) -> String {
     v.map_or_else(|| "–".to_string(), |v| format!("{v:.3}"))
 }
 
-/// Whether `--drop-unconfirmed FRACTION` leaves a Training entry out: its deletion record says that blacking out
+/// Whether `drop_unconfirmed = FRACTION` leaves a Training entry out: its deletion record says that blacking out
 /// the kept mask left more than `fraction` of the class probability.
 fn unconfirmed(entry: &PseudoEntry, fraction: f32) -> bool {
     entry.split == Split::Training
@@ -307,7 +307,7 @@ fn unconfirmed(entry: &PseudoEntry, fraction: f32) -> bool {
 
 /// One training image's next-round target: the U-Net's mask, gated by `tumour`, its largest component with holes
 /// filled. With `refine > 0` the U-Net's probabilities are first the prior of the appearance refinement (as
-/// `pseudo-masks --threshold appearance:N` does with a CAM), restricted to the head, and its posterior is cut at
+/// a recipe's `appearance:N` threshold does with a CAM), restricted to the head, and its posterior is cut at
 /// `threshold`.
 fn next_targets(
     logits: &[f32],

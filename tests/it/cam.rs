@@ -1,5 +1,6 @@
 //! CAM parity with pytorch-grad-cam 1.5.7 (fixtures by tools/gradcam_reference.py on the formula weights).
 
+use crate::common::f16_values;
 use crate::common::{fixtures, import_formula_run, small_phantom, temp_dir, tumornet};
 use crate::model::{formula_input, max_abs_difference as max_abs, write_checkpoint};
 use burn::tensor::{Tensor, TensorData};
@@ -16,20 +17,7 @@ fn read_f32(name: &str) -> Vec<f32> {
 }
 
 fn read_f16(name: &str) -> Vec<f32> {
-    let bytes = std::fs::read(fixtures().join("cam").join(name)).expect("fixture");
-    bytes
-        .chunks_exact(2)
-        .map(|c| {
-            let h = u16::from_le_bytes([c[0], c[1]]);
-            let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
-            let exponent = i32::from((h >> 10) & 0x1f);
-            let mantissa = f32::from(h & 0x3ff);
-            sign * match exponent {
-                0 => mantissa * 2f32.powi(-24),
-                e => (1.0 + mantissa / 1024.0) * 2f32.powi(e - 15),
-            }
-        })
-        .collect()
+    f16_values(&std::fs::read(fixtures().join("cam").join(name)).expect("fixture"))
 }
 
 fn pearson(a: &[f32], b: &[f32]) -> f64 {
@@ -135,6 +123,35 @@ fn cams_match_pytorch_grad_cam() {
             method.name()
         );
     }
+}
+
+/// On layer3 the gradient varies over the positions, so HiResCAM (gradient ⊙ activation) is not Grad-CAM (mean
+/// gradient): each matches pytorch-grad-cam's own map of that method, and the two references differ by far more
+/// than the tolerance, so a HiResCAM that returned Grad-CAM's map would fail (at layer4 the two are equal).
+#[test]
+fn hirescam_differs_from_grad_cam_on_layer3_as_in_pytorch_grad_cam() {
+    let model = four_class_model();
+    let x = formula_batch(1);
+    let (hires, grad) = (
+        read_f16("hirescam-layer3.f16"),
+        read_f16("gradcam-layer3.f16"),
+    );
+    let apart = max_abs(&hires, &grad);
+    assert!(apart > 0.05, "the references differ by only {apart}");
+    // With these formula weights Grad-CAM's channel weights sum to a negative map on layer3, which the ReLU
+    // empties: pytorch-grad-cam's map is all zero there, HiResCAM's is not (81 % of the pixels above zero).
+    assert!(grad.iter().all(|v| *v == 0.0));
+    let at_layer3 = |method| {
+        compute_at(&model, x.clone(), method, &[None], CamLayer::Layer3)
+            .expect("cam")
+            .finished(0, 224, 224)
+    };
+    let ours = at_layer3(CamMethod::HiResCam);
+    let (r, d) = (pearson(&ours, &hires), max_abs(&ours, &hires));
+    eprintln!("hirescam on layer3: r = {r:.7}, max |Δ| = {d:.2e}");
+    assert!(r >= 0.999 && d <= 2e-3, "hirescam: r {r}, max |Δ| {d}");
+    let d = max_abs(&at_layer3(CamMethod::GradCam), &grad);
+    assert!(d <= 2e-3, "grad-cam on layer3: max |Δ| {d}");
 }
 
 #[test]

@@ -5,6 +5,7 @@ mod cam;
 mod cli;
 mod common;
 mod dataset;
+mod docs;
 mod inspect;
 mod medical;
 mod model;

@@ -1,6 +1,6 @@
 //! Pseudo-masks → train-seg → segment → report, end to end on a small phantom set with a formula model.
 
-use crate::common::{import_formula_run, small_phantom, temp_dir, tumornet};
+use crate::common::{brightness_dataset, import_formula_run, small_phantom, temp_dir, tumornet};
 use base64::Engine;
 use burn::module::Module;
 use std::path::{Path, PathBuf};
@@ -1030,4 +1030,95 @@ fn default_output_folders_give_a_report_with_every_section() {
     ] {
         assert!(html.contains(section), "{section} missing from the report");
     }
+}
+
+/// The class gate end to end: with a classifier that tells its images apart (a brightness task it learns in a
+/// few baseline epochs), `segment` and `serve --seg` give every image predicted no-tumour an empty mask, while
+/// the same U-Net without the gate (and never empty) outlines something on those very images.
+#[test]
+fn images_predicted_no_tumour_get_empty_masks_through_segment_and_serve() {
+    let dir = temp_dir();
+    let data = dir.path().join("data");
+    brightness_dataset(&data, 12, 4);
+    let run = dir.path().join("run");
+    let step = |args: &[&str]| {
+        ok(tumornet()
+            .current_dir(dir.path())
+            .arg("-q")
+            .args(args)
+            .env("TUMORNET_CACHE", dir.path().join("no-cache"))
+            .output()
+            .expect("step"))
+    };
+    step(&[
+        "train",
+        "data",
+        "--out",
+        "run",
+        "--baseline-epochs",
+        "20",
+        "--finetune-epochs",
+        "0",
+        "--full-epochs",
+        "0",
+        "--set",
+        "baseline_lr=1e-2",
+        "--set",
+        "batch_size=8",
+        "--set",
+        "recalibrate_batch_norm=true",
+    ]);
+    step(&[
+        "train-seg",
+        "run",
+        "data",
+        "--recipe",
+        "seed",
+        "--epochs",
+        "1",
+    ]);
+    let segment = |out: &str, extra: &[&str]| -> Vec<serde_json::Value> {
+        let mut args = vec!["segment", "seg", "data/Testing", "--out", out];
+        args.extend(extra);
+        step(&args);
+        json(&dir.path().join(out).join("segment.json"))["images"]
+            .as_array()
+            .expect("images")
+            .clone()
+    };
+    let gated = segment("gated", &[]);
+    let open = segment("open", &["--no-gate", "--never-empty"]);
+    assert_eq!(gated.len(), 16);
+    let no_tumour: Vec<&serde_json::Value> = gated
+        .iter()
+        .filter(|i| i["predicted"] == "notumor")
+        .collect();
+    assert!(
+        no_tumour.len() >= 3,
+        "the classifier predicted no-tumour {} times",
+        no_tumour.len()
+    );
+    for image in &no_tumour {
+        assert_eq!(image["tumour_fraction"], 0.0, "{image}");
+        let same = open
+            .iter()
+            .find(|o| o["file"] == image["file"])
+            .expect("the same image without the gate");
+        assert!(
+            same["tumour_fraction"].as_f64().expect("fraction") > 0.0,
+            "{same}"
+        );
+    }
+    // serve --seg gates the same way.
+    let server = crate::serve::launch(run, Some(dir.path().join("seg")), 8 << 20, None);
+    let upload = no_tumour[0]["file"].as_str().expect("file");
+    let (status, body) = crate::serve::http(
+        server.addr,
+        "POST /api/predict?name=x.png HTTP/1.1\r\nContent-Type: application/octet-stream",
+        &std::fs::read(dir.path().join(upload)).expect("upload"),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let answer = crate::serve::json(&body);
+    assert_eq!(answer["class"], "notumor");
+    assert_eq!(answer["tumour_fraction"], 0.0);
 }

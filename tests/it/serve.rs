@@ -320,7 +320,14 @@ fn the_page_uploads_a_phantom_image_in_a_headless_browser() {
             std::env::var_os("TUMORNET_REQUIRE_BROWSER").is_none(),
             "no chromium on PATH (Debian: apt-get install chromium)"
         );
-        eprintln!("SKIPPED: no chromium on PATH (Debian: apt-get install chromium)");
+        // Written to the process's stderr directly, past libtest's capture, so the skip shows in every run's
+        // output and not only when a test fails.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED the_page_uploads_a_phantom_image_in_a_headless_browser: no chromium on PATH (Debian: apt-get \
+             install chromium)"
+        );
         return;
     };
     let server = start(32 * 1024 * 1024);

@@ -198,14 +198,14 @@ fn open(path: &Path) -> Result<DefaultDicomObject, MedicalError> {
     })
 }
 
-/// Decode the chosen frames of a DICOM file. A malformed file that makes a decoder of the dicom crates panic (a
-/// fuzzing find: an RLE segment that overruns its frame, dicom-transfer-syntax-registry 0.10.1) is reported as an
-/// error naming the file, like any other unreadable file.
-pub fn read_frames(
+/// One call into the dicom crates: a panic of theirs on a malformed file (a fuzzing find: an RLE segment that
+/// overruns its frame, dicom-transfer-syntax-registry 0.10.1) is reported as an error naming the file, like any
+/// other unreadable file. Only the third-party call is guarded, so a panic in TumorNet's own code stays a panic.
+fn decoder<T>(
     path: &Path,
-    selection: &SliceSelection,
-) -> Result<Vec<(usize, Frame)>, MedicalError> {
-    super::guarded(|| read_frames_inner(path, selection)).unwrap_or_else(|reason| {
+    call: impl FnOnce() -> Result<T, MedicalError>,
+) -> Result<T, MedicalError> {
+    super::guarded(call).unwrap_or_else(|reason| {
         Err(MedicalError::Dicom {
             path: path.to_path_buf(),
             message: format!("malformed file: the DICOM decoder failed ({reason})"),
@@ -218,11 +218,12 @@ pub fn read_frames(
 /// about a gigabyte whatever its header says.
 pub const MAX_SAMPLES: u64 = crate::data::decode::MAX_PIXELS;
 
-fn read_frames_inner(
+/// Decode the chosen frames of a DICOM file.
+pub fn read_frames(
     path: &Path,
     selection: &SliceSelection,
 ) -> Result<Vec<(usize, Frame)>, MedicalError> {
-    let object = open(path)?;
+    let object = decoder(path, || open(path))?;
     if object
         .element_opt(tags::PIXEL_DATA)
         .ok()
@@ -270,15 +271,17 @@ fn read_frames_inner(
     };
     // A compressed syntax the registry claims but whose decoder fails (12-bit extended JPEG, say) is reported
     // as that syntax unsupported, with the decoder's reason.
-    let decoded = object.decode_pixel_data().map_err(|e| {
-        if ts.is_codec_free() {
-            MedicalError::Dicom {
-                path: path.to_path_buf(),
-                message: format!("decoding pixel data: {e}"),
+    let decoded = decoder(path, || {
+        object.decode_pixel_data().map_err(|e| {
+            if ts.is_codec_free() {
+                MedicalError::Dicom {
+                    path: path.to_path_buf(),
+                    message: format!("decoding pixel data: {e}"),
+                }
+            } else {
+                unsupported(Some(e.to_string()))
             }
-        } else {
-            unsupported(Some(e.to_string()))
-        }
+        })
     })?;
     let frames = decoded.number_of_frames() as usize;
     // A single-frame file is its one frame whatever the selection (which is meant for volumes and multi-frame
@@ -316,9 +319,11 @@ fn read_frames_inner(
             let raw: Vec<f32> = if decoded.bits_allocated() == 32 {
                 // dicom-pixeldata converts 1-, 8- and 16-bit samples; 32-bit ones (RT dose grids, some
                 // parametric maps) are read here, then rescaled the same way.
-                let bytes = decoded
-                    .frame_data(index as u32)
-                    .map_err(|e| failed(e.to_string()))?;
+                let bytes = decoder(path, || {
+                    decoded
+                        .frame_data(index as u32)
+                        .map_err(|e| failed(e.to_string()))
+                })?;
                 let signed = decoded.pixel_representation() == PixelRepresentation::Signed;
                 let (slope, intercept) = decoded
                     .rescale()
@@ -338,9 +343,11 @@ fn read_frames_inner(
                     })
                     .collect()
             } else {
-                decoded
-                    .to_vec_frame_with_options::<f32>(index as u32, &ConvertOptions::new())
-                    .map_err(|e| failed(e.to_string()))?
+                decoder(path, || {
+                    decoded
+                        .to_vec_frame_with_options::<f32>(index as u32, &ConvertOptions::new())
+                        .map_err(|e| failed(e.to_string()))
+                })?
             };
             let values = if samples > 1 {
                 raw.chunks_exact(samples)

@@ -110,29 +110,30 @@ pub fn orientation(affine: &[[f64; 4]; 3]) -> [(usize, bool); 3] {
     out
 }
 
-/// Read a NIfTI file's `volume`-th 3-D volume, with scaling applied, reoriented to RAS+.
+/// Read a NIfTI file's `volume`-th 3-D volume, with scaling applied, reoriented to RAS+. A malformed file that
+/// makes the nifti crate panic (a fuzzing find in nifti 0.18.0: a data size inconsistent with the header) is
+/// reported as an error naming the file; only the crate's calls are guarded, TumorNet's own code is not.
 pub fn read_canonical(path: &Path, volume: usize) -> Result<CanonicalVolume, MedicalError> {
-    super::guarded(|| read_canonical_inner(path, volume)).unwrap_or_else(|reason| {
-        Err(MedicalError::Nifti {
-            path: path.to_path_buf(),
-            message: format!("malformed file: the NIfTI reader failed ({reason})"),
-        })
-    })
-}
-
-fn read_canonical_inner(path: &Path, volume: usize) -> Result<CanonicalVolume, MedicalError> {
     let error = |message: String| MedicalError::Nifti {
         path: path.to_path_buf(),
         message,
     };
-    let object = ReaderOptions::new()
-        .read_file(path)
-        .map_err(|e| error(e.to_string()))?;
-    let header = object.header().clone();
-    let data = object
-        .into_volume()
-        .into_ndarray::<f32>()
-        .map_err(|e| error(e.to_string()))?;
+    let read = || -> Result<_, MedicalError> {
+        let object = ReaderOptions::new()
+            .read_file(path)
+            .map_err(|e| error(e.to_string()))?;
+        let header = object.header().clone();
+        let data = object
+            .into_volume()
+            .into_ndarray::<f32>()
+            .map_err(|e| error(e.to_string()))?;
+        Ok((header, data))
+    };
+    let (header, data) = super::guarded(read).unwrap_or_else(|reason| {
+        Err(error(format!(
+            "malformed file: the NIfTI reader failed ({reason})"
+        )))
+    })?;
     let shape = data.shape().to_vec();
     if shape.len() < 3 {
         return Err(error(format!(
