@@ -182,6 +182,34 @@ fn set_path(table: &mut toml::Table, path: &[&str], value: toml::Value) {
     }
 }
 
+/// A TOML file of `T` (or `T::default()` without one), with `sets` applied and `validate` passed; a rule it
+/// breaks is reported with where the settings came from.
+pub fn resolve_file<T>(
+    file: Option<&Path>,
+    sets: &[String],
+    defaults: &str,
+    example: &'static str,
+    validate: impl Fn(&T) -> Result<(), String>,
+) -> Result<T, SettingsError>
+where
+    T: Serialize + DeserializeOwned + Default,
+{
+    let (base, origin) = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let origin = path.display().to_string();
+            (parse::<T>(&text, &origin)?, origin)
+        }
+        None => (T::default(), defaults.to_string()),
+    };
+    let resolved = apply_sets(&base, sets, example)?;
+    validate(&resolved).map_err(|message| SettingsError::Invalid { origin, message })?;
+    Ok(resolved)
+}
+
 /// Settings as TOML text (what `--print` shows and a run folder stores).
 pub fn to_toml<T: Serialize>(value: &T) -> Result<String, SettingsError> {
     toml::to_string_pretty(value).map_err(|e| SettingsError::Invalid {

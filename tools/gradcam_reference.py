@@ -19,25 +19,16 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
-import torchvision
 from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 sys.path.insert(0, str(Path(__file__).parent))
-from resnet_reference import formula_input, formula_tensor  # noqa: E402
+from resnet_reference import formula_input, formula_model  # noqa: E402
 
 OUT = Path("tests/fixtures/cam")
 OUT.mkdir(parents=True, exist_ok=True)
-keys = json.loads(Path("tests/fixtures/resnet/keys.json").read_text())
-sd = {}
-for i, (k, s) in enumerate(keys):
-    v = torch.from_numpy(formula_tensor(i, k, tuple(s)))
-    sd[k] = v[:4].clone() if k.startswith("fc.") else v
-model = torchvision.models.resnet18(num_classes=4)
-model.load_state_dict(sd)
-model.eval()
+model = formula_model(4)
 x = torch.from_numpy(formula_input()[:2].copy())
 with torch.no_grad():
     predicted = model(x).argmax(1).tolist()

@@ -46,6 +46,18 @@ def formula_tensor(index, name, shape):
     return v.astype(np.float32).reshape(shape)
 
 
+def formula_model(num_classes=4):
+    """torchvision's resnet18 with the formula weights (a 4-class head takes the first rows of the 1000-class fc)."""
+    keys = json.loads((OUT / "keys.json").read_text())
+    sd = {}
+    for i, (k, s) in enumerate(keys):
+        v = torch.from_numpy(formula_tensor(i, k, tuple(s)))
+        sd[k] = v[:num_classes].clone() if k.startswith("fc.") else v
+    model = torchvision.models.resnet18(num_classes=num_classes)
+    model.load_state_dict(sd)
+    return model.eval()
+
+
 def formula_input(n=3):
     """[n, 3, 224, 224] normalised-image-like input."""
     nn_, c, h, w = np.meshgrid(np.arange(n), np.arange(3), np.arange(224), np.arange(224), indexing="ij")

@@ -59,25 +59,13 @@ impl Hyperparameters {
         file: Option<&std::path::Path>,
         sets: &[String],
     ) -> Result<Hyperparameters, SettingsError> {
-        let (base, origin) = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
-                    path: path.to_path_buf(),
-                    source,
-                })?;
-                let origin = path.display().to_string();
-                (settings::parse::<Hyperparameters>(&text, &origin)?, origin)
-            }
-            None => (
-                Hyperparameters::default(),
-                "the training defaults".to_string(),
-            ),
-        };
-        let resolved = settings::apply_sets(&base, sets, "full_lr=1e-4")?;
-        resolved
-            .validate()
-            .map_err(|message| SettingsError::Invalid { origin, message })?;
-        Ok(resolved)
+        settings::resolve_file(
+            file,
+            sets,
+            "the training defaults",
+            "full_lr=1e-4",
+            Hyperparameters::validate,
+        )
     }
 
     pub fn validate(&self) -> Result<(), String> {

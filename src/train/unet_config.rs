@@ -82,22 +82,13 @@ impl SegConfig {
         file: Option<&std::path::Path>,
         sets: &[String],
     ) -> Result<SegConfig, SettingsError> {
-        let (config, origin) = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
-                    path: path.to_path_buf(),
-                    source,
-                })?;
-                let origin = path.display().to_string();
-                (settings::parse::<SegConfig>(&text, &origin)?, origin)
-            }
-            None => (SegConfig::default(), "the U-Net defaults".to_string()),
-        };
-        let config = settings::apply_sets(&config, sets, "epochs=10")?;
-        config
-            .validate()
-            .map_err(|message| SettingsError::Invalid { origin, message })?;
-        Ok(config)
+        settings::resolve_file(
+            file,
+            sets,
+            "the U-Net defaults",
+            "epochs=10",
+            SegConfig::validate,
+        )
     }
 
     pub fn validate(&self) -> Result<(), String> {
