@@ -5,6 +5,7 @@
 //! path) and rendered with pulldown-cmark.
 
 use crate::paths::lossy_string;
+use crate::train::segrun::SegRun;
 use base64::Engine;
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -53,6 +54,20 @@ fn read_json(path: &Path) -> Result<Option<Value>, ReportError> {
         })
 }
 
+/// A result file read as its type, so a renamed field breaks the build (or names itself when an old file is read)
+/// rather than showing as "–".
+fn read_typed<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, ReportError> {
+    match read_json(path)? {
+        None => Ok(None),
+        Some(value) => serde_json::from_value(value)
+            .map(Some)
+            .map_err(|e| ReportError::Read {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            }),
+    }
+}
+
 fn read_text(path: &Path) -> Option<String> {
     std::fs::read_to_string(path).ok()
 }
@@ -68,7 +83,7 @@ fn num(v: &Value) -> String {
 
 /// Build the report's Markdown from `sources`.
 pub fn document(sources: &Sources) -> Result<Document, ReportError> {
-    let run_config = read_json(&sources.run.join("run.json"))?
+    let run_config: crate::model::run::RunConfig = read_typed(&sources.run.join("run.json"))?
         .ok_or_else(|| ReportError::NotARun(sources.run.clone()))?;
     let metrics = read_json(&sources.run.join("metrics.json"))?;
     let mut md = String::new();
@@ -80,7 +95,7 @@ pub fn document(sources: &Sources) -> Result<Document, ReportError> {
         }
     };
 
-    let pretrained = run_config["weights_origin"]["kind"] == "file";
+    let pretrained = run_config.weights_origin.is_pretrained();
     let _ = writeln!(md, "# TumorNet report\n");
     let _ = writeln!(
         md,
@@ -88,7 +103,7 @@ pub fn document(sources: &Sources) -> Result<Document, ReportError> {
         env!("CARGO_PKG_VERSION"),
         httpdate::fmt_http_date(std::time::SystemTime::now()),
         lossy_string(&sources.run),
-        run_config["seed"],
+        run_config.seed,
         if pretrained {
             "ImageNet (torchvision) backbone".to_string()
         } else {
@@ -308,7 +323,7 @@ pub fn document(sources: &Sources) -> Result<Document, ReportError> {
         }
     }
     if let Some(dir) = &sources.seg {
-        if let Some(seg) = read_json(&dir.join("seg.json"))? {
+        if let Some(seg) = read_typed::<SegRun>(&dir.join("seg.json"))? {
             toc.push("Segmentation");
             let _ = writeln!(md, "## Segmentation\n");
             if let Some(text) = read_text(&dir.join("metrics.md")) {
@@ -319,20 +334,19 @@ pub fn document(sources: &Sources) -> Result<Document, ReportError> {
                 dir.join("gallery.png"),
                 "image, true mask, pseudo-mask, U-Net mask",
             );
-            if let Some(history) = seg["history"].as_array() {
-                let _ = writeln!(md, "\n| round | epoch | train loss | val. loss | val. Dice | s |\n|---|---|---|---|---|---|");
-                for e in history {
-                    let _ = writeln!(
-                        md,
-                        "| {} | {} | {} | {} | {} | {:.0} |",
-                        e["round"],
-                        e["epoch"],
-                        num(&e["train_loss"]),
-                        num(&e["validation_loss"]),
-                        num(&e["validation_dice"]),
-                        e["seconds"].as_f64().unwrap_or(0.0)
-                    );
-                }
+            let _ = writeln!(md, "\n| round | epoch | train loss | val. loss | val. Dice | s |\n|---|---|---|---|---|---|");
+            let three = |v: Option<f64>| v.map_or_else(|| "–".into(), |v| format!("{v:.3}"));
+            for e in &seg.history {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | {} | {:.0} |",
+                    e.round,
+                    e.epoch,
+                    three(Some(e.train_loss)),
+                    three(Some(e.validation_loss)),
+                    three(e.validation_dice),
+                    e.seconds
+                );
             }
         }
     }
@@ -354,18 +368,23 @@ pub fn document(sources: &Sources) -> Result<Document, ReportError> {
             serde_json::to_string_pretty(value).unwrap_or_default()
         );
     };
-    block(&mut md, "run.json", &run_config);
+    block(
+        &mut md,
+        "run.json",
+        &serde_json::to_value(&run_config).unwrap_or_default(),
+    );
     if let Some(metrics) = &metrics {
         block(&mut md, "training configuration", &metrics["config"]);
     }
     if let Some(dir) = &sources.seg {
-        if let Some(mut seg) = read_json(&dir.join("seg.json"))? {
-            if let Some(object) = seg.as_object_mut() {
-                object.remove("history");
-                object.remove("round_metrics");
-                object.remove("classifier");
-            }
-            block(&mut md, "segmentation settings", &seg);
+        if let Some(seg) = read_typed::<SegRun>(&dir.join("seg.json"))? {
+            let _ = writeln!(
+                md,
+                "**U-Net settings** (`train-seg --config`)\n\n```toml\n{}```\n\n**Pseudo-mask recipe** \
+                 (`pseudo-masks --recipe`)\n\n```toml\n{}```\n",
+                crate::settings::to_toml(&seg.config).unwrap_or_default(),
+                crate::settings::to_toml(&seg.pseudo_recipe).unwrap_or_default()
+            );
         }
     }
     let mut head = String::new();

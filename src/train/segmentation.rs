@@ -135,17 +135,27 @@ pub struct RoundConfig {
     pub dice_loss: DiceLoss,
 }
 
-/// One epoch of one round.
+/// One epoch of one round. JSON has no NaN (serde_json writes it as `null`, e.g. the loss of an empty
+/// validation split): such a value reads back as NaN, so the run folder still loads.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SegEpoch {
     pub round: usize,
     pub epoch: usize,
+    #[serde(deserialize_with = "null_as_nan")]
     pub train_loss: f64,
     /// Against the round's targets on the validation images.
+    #[serde(deserialize_with = "null_as_nan")]
     pub validation_loss: f64,
     pub validation_dice: Option<f64>,
+    #[serde(deserialize_with = "null_as_nan")]
     pub seconds: f64,
+    #[serde(deserialize_with = "null_as_nan")]
     pub images_per_second: f64,
+}
+
+/// A number written as `null` (NaN or infinite when saved) read back as NaN.
+fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// Train `unet` (on the training device, encoder frozen or not as the caller set it) for one round on
@@ -356,6 +366,23 @@ pub fn score_logits(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_epoch_saved_with_a_nan_loss_reads_back() {
+        let epoch = SegEpoch {
+            round: 1,
+            epoch: 1,
+            train_loss: 0.5,
+            validation_loss: f64::NAN,
+            validation_dice: None,
+            seconds: 1.0,
+            images_per_second: f64::INFINITY,
+        };
+        let text = serde_json::to_string(&epoch).expect("json");
+        let back: SegEpoch = serde_json::from_str(&text).expect("reads back");
+        assert!(back.validation_loss.is_nan() && back.images_per_second.is_nan());
+        assert_eq!(back.train_loss, 0.5);
+    }
 
     #[test]
     fn the_cosine_schedule_starts_at_the_rate_and_ends_at_one_percent() {
