@@ -95,7 +95,7 @@ pub fn apply_sets<T: Serialize + DeserializeOwned>(
     sets: &[String],
     example: &'static str,
 ) -> Result<T, SettingsError> {
-    let mut current = value.clone_via_toml()?;
+    let mut current = to_table(value)?;
     for text in sets {
         let (key, raw) = text
             .split_once('=')
@@ -218,17 +218,12 @@ pub fn to_toml<T: Serialize>(value: &T) -> Result<String, SettingsError> {
     })
 }
 
-trait ViaToml {
-    fn clone_via_toml(&self) -> Result<toml::Table, SettingsError>;
-}
-
-impl<T: Serialize> ViaToml for T {
-    fn clone_via_toml(&self) -> Result<toml::Table, SettingsError> {
-        toml::Table::try_from(self).map_err(|e| SettingsError::Invalid {
-            origin: "settings".into(),
-            message: e.to_string(),
-        })
-    }
+/// Settings as a TOML table, for changing keys.
+fn to_table<T: Serialize>(value: &T) -> Result<toml::Table, SettingsError> {
+    toml::Table::try_from(value).map_err(|e| SettingsError::Invalid {
+        origin: "settings".into(),
+        message: e.to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -153,19 +153,19 @@ pub struct ClassRecipe {
     pub sharpen: Vec<f32>,
 }
 
+/// The settings of a class the table does not list.
+static DEFAULT_CLASS: ClassRecipe = ClassRecipe {
+    cam_power: 1.0,
+    posterior_level: None,
+    occlusion: false,
+    sharpen: Vec::new(),
+};
+
 impl Default for ClassRecipe {
     fn default() -> Self {
-        ClassRecipe {
-            cam_power: 1.0,
-            posterior_level: None,
-            occlusion: false,
-            sharpen: Vec::new(),
-        }
+        DEFAULT_CLASS.clone()
     }
 }
-
-static DEFAULT_CLASS: std::sync::LazyLock<ClassRecipe> =
-    std::sync::LazyLock::new(ClassRecipe::default);
 
 impl Recipe {
     /// A preset by name or a TOML file, with `sets` applied and the result validated.
