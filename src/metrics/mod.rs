@@ -15,3 +15,8 @@ pub fn argmax(row: &[f32]) -> (usize, f32) {
         |best, (i, v)| if v > best.1 { (i, v) } else { best },
     )
 }
+
+/// A score for a table: three decimals, or "–" where there is none.
+pub fn three_places(value: Option<f64>) -> String {
+    value.map_or_else(|| "–".to_string(), |v| format!("{v:.3}"))
+}

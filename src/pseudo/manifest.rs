@@ -225,7 +225,7 @@ pub fn scored(manifest: &PseudoManifest, split: Split) -> bool {
 
 /// One split's scores of every threshold method, as markdown.
 pub fn quality_table(manifest: &PseudoManifest, split: Split) -> String {
-    let num = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| format!("{v:.3}"));
+    let num = crate::metrics::three_places;
     let mut out = format!(
         "Pseudo-masks ({}, {} gate, chosen: {}) against the true masks, {}: Dice and IoU are means over tumour \
          images; pooled Dice sums the pixels of all images; empty correct = no-tumour images given an empty \

@@ -335,7 +335,7 @@ pub fn document(sources: &Sources) -> Result<Document, ReportError> {
                 "image, true mask, pseudo-mask, U-Net mask",
             );
             let _ = writeln!(md, "\n| round | epoch | train loss | val. loss | val. Dice | s |\n|---|---|---|---|---|---|");
-            let three = |v: Option<f64>| v.map_or_else(|| "–".into(), |v| format!("{v:.3}"));
+            let three = crate::metrics::three_places;
             for e in &seg.history {
                 let _ = writeln!(
                     md,

@@ -442,7 +442,7 @@ fn quality(
 /// The quality table as markdown.
 pub fn quality_table(report: &CamReport) -> String {
     let pct = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| format!("{:.1} %", v * 100.0));
-    let num = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| format!("{v:.3}"));
+    let num = crate::metrics::three_places;
     let mut out = format!(
         "| method | class | masked | pointing game | energy in mask (uniform map) | Dice@{t} | IoU@{t} | \
          deletion gain (top {f:.0} %) |\n|---|---|---|---|---|---|---|---|\n",

@@ -11,6 +11,7 @@ use crate::data::scan::Split;
 use crate::data::shard::Shard;
 use crate::data::Class;
 use crate::metrics::segmentation::{MaskCounts, SegmentationScores, SegmentationSums};
+use crate::metrics::three_places as fmt;
 use crate::model::run;
 use crate::model::unet::{save_unet, UNet};
 use crate::progress::progress_bar;
@@ -289,10 +290,6 @@ fn save_run(
         &seg.mask_rule(),
         settings.gallery,
     )
-}
-
-fn fmt(v: Option<f64>) -> String {
-    v.map_or_else(|| "–".to_string(), |v| format!("{v:.3}"))
 }
 
 /// Whether `drop_unconfirmed = FRACTION` leaves a Training entry out: its deletion record says that blacking out
