@@ -158,6 +158,9 @@ pub struct DemoArgs {
     /// A small set for a quick look (and for the end-to-end test).
     #[arg(long)]
     pub quick: bool,
+    /// Start from random init and train every layer (the `full` stage) instead of from a pretrained backbone.
+    #[arg(long)]
+    pub from_scratch: bool,
     /// Seed for every random draw.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -217,6 +220,19 @@ pub enum WeightsCommand {
     },
     /// Print where `fetch` stores the weights.
     Path,
+    /// Write a run's backbone (every layer but the head) as a half-precision torchvision-layout safetensors file:
+    /// a starting point for `train --weights FILE` (how the built-in phantom backbone is made).
+    ExportBackbone {
+        /// Run folder (from `train`).
+        run: PathBuf,
+        /// The file to write (.safetensors).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn parse_backbone(text: &str) -> Result<crate::model::backbone::BackboneChoice, String> {
+    Ok(crate::model::backbone::BackboneChoice::parse(text))
 }
 
 #[derive(Debug, Clone, Args)]
@@ -229,9 +245,11 @@ pub struct TrainArgs {
     /// Seed for initialisation, the validation split, shuffling and mirroring.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// ImageNet (or other torchvision-layout) weights; default: the cached `weights fetch` file, if any.
-    #[arg(long)]
-    pub weights: Option<PathBuf>,
+    /// Weights to start from: a torchvision-layout file (ImageNet, or a model trained elsewhere), `phantom`
+    /// (TumorNet's built-in phantom-trained backbone: for phantom data only, never for real scans) or `none`
+    /// (random init). Default: the cached `weights fetch` file, if any, else random init.
+    #[arg(long, value_name = "FILE|phantom|none", value_parser = parse_backbone)]
+    pub weights: Option<crate::model::backbone::BackboneChoice>,
     /// Training settings as TOML (learning rates, optimiser, batch size, random erasing, …; `tumornet config
     /// train` prints every key). Default: the seed notebook's.
     #[arg(long, value_name = "FILE")]

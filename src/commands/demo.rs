@@ -9,6 +9,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let summary = demo(&DemoSettings {
         out: args.out.clone(),
         quick: args.quick,
+        from_scratch: args.from_scratch,
         seed: args.seed,
     })?;
     println!("\n{summary}");

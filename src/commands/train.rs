@@ -20,7 +20,7 @@ pub fn settings(args: &TrainArgs) -> anyhow::Result<TrainSettings> {
         data: args.data.clone(),
         out: args.out.clone(),
         seed: args.seed,
-        weights: args.weights.clone(),
+        weights: args.weights.clone().unwrap_or_default(),
         hyper: Hyperparameters::resolve(args.config.as_deref(), &args.sets)?,
         baseline_epochs: args.baseline_epochs,
         finetune_epochs: args.finetune_epochs,

@@ -1,4 +1,5 @@
-//! `tumornet weights fetch|import|path`: ImageNet weights into the cache; torchvision checkpoints into run folders.
+//! `tumornet weights fetch|import|path|export-backbone`: ImageNet weights into the cache; torchvision checkpoints
+//! into run folders; a run's backbone out as a starting point.
 
 use crate::cli::{WeightsArgs, WeightsCommand};
 use crate::model::fetch::{cache_dir, download, sha256_file};
@@ -52,6 +53,23 @@ pub fn run(args: &WeightsArgs) -> anyhow::Result<()> {
             }
         }
         WeightsCommand::Path => println!("{}", cache_dir()?.join(TORCHVISION_FILE).display()),
+        WeightsCommand::ExportBackbone { run: dir, out } => {
+            let (model, config) = run::load_run(dir, &crate::device::host())?;
+            let provenance = serde_json::to_string(&config)?;
+            weights::save_backbone(
+                model,
+                out,
+                burn::tensor::DType::F16,
+                &[("tumornet_backbone_of", provenance)],
+            )?;
+            println!(
+                "Wrote the backbone of {} ({} stage) to {} in f16 (SHA-256 {})",
+                dir.display(),
+                config.stage,
+                out.display(),
+                sha256_file(out)?
+            );
+        }
     }
     Ok(())
 }

@@ -162,6 +162,19 @@ impl SegmentationSums {
     }
 }
 
+/// A disc of `area` pixels (rounded to whole pixels by its radius) at the centre of a `side`×`side` mask: the
+/// trivial segmentation that knows only the mean lesion size, which any useful model must beat.
+pub fn centred_disc(side: usize, area: f64) -> Vec<bool> {
+    let radius_squared = area.max(0.0) / std::f64::consts::PI;
+    let centre = (side as f64 - 1.0) / 2.0;
+    (0..side * side)
+        .map(|i| {
+            let (y, x) = ((i / side) as f64 - centre, (i % side) as f64 - centre);
+            x * x + y * y <= radius_squared
+        })
+        .collect()
+}
+
 /// Scores of a group of images.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SegmentationScores {
@@ -186,6 +199,20 @@ pub struct SegmentationScores {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_centred_disc_has_the_asked_area_and_is_centred() {
+        let side = 128;
+        let disc = centred_disc(side, 1000.0);
+        let area = disc.iter().filter(|p| **p).count() as f64;
+        assert!((area - 1000.0).abs() < 1000.0 * 0.03, "{area}");
+        // Symmetric about the centre: a pixel and its point reflection agree.
+        for i in 0..side * side {
+            assert_eq!(disc[i], disc[side * side - 1 - i]);
+        }
+        assert!(disc[64 * side + 64] && !disc[0]);
+        assert!(centred_disc(side, 0.0).iter().filter(|p| **p).count() <= 1);
+    }
 
     fn mask(bits: &[u8]) -> Vec<bool> {
         bits.iter().map(|b| *b == 1).collect()

@@ -1,6 +1,7 @@
 //! The network: a torchvision-exact ResNet18 whose feature list serves the classifier head, Grad-CAM and the
 //! U-Net; its training policies; weights in and out; run folders.
 
+pub mod backbone;
 pub mod classifier;
 pub mod conv;
 pub mod fetch;

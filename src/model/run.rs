@@ -23,11 +23,31 @@ pub enum WeightsOrigin {
     RandomInit { seed: u64 },
     /// A torchvision-layout file (ImageNet weights, or a model trained elsewhere).
     File { path: PathBuf, sha256: String },
+    /// TumorNet's phantom-trained backbone, shipped inside the binary (the offline stand-in for ImageNet).
+    Phantom { sha256: String },
 }
 
 impl WeightsOrigin {
+    /// Whether the backbone started from learned weights (ImageNet, another file, or the phantom backbone).
     pub fn is_pretrained(&self) -> bool {
-        matches!(self, WeightsOrigin::File { .. })
+        !matches!(self, WeightsOrigin::RandomInit { .. })
+    }
+
+    /// One line for summaries and reports.
+    pub fn describe(&self) -> String {
+        match self {
+            WeightsOrigin::RandomInit { seed } => {
+                format!("torchvision's random init (seed {seed}), no pretrained weights")
+            }
+            WeightsOrigin::File { path, sha256 } => {
+                let short = sha256.get(..12).unwrap_or(sha256);
+                format!("`{}` (SHA-256 {short}…)", path.display())
+            }
+            WeightsOrigin::Phantom { sha256 } => format!(
+                "TumorNet's phantom-trained ResNet18 (built in, SHA-256 {}…), the offline stand-in for ImageNet",
+                sha256.get(..12).unwrap_or(sha256)
+            ),
+        }
     }
 }
 

@@ -92,14 +92,7 @@ pub fn load_torchvision_with(
     let result = match extension.as_deref() {
         Some("safetensors") => apply(
             &mut model,
-            TORCHVISION_TO_OURS
-                .iter()
-                .fold(SafetensorsStore::from_file(path), |s, (from, to)| {
-                    s.with_key_remapping(*from, *to)
-                })
-                .with_from_adapter(PyTorchToBurnAdapter)
-                .allow_partial(true)
-                .validate(false),
+            safetensors_reader(SafetensorsStore::from_file(path)),
         ),
         Some("pth") | Some("pt") => apply(
             &mut model,
@@ -114,8 +107,52 @@ pub fn load_torchvision_with(
                 .validate(false),
         ),
         _ => return Err(WeightsError::UnknownFormat(path.to_path_buf())),
+    };
+    finish_load(model, result, path, missing)
+}
+
+/// Load a torchvision-layout safetensors file held in memory (`name` names it in errors). The file may lack
+/// the head (`fc`), which then keeps its fresh init (a backbone-only file); any other missing tensor is an error.
+pub fn load_torchvision_bytes(
+    mut model: ResNet18,
+    bytes: &[u8],
+    name: &Path,
+) -> Result<(ResNet18, LoadReport), WeightsError> {
+    let store = safetensors_reader(SafetensorsStore::from_bytes(Some(bytes.to_vec())));
+    let result = apply(&mut model, store);
+    let (model, report) = finish_load(model, result, name, Missing::Allow)?;
+    let body: Vec<String> = report
+        .missing
+        .iter()
+        .filter(|tensor| !tensor.starts_with("fc."))
+        .cloned()
+        .collect();
+    if !body.is_empty() {
+        return Err(WeightsError::Missing {
+            path: name.to_path_buf(),
+            tensors: body,
+        });
     }
-    .map_err(|message| WeightsError::Read {
+    Ok((model, report))
+}
+
+/// A safetensors store that reads torchvision names and layouts.
+fn safetensors_reader(store: SafetensorsStore) -> SafetensorsStore {
+    TORCHVISION_TO_OURS
+        .iter()
+        .fold(store, |s, (from, to)| s.with_key_remapping(*from, *to))
+        .with_from_adapter(PyTorchToBurnAdapter)
+        .allow_partial(true)
+        .validate(false)
+}
+
+fn finish_load(
+    model: ResNet18,
+    result: Result<ApplyResult, String>,
+    path: &Path,
+    missing: Missing,
+) -> Result<(ResNet18, LoadReport), WeightsError> {
+    let result = result.map_err(|message| WeightsError::Read {
         path: path.to_path_buf(),
         message,
     })?;
@@ -245,6 +282,36 @@ pub fn save_safetensors<M: ModuleSnapshot>(
         store = store.metadata(*key, value.clone());
     }
     module
+        .save_into(&mut store)
+        .map_err(|e| write_error(e.to_string()))?;
+    std::fs::rename(&temporary, path).map_err(|e| write_error(e.to_string()))
+}
+
+/// Save the backbone of `model` (every tensor but the head `fc`) as safetensors with torchvision's key names and
+/// layouts, its floats cast to `dtype` (F16 halves the file; loading casts back to f32). Takes the model by
+/// value: a clone would share its BatchNorm running statistics, which the cast replaces in place.
+pub fn save_backbone(
+    model: ResNet18,
+    path: &Path,
+    dtype: DType,
+    metadata: &[(&str, String)],
+) -> Result<(), WeightsError> {
+    let write_error = |message: String| WeightsError::Write {
+        path: path.to_path_buf(),
+        message,
+    };
+    let temporary = temporary_path(path);
+    let mut store = OURS_TO_TORCHVISION
+        .iter()
+        .fold(SafetensorsStore::from_file(&temporary), |s, (from, to)| {
+            s.with_key_remapping(*from, *to)
+        })
+        .with_to_adapter(BurnToPyTorchAdapter)
+        .with_predicate(|tensor, _| !tensor.starts_with("fc."));
+    for (key, value) in metadata {
+        store = store.metadata(*key, value.clone());
+    }
+    cast_floats(model, dtype)
         .save_into(&mut store)
         .map_err(|e| write_error(e.to_string()))?;
     std::fs::rename(&temporary, path).map_err(|e| write_error(e.to_string()))

@@ -4,6 +4,7 @@
 //! computes nothing but layout. It is written as Markdown first (kept beside it as `report.md`, figures by
 //! path) and rendered with pulldown-cmark.
 
+use crate::model::run::WeightsOrigin;
 use crate::paths::lossy_string;
 use crate::train::segrun::SegRun;
 use base64::Engine;
@@ -104,12 +105,19 @@ pub fn document(sources: &Sources) -> Result<Document, ReportError> {
         httpdate::fmt_http_date(std::time::SystemTime::now()),
         lossy_string(&sources.run),
         run_config.seed,
-        if pretrained {
-            "ImageNet (torchvision) backbone".to_string()
-        } else {
-            "**random init — no ImageNet weights**".to_string()
+        match &run_config.weights_origin {
+            WeightsOrigin::RandomInit { .. } => "**random init — no ImageNet weights**".to_string(),
+            origin => origin.describe(),
         }
     );
+    if matches!(run_config.weights_origin, WeightsOrigin::Phantom { .. }) {
+        md.push_str(
+            "> **Phantom-trained backbone:** no ImageNet weights were at hand, so the classifier started from \
+             TumorNet's built-in ResNet18 trained on phantom images (another seed, lesions twice the realistic \
+             size). It stands in for ImageNet to show the whole pipeline offline; it has seen phantom images only \
+             and is not a model for real scans.\n\n",
+        );
+    }
     if !pretrained {
         md.push_str(
             "> **Read the numbers with this in mind:** without ImageNet weights the frozen stages start from random \

@@ -284,9 +284,24 @@ fn one() -> usize {
     1
 }
 
-/// A phantom test image of a class (seed 0, as `tumornet synth` makes it), as PNG: something to try the page on.
-async fn example(query: Result<Query<ExampleQuery>, QueryRejection>) -> Result<Response, ApiError> {
+/// The lesion scale of the example images: that of the offline demo (the built-in backbone's) for a run that
+/// started from the phantom backbone or from random init, which only learn phantom lesions at that scale;
+/// realistic sizes otherwise.
+fn example_lesion_scale(origin: &crate::model::run::WeightsOrigin) -> f32 {
+    match origin {
+        crate::model::run::WeightsOrigin::File { .. } => 1.0,
+        _ => crate::model::backbone::PHANTOM_LESION_SCALE,
+    }
+}
+
+/// A phantom test image of a class (seed 0, as `tumornet synth` makes it; lesions at the scale the run can see,
+/// see [`example_lesion_scale`]), as PNG: something to try the page on.
+async fn example(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<ExampleQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| bad(e.body_text()))?;
+    let lesion_scale = example_lesion_scale(&state.config.weights_origin);
     let png = blocking(move || {
         use crate::data::phantom::{render, ImageId, SynthConfig};
         let config = SynthConfig {
@@ -296,7 +311,7 @@ async fn example(query: Result<Query<ExampleQuery>, QueryRejection>) -> Result<R
             min_size: 256,
             max_size: 256,
             jpeg_quality: 90,
-            lesion_scale: 1.0,
+            lesion_scale,
             without_lesions: false,
         };
         let id = ImageId {

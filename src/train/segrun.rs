@@ -47,6 +47,10 @@ pub struct SegRun {
     pub seed: u64,
     pub history: Vec<SegEpoch>,
     pub round_metrics: Vec<RoundMetrics>,
+    /// The trivial reference: a centred disc of the mean true lesion area of the Training tumour images, scored
+    /// on the Testing images against their true masks (label gate); `None` without true masks.
+    #[serde(default)]
+    pub reference_disc: Option<SegmentationScores>,
     pub seconds: f64,
     pub created_by: String,
 }

@@ -5,8 +5,9 @@
 use crate::data::scan::{self, Split};
 use crate::data::Class;
 use crate::metrics::report::{classification_report, ClassificationReport};
+use crate::model::backbone::{Backbone, BackboneChoice};
 use crate::model::run::{save_run, RunConfig, WeightsOrigin};
-use crate::model::{weights, ResNet18};
+use crate::model::ResNet18;
 use crate::progress::progress_bar;
 use crate::train::config::{Stage, TrainConfig};
 use crate::train::data::{prepare, stratified_split};
@@ -66,8 +67,8 @@ pub struct TrainSettings {
     pub data: PathBuf,
     pub out: PathBuf,
     pub seed: u64,
-    /// ImageNet (or other torchvision-layout) weights; `None`: the cached `weights fetch` file, if any.
-    pub weights: Option<PathBuf>,
+    /// Weights to start from (`Auto`: the cached `weights fetch` file, if any, else random init).
+    pub weights: BackboneChoice,
     pub hyper: Hyperparameters,
     pub baseline_epochs: usize,
     pub finetune_epochs: usize,
@@ -98,13 +99,15 @@ pub fn train(args: &TrainSettings) -> anyhow::Result<TrainReport> {
                 })?,
         ),
     };
-    // Weights: given, cached, or none (then say so, once, and make sure a stage can learn).
-    let imagenet = crate::model::fetch::resolve_imagenet(args.weights.as_deref())?;
-    let full_epochs = args.full_epochs.unwrap_or(if imagenet.is_some() {
-        0
-    } else {
-        DEFAULT_OFFLINE_FULL_EPOCHS
-    });
+    // Weights: given, cached, built in, or none (then say so, once, and make sure a stage can learn).
+    let backbone = Backbone::resolve(&args.weights)?;
+    let full_epochs = args
+        .full_epochs
+        .unwrap_or(if backbone == Backbone::RandomInit {
+            DEFAULT_OFFLINE_FULL_EPOCHS
+        } else {
+            0
+        });
     let hyper = &args.hyper;
     if hyper.random_erasing > 0.0 && full_epochs == 0 && !args.resume {
         bail!(
@@ -147,30 +150,22 @@ pub fn train(args: &TrainSettings) -> anyhow::Result<TrainReport> {
     let host = crate::device::host();
     host.seed(args.seed);
     let fresh = ResNet18::new(Class::COUNT, &host);
-    let (model, origin) = match &imagenet {
-        Some(path) => {
-            let (model, report) = weights::load_torchvision(fresh, path)
-                .with_context(|| format!("loading {}", path.display()))?;
-            tracing::info!(
-                "starting from {} ({} tensors; head {})",
-                path.display(),
-                report.applied,
-                if report.head_replaced.is_some() {
-                    "fresh"
-                } else {
-                    "loaded"
-                }
-            );
-            (
-                model,
-                WeightsOrigin::File {
-                    path: path.clone(),
-                    sha256: String::new(),
-                },
-            )
-        }
-        None => (fresh, WeightsOrigin::RandomInit { seed: args.seed }),
-    };
+    let (model, origin, loaded) = backbone
+        .load(fresh, args.seed)
+        .context("loading the starting weights")?;
+    if let Some(report) = loaded {
+        tracing::info!(
+            "starting from {} ({} tensors; head {})",
+            origin.describe(),
+            report.applied,
+            if report.head_replaced.is_some() || report.missing.iter().any(|t| t.starts_with("fc."))
+            {
+                "fresh"
+            } else {
+                "loaded"
+            }
+        );
+    }
     let model = crate::device::from_host(model, &crate::device::inference()).train();
     // A resumed run keeps the configuration and weights origin it started with.
     let config = resume.as_ref().map_or_else(
@@ -185,6 +180,12 @@ pub fn train(args: &TrainSettings) -> anyhow::Result<TrainReport> {
         |s| s.config.clone(),
     );
     let origin = resume.as_ref().map_or(origin, |s| s.weights_origin.clone());
+    if matches!(origin, WeightsOrigin::Phantom { .. }) {
+        eprintln!(
+            "note: starting from TumorNet's phantom-trained backbone (asked for with `--weights phantom`): its \
+             features were learned on phantom images only; use ImageNet weights for real scans"
+        );
+    }
     // Said once per command, with the epochs the run will have (a resumed run's own, not this command's flags).
     if matches!(origin, WeightsOrigin::RandomInit { .. }) {
         let full: usize = config

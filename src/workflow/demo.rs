@@ -1,6 +1,6 @@
 //! The demo: the whole job on a generated phantom set, into one folder: generate the set (`data/`),
-//! inspect it (`inspect/`), train the seed protocol (`run/`; plus the `full` stage when no ImageNet weights are
-//! at hand), explain the test images with Grad-CAM and score the maps against the true masks (`cam/`), turn the
+//! inspect it (`inspect/`), train the seed protocol (`run/`) from ImageNet weights when they are cached, else from
+//! the built-in phantom-trained backbone (or, `--from-scratch`, from random init with the `full` stage), explain the test images with Grad-CAM and score the maps against the true masks (`cam/`), turn the
 //! CAMs into pseudo-masks and train the U-Net on them in self-training rounds (`seg/`, with `seg/pseudo-masks/`),
 //! and write `summary.md` and the self-contained `report.html`.
 
@@ -11,6 +11,7 @@ use super::report::{report, ReportRequest};
 use super::unet::{metrics_table, train_unet, UnetSettings};
 use crate::cam::{CamLayer, CamMethod};
 use crate::data::phantom::{self, SynthConfig};
+use crate::model::backbone::BackboneChoice;
 use crate::pseudo::Recipe;
 use crate::train::hyper::Hyperparameters;
 use crate::train::unet_config::SegConfig;
@@ -25,13 +26,26 @@ pub struct DemoSettings {
     pub out: PathBuf,
     /// A small set for a quick look (and for the end-to-end test).
     pub quick: bool,
+    /// Random init and the `full` stage instead of a pretrained backbone.
+    pub from_scratch: bool,
     pub seed: u64,
 }
 
-/// Lesion sizes of the phantom when no ImageNet weights are at hand: twice the realistic ranges, so that a
-/// ResNet18 trained from scratch on a few hundred images has something it can learn (the realistic set stays at
-/// chance from scratch; see BENCHMARKS.md).
-pub const OFFLINE_LESION_SCALE: f32 = 2.0;
+/// Lesion sizes of the phantom when no ImageNet weights are at hand: twice the realistic ranges, the scale the
+/// built-in phantom backbone learned (and one a ResNet18 trained from scratch on a few hundred images can learn;
+/// the realistic set stays at chance from scratch, see BENCHMARKS.md).
+pub const OFFLINE_LESION_SCALE: f32 = crate::model::backbone::PHANTOM_LESION_SCALE;
+
+/// The backbone the demo starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// Cached ImageNet weights (`weights fetch`): realistic lesion sizes.
+    ImageNet,
+    /// No ImageNet weights: the built-in phantom-trained backbone, the offline stand-in.
+    Phantom,
+    /// `--from-scratch`: torchvision's random init and the `full` stage.
+    Scratch,
+}
 
 /// Sizes of a demo run.
 struct Plan {
@@ -40,54 +54,80 @@ struct Plan {
     lesion_scale: f32,
     baseline_epochs: usize,
     finetune_epochs: usize,
-    /// Epochs of the `full` stage (only when no ImageNet weights are available).
+    /// Epochs of the `full` stage (from scratch only).
     full_epochs: usize,
-    /// Classifier batch size (offline 8: more steps per epoch learned faster from scratch than 32).
+    /// Classifier batch size (from scratch 8: more steps per epoch learned faster than 32).
     batch_size: usize,
-    /// U-Net epochs of the first and of the second (self-training) round.
+    /// The pseudo-mask recipe.
+    recipe: &'static str,
+    /// The U-Net's rounds and the epochs of its first and later rounds.
+    seg_rounds: usize,
     seg_epochs: usize,
     seg_round_epochs: usize,
 }
 
-fn plan(quick: bool, pretrained: bool) -> Plan {
-    match (quick, pretrained) {
-        (true, _) => Plan {
-            train_per_class: 12,
-            test_per_class: 6,
-            lesion_scale: if pretrained {
-                1.0
-            } else {
-                OFFLINE_LESION_SCALE
-            },
-            baseline_epochs: 2,
-            finetune_epochs: 2,
-            full_epochs: if pretrained { 0 } else { 2 },
-            batch_size: 32,
-            seg_epochs: 1,
-            seg_round_epochs: 1,
-        },
-        (false, true) => Plan {
-            train_per_class: 150,
-            test_per_class: 50,
-            lesion_scale: 1.0,
+fn plan(quick: bool, start: Start) -> Plan {
+    let lesion_scale = match start {
+        Start::ImageNet => 1.0,
+        Start::Phantom | Start::Scratch => OFFLINE_LESION_SCALE,
+    };
+    match (quick, start) {
+        // The seed's two stages from a pretrained backbone, the best recipe, the U-Net's best settings (one
+        // round), sized to run in a few minutes on two cores.
+        (false, Start::ImageNet | Start::Phantom) => Plan {
+            train_per_class: 40,
+            test_per_class: 25,
+            lesion_scale,
             baseline_epochs: 5,
             finetune_epochs: 5,
             full_epochs: 0,
             batch_size: 32,
-            seg_epochs: 4,
-            seg_round_epochs: 2,
+            recipe: "best",
+            seg_rounds: 1,
+            seg_epochs: 10,
+            seg_round_epochs: 1,
         },
-        // Offline the frozen stages cannot learn (random filters): short, to show the protocol; the time goes
-        // to the `full` stage.
-        (false, false) => Plan {
+        // Few images: more epochs and smaller batches, so that the new head takes enough steps (a baseline
+        // epoch on cached features costs milliseconds).
+        (true, Start::ImageNet | Start::Phantom) => Plan {
+            train_per_class: 8,
+            test_per_class: 4,
+            lesion_scale,
+            baseline_epochs: 10,
+            finetune_epochs: 5,
+            full_epochs: 0,
+            batch_size: 8,
+            recipe: "best",
+            seg_rounds: 1,
+            seg_epochs: 4,
+            seg_round_epochs: 1,
+        },
+        // From scratch the frozen stages cannot learn (random filters): short, to show the protocol; the time
+        // goes to the `full` stage. The best recipe needs a classifier that learned the lesions: the seed's.
+        (false, Start::Scratch) => Plan {
             train_per_class: 120,
             test_per_class: 40,
-            lesion_scale: OFFLINE_LESION_SCALE,
+            lesion_scale,
             baseline_epochs: 2,
             finetune_epochs: 1,
             full_epochs: 8,
             batch_size: 8,
+            recipe: "seed",
+            seg_rounds: 2,
             seg_epochs: 2,
+            seg_round_epochs: 1,
+        },
+        (true, Start::Scratch) => Plan {
+            train_per_class: 12,
+            test_per_class: 6,
+            lesion_scale,
+            baseline_epochs: 2,
+            finetune_epochs: 2,
+            full_epochs: 2,
+            batch_size: 32,
+            recipe: "seed",
+            seg_rounds: 2,
+            seg_epochs: 1,
             seg_round_epochs: 1,
         },
     }
@@ -96,8 +136,13 @@ fn plan(quick: bool, pretrained: bool) -> Plan {
 /// Run every step; returns the summary (also written to `summary.md`).
 pub fn demo(args: &DemoSettings) -> anyhow::Result<String> {
     let start = Instant::now();
-    let pretrained = crate::model::fetch::resolve_imagenet(None)?.is_some();
-    let plan = plan(args.quick, pretrained);
+    let imagenet = crate::model::fetch::resolve_imagenet(None)?;
+    let (start_from, weights) = match (args.from_scratch, imagenet) {
+        (true, _) => (Start::Scratch, BackboneChoice::RandomInit),
+        (false, Some(path)) => (Start::ImageNet, BackboneChoice::File(path)),
+        (false, None) => (Start::Phantom, BackboneChoice::Phantom),
+    };
+    let plan = plan(args.quick, start_from);
     let data = args.out.join("data");
     let mut timings = Vec::new();
 
@@ -132,7 +177,7 @@ pub fn demo(args: &DemoSettings) -> anyhow::Result<String> {
         data: data.clone(),
         out: run.clone(),
         seed: args.seed,
-        weights: None,
+        weights,
         hyper: Hyperparameters {
             batch_size: plan.batch_size,
             ..Hyperparameters::default()
@@ -170,17 +215,14 @@ pub fn demo(args: &DemoSettings) -> anyhow::Result<String> {
     timings.push(("Grad-CAM + quality", t.elapsed().as_secs_f64()));
 
     let t = Instant::now();
-    // The best recipe needs a classifier that has learned the lesions; from scratch offline this one has not
-    // (BENCHMARKS.md), so the demo then uses the seed's masks, which cost no occlusion passes.
-    let recipe_name = if pretrained { "best" } else { "seed" };
     let seg = train_unet(&UnetSettings {
         run: run.clone(),
         data: data.clone(),
         out: args.out.join("seg"),
         pseudo: None,
-        recipe: Recipe::preset(recipe_name)?,
+        recipe: Recipe::preset(plan.recipe)?,
         config: SegConfig {
-            rounds: 2,
+            rounds: plan.seg_rounds,
             epochs: plan.seg_epochs,
             round_epochs: plan.seg_round_epochs,
             ..SegConfig::default()
@@ -198,10 +240,10 @@ pub fn demo(args: &DemoSettings) -> anyhow::Result<String> {
         plan.test_per_class,
         args.seed,
         plan.lesion_scale,
-        if trained.weights_origin.is_pretrained() {
-            "Started from ImageNet weights."
-        } else {
-            OFFLINE_NOTE
+        match start_from {
+            Start::ImageNet => format!("Backbone: ImageNet weights, {}.", trained.weights_origin.describe()),
+            Start::Phantom => PHANTOM_NOTE.to_string(),
+            Start::Scratch => SCRATCH_NOTE.to_string(),
         }
     ));
     summary.push_str("## Classification (test split)\n\n");
@@ -209,7 +251,10 @@ pub fn demo(args: &DemoSettings) -> anyhow::Result<String> {
     summary.push_str("\n\n## Grad-CAM quality against the true masks\n\n");
     summary.push_str(&quality_table(&cams));
     summary.push_str("\n## Segmentation (U-Net on CAM pseudo-masks)\n\n");
-    summary.push_str(&format!("Pseudo-masks by the `{recipe_name}` recipe.\n\n"));
+    summary.push_str(&format!(
+        "Pseudo-masks by the `{}` recipe (`tumornet config recipe {}` prints it).\n\n",
+        plan.recipe, plan.recipe
+    ));
     summary.push_str(&metrics_table(&seg));
     summary.push_str("\n## Time\n\n| phase | seconds |\n|---|---|\n");
     for (phase, seconds) in &timings {
@@ -231,9 +276,17 @@ pub fn demo(args: &DemoSettings) -> anyhow::Result<String> {
     Ok(summary)
 }
 
-/// What the summary says when no ImageNet weights were at hand.
-const OFFLINE_NOTE: &str = "**No ImageNet weights** (run `tumornet weights fetch` where there is internet): the \
-    frozen stages start from random filters and stay near chance; only the `full` stage (every layer, from \
-    scratch) learns. At realistic lesion sizes a few hundred images are too few for that, so this offline demo \
-    draws lesions twice as large (lesion scale 2): an easier set, on which the numbers below show what the \
-    pipeline does with a model that learned something — not what it does on real MRI.";
+/// What the summary says when the demo started from the built-in phantom backbone.
+const PHANTOM_NOTE: &str = "**Backbone: TumorNet's phantom-trained ResNet18**, the offline stand-in for ImageNet \
+    weights (none are cached here; `tumornet weights fetch` where there is internet, and the demo uses them \
+    instead). It was trained by TumorNet on a phantom set of another seed, with lesions drawn twice the realistic \
+    size (lesion scale 2), so this demo draws its set at that scale too. The seed's two stages then run from it \
+    as from ImageNet: the frozen backbone with a new head, then layer4 fine-tuned. **It has seen phantom images \
+    only: it is not a model for real scans.**";
+
+/// What the summary says when asked to start from random init.
+const SCRATCH_NOTE: &str = "**From scratch** (`--from-scratch`): the frozen stages start from random filters and \
+    stay near chance; only the `full` stage (every layer, from scratch) learns. At realistic lesion sizes a few \
+    hundred images are too few for that, so this demo draws lesions twice as large (lesion scale 2): an easier \
+    set, on which the numbers below show what the pipeline does with a model that learned a little — not what it \
+    does on real MRI.";

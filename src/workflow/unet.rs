@@ -252,6 +252,7 @@ pub fn train_unet(settings: &UnetSettings) -> anyhow::Result<SegRun> {
         seed: settings.seed,
         history,
         round_metrics,
+        reference_disc: disc_reference(&train_items, &test_items, SIDE as usize),
         seconds: start.elapsed().as_secs_f64(),
         created_by: format!("tumornet {}", env!("CARGO_PKG_VERSION")),
     };
@@ -494,6 +495,19 @@ pub fn metrics_table(seg: &SegRun) -> String {
             row(&mut out, m.round, "U-Net vs pseudo-masks, Testing", s);
         }
     }
+    if let Some(s) = &seg.reference_disc {
+        row(
+            &mut out,
+            0,
+            "centred disc of the mean lesion area, Testing",
+            s,
+        );
+        out.push_str(
+            "
+Round 0 is the trivial reference: the same disc at the centre of every tumour image, its area the \
+             mean true lesion area of the Training images. A useful U-Net beats it.\n",
+        );
+    }
     if let Some(last) = seg.round_metrics.last() {
         if let Some((lo, hi)) = last.test_dice_interval {
             out.push_str(&format!(
@@ -515,6 +529,42 @@ pub fn metrics_table(seg: &SegRun) -> String {
         }
     }
     out
+}
+
+/// The trivial reference: a centred disc of the mean true lesion area of the Training tumour images, scored on the
+/// Testing images (no-tumour images get an empty mask, as the label gate gives them). `None` without true masks.
+fn disc_reference(
+    train_items: &[&Item],
+    test_items: &[&Item],
+    side: usize,
+) -> Option<SegmentationScores> {
+    let areas: Vec<f64> = train_items
+        .iter()
+        .filter(|i| i.entry.class.is_tumour())
+        .filter_map(|i| i.truth.as_ref())
+        .map(|t| t.iter().filter(|p| **p).count() as f64)
+        .collect();
+    if areas.is_empty() {
+        return None;
+    }
+    let disc = crate::metrics::segmentation::centred_disc(
+        side,
+        areas.iter().sum::<f64>() / areas.len() as f64,
+    );
+    let empty = vec![false; side * side];
+    let mut sums = SegmentationSums::default();
+    let mut any = false;
+    for item in test_items {
+        let Some(truth) = &item.truth else { continue };
+        any = true;
+        let predicted = if item.entry.class.is_tumour() {
+            &disc
+        } else {
+            &empty
+        };
+        sums.add_image(&MaskCounts::from_masks(predicted, truth, None), None);
+    }
+    any.then(|| sums.scores())
 }
 
 /// Testing tumour cases: image | true mask | pseudo-mask | U-Net mask (label gate).

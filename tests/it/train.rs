@@ -9,7 +9,7 @@ fn args(data: std::path::PathBuf, out: std::path::PathBuf) -> TrainSettings {
         data,
         out,
         seed: 4,
-        weights: None,
+        weights: tumornet::model::backbone::BackboneChoice::RandomInit,
         hyper: Hyperparameters {
             batch_size: 8,
             validation_fraction: 0.25,
