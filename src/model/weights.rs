@@ -267,24 +267,7 @@ pub fn save_safetensors<M: ModuleSnapshot>(
     path: &Path,
     metadata: &[(&str, String)],
 ) -> Result<(), WeightsError> {
-    let write_error = |message: String| WeightsError::Write {
-        path: path.to_path_buf(),
-        message,
-    };
-    let temporary = temporary_path(path);
-    let mut store = OURS_TO_TORCHVISION
-        .iter()
-        .fold(SafetensorsStore::from_file(&temporary), |s, (from, to)| {
-            s.with_key_remapping(*from, *to)
-        })
-        .with_to_adapter(BurnToPyTorchAdapter);
-    for (key, value) in metadata {
-        store = store.metadata(*key, value.clone());
-    }
-    module
-        .save_into(&mut store)
-        .map_err(|e| write_error(e.to_string()))?;
-    std::fs::rename(&temporary, path).map_err(|e| write_error(e.to_string()))
+    write_safetensors(module, path, metadata, None)
 }
 
 /// Save the backbone of `model` (every tensor but the head `fc`) as safetensors with torchvision's key names and
@@ -296,6 +279,23 @@ pub fn save_backbone(
     dtype: DType,
     metadata: &[(&str, String)],
 ) -> Result<(), WeightsError> {
+    let without_head: fn(&str, &str) -> bool = |tensor, _| !tensor.starts_with("fc.");
+    write_safetensors(
+        &cast_floats(model, dtype),
+        path,
+        metadata,
+        Some(without_head),
+    )
+}
+
+/// Write `module` in torchvision's names and layouts through a temporary file renamed into place; `keep`, when
+/// given, chooses the tensors to write.
+fn write_safetensors<M: ModuleSnapshot>(
+    module: &M,
+    path: &Path,
+    metadata: &[(&str, String)],
+    keep: Option<fn(&str, &str) -> bool>,
+) -> Result<(), WeightsError> {
     let write_error = |message: String| WeightsError::Write {
         path: path.to_path_buf(),
         message,
@@ -306,12 +306,14 @@ pub fn save_backbone(
         .fold(SafetensorsStore::from_file(&temporary), |s, (from, to)| {
             s.with_key_remapping(*from, *to)
         })
-        .with_to_adapter(BurnToPyTorchAdapter)
-        .with_predicate(|tensor, _| !tensor.starts_with("fc."));
+        .with_to_adapter(BurnToPyTorchAdapter);
+    if let Some(keep) = keep {
+        store = store.with_predicate(keep);
+    }
     for (key, value) in metadata {
         store = store.metadata(*key, value.clone());
     }
-    cast_floats(model, dtype)
+    module
         .save_into(&mut store)
         .map_err(|e| write_error(e.to_string()))?;
     std::fs::rename(&temporary, path).map_err(|e| write_error(e.to_string()))
