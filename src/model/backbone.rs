@@ -108,11 +108,7 @@ pub fn load_phantom(fresh: ResNet18) -> Result<(ResNet18, LoadReport), WeightsEr
 
 /// SHA-256 (hex) of the shipped file.
 pub fn phantom_sha256() -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(PHANTOM_BACKBONE)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    super::fetch::sha256_hex(PHANTOM_BACKBONE)
 }
 
 #[cfg(test)]

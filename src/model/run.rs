@@ -35,17 +35,17 @@ impl WeightsOrigin {
 
     /// One line for summaries and reports.
     pub fn describe(&self) -> String {
+        let short = |sha256: &str| sha256.get(..12).unwrap_or(sha256).to_string();
         match self {
             WeightsOrigin::RandomInit { seed } => {
                 format!("torchvision's random init (seed {seed}), no pretrained weights")
             }
             WeightsOrigin::File { path, sha256 } => {
-                let short = sha256.get(..12).unwrap_or(sha256);
-                format!("`{}` (SHA-256 {short}…)", path.display())
+                format!("`{}` (SHA-256 {}…)", path.display(), short(sha256))
             }
             WeightsOrigin::Phantom { sha256 } => format!(
                 "TumorNet's phantom-trained ResNet18 (built in, SHA-256 {}…), the offline stand-in for ImageNet",
-                sha256.get(..12).unwrap_or(sha256)
+                short(sha256)
             ),
         }
     }
