@@ -10,7 +10,7 @@ use crate::data::inputs::InputError;
 use crate::data::inputs::{gather, unique_name, Item};
 use crate::data::preprocess::{resize_mask, resize_rgb};
 use crate::data::Class;
-use crate::metrics::segmentation::{MaskCounts, SegmentationScores, SegmentationSums};
+use crate::metrics::segmentation::{MaskScore, SegmentationScores, SegmentationSums};
 use crate::train::segmentation::MaskRule;
 use crate::train::segrun::{load_segrun, segment_images};
 use crate::viz::{self, masks};
@@ -70,15 +70,17 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<()> {
     }
     if let Some(all) = report.scores.get("all") {
         println!(
-            "Against the true masks: Dice {} (mean over {} tumour images{}), empty correct {}",
-            all.dice.map_or("–".into(), |d| format!("{d:.3}")),
+            "Against the true masks: Dice {} (mean over {} tumour images{}), HD95 {} px, ASD {} px, empty correct {}",
+            crate::metrics::three_places(all.dice),
             all.tumour_images,
             report
                 .dice_interval
                 .map_or(String::new(), |(lo, hi)| format!(
                     "; 95 % interval {lo:.3}–{hi:.3}"
                 )),
-            all.empty_correct.map_or("–".into(), |d| format!("{d:.3}"))
+            crate::metrics::one_place(all.hd95),
+            crate::metrics::one_place(all.asd),
+            crate::metrics::three_places(all.empty_correct)
         );
     }
     println!(
@@ -150,12 +152,12 @@ pub fn segment(args: &SegmentArgs) -> anyhow::Result<SegmentReport> {
             let overlay_path = overlays_dir.join(format!("{name}.png"));
             viz::save_png(&overlay, &overlay_path)?;
             let dice = truth.as_ref().and_then(|t| {
-                let counts = MaskCounts::from_masks(&mask, t, None);
+                let score = MaskScore::between(&mask, t, side as usize);
                 let class = item
                     .true_class
                     .map_or_else(|| "unknown".into(), |c| c.to_string());
-                sums.entry(class).or_default().add_image(&counts, None);
-                counts.lesion_dice()
+                sums.entry(class).or_default().add_image(&score, None);
+                score.counts.lesion_dice()
             });
             if let Some(class) = item.true_class.filter(|c| c.is_tumour()) {
                 if gallery.len() < 12 && gallery.iter().filter(|(c, _)| *c == class).count() < 4 {

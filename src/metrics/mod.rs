@@ -5,6 +5,7 @@ pub mod classification;
 pub mod intervals;
 pub mod report;
 pub mod segmentation;
+pub mod surface;
 
 pub use classification::{ClassScores, ConfusionMatrix};
 
@@ -14,6 +15,11 @@ pub fn argmax(row: &[f32]) -> (usize, f32) {
         (0, f32::MIN),
         |best, (i, v)| if v > best.1 { (i, v) } else { best },
     )
+}
+
+/// A distance for a table: one decimal, or "–" where there is none.
+pub fn one_place(value: Option<f64>) -> String {
+    value.map_or_else(|| "–".to_string(), |v| format!("{v:.1}"))
 }
 
 /// A score for a table: three decimals, or "–" where there is none.

@@ -6,8 +6,30 @@
 //! own (0/0; MONAI's `ignore_empty` gives NaN). Such images are left out of the per-image means and counted apart
 //! as "empty correct" (the prediction is empty too) or not. The pooled scores (counts summed over all images
 //! first) include every image, so false positives on no-tumour images lower them.
+//!
+//! Surface distances (HD95, average surface distance; [`super::surface`]) follow the same rule: they are averaged
+//! over tumour images whose prediction is not empty, in pixels of the grid the masks were scored on; tumour images
+//! predicted empty (MONAI: an infinite distance) are counted apart.
 
+use super::surface::{surface_distance, SurfaceDistance, SurfaceSums};
 use serde::{Deserialize, Serialize};
+
+/// One image's scores against its reference: the pixel counts and the surface distances.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MaskScore {
+    pub counts: MaskCounts,
+    pub surface: SurfaceDistance,
+}
+
+impl MaskScore {
+    /// `predicted` against `reference`, both `side`×`side` (unit pixel spacing).
+    pub fn between(predicted: &[bool], reference: &[bool], side: usize) -> MaskScore {
+        MaskScore {
+            counts: MaskCounts::from_masks(predicted, reference, None),
+            surface: surface_distance(predicted, reference, &[side, side], &[1.0, 1.0]),
+        }
+    }
+}
 
 /// Pixel counts of one prediction against one reference (or of many, summed).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,11 +131,22 @@ pub struct SegmentationSums {
     /// Σ BCE and the pixels it was summed over (only for predictions with logits).
     pub bce_sum: f64,
     pub bce_pixels: u64,
+    /// Surface distances of the tumour images (where they were measured).
+    #[serde(default)]
+    pub surface: SurfaceSums,
 }
 
 impl SegmentationSums {
-    /// Add one image's counts, and its BCE sum over `bce_pixels` pixels when it has logits.
-    pub fn add_image(&mut self, counts: &MaskCounts, bce: Option<(f64, u64)>) {
+    /// Add one image's scores, and its BCE sum over `bce_pixels` pixels when it has logits.
+    pub fn add_image(&mut self, score: &MaskScore, bce: Option<(f64, u64)>) {
+        self.add_counts(&score.counts, bce);
+        if !score.counts.reference_empty() {
+            self.surface.add(&score.surface);
+        }
+    }
+
+    /// Add one image's counts without surface distances (for example against targets with ignored pixels).
+    pub fn add_counts(&mut self, counts: &MaskCounts, bce: Option<(f64, u64)>) {
         self.images += 1;
         self.pooled.add(counts);
         if counts.reference_empty() {
@@ -142,10 +175,12 @@ impl SegmentationSums {
         self.empty_correct += other.empty_correct;
         self.bce_sum += other.bce_sum;
         self.bce_pixels += other.bce_pixels;
+        self.surface.merge(&other.surface);
     }
 
     pub fn scores(&self) -> SegmentationScores {
         let mean = |sum: f64| (self.scored > 0).then(|| sum / self.scored as f64);
+        let (hd95, asd) = self.surface.means();
         SegmentationScores {
             images: self.images,
             tumour_images: self.scored,
@@ -158,6 +193,10 @@ impl SegmentationSums {
             empty_images: self.empty_reference,
             empty_correct: (self.empty_reference > 0)
                 .then(|| self.empty_correct as f64 / self.empty_reference as f64),
+            hd95,
+            asd,
+            missed: (self.surface.measured + self.surface.one_empty > 0)
+                .then_some(self.surface.one_empty),
         }
     }
 }
@@ -193,6 +232,15 @@ pub struct SegmentationScores {
     /// Images with an empty reference, and the fraction of them predicted empty.
     pub empty_images: usize,
     pub empty_correct: Option<f64>,
+    /// Mean symmetric 95th-percentile Hausdorff distance and average surface distance, in pixels of the scored
+    /// grid, over the tumour images with a non-empty prediction (where surface distances were measured).
+    #[serde(default)]
+    pub hd95: Option<f64>,
+    #[serde(default)]
+    pub asd: Option<f64>,
+    /// Tumour images predicted empty, left out of HD95 and ASD (their distance is infinite).
+    #[serde(default)]
+    pub missed: Option<usize>,
 }
 
 #[cfg(test)]
@@ -260,9 +308,9 @@ mod tests {
         assert_eq!(false_alarm.pixel_accuracy(), Some(0.0));
 
         let mut sums = SegmentationSums::default();
-        sums.add_image(&both_empty, None);
-        sums.add_image(&false_alarm, None);
-        sums.add_image(&MaskCounts::from_masks(&full, &full, None), None);
+        sums.add_counts(&both_empty, None);
+        sums.add_counts(&false_alarm, None);
+        sums.add_image(&MaskScore::between(&full, &full, 2), None);
         let scores = sums.scores();
         assert_eq!(
             (scores.images, scores.tumour_images, scores.empty_images),
@@ -273,6 +321,14 @@ mod tests {
         // Pooled: TP 4, FP 4 → Dice 8/12.
         assert_eq!(scores.pooled_dice, Some(8.0 / 12.0));
         assert_eq!(scores.bce, None);
+        // The one tumour image is predicted exactly: surface distance 0, nothing missed.
+        assert_eq!(
+            (scores.hd95, scores.asd, scores.missed),
+            (Some(0.0), Some(0.0), Some(0))
+        );
+        sums.add_image(&MaskScore::between(&empty, &full, 2), None);
+        let scores = sums.scores();
+        assert_eq!((scores.hd95, scores.missed), (Some(0.0), Some(1)));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::cam::pseudo::split_labels;
 use crate::data::preprocess::SEGMENTATION_SIZE;
 use crate::data::scan::Split;
 use crate::data::Class;
-use crate::metrics::segmentation::{MaskCounts, SegmentationScores, SegmentationSums};
+use crate::metrics::segmentation::{MaskScore, SegmentationScores, SegmentationSums};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -185,9 +185,9 @@ pub fn read_manifest(dir: &Path) -> anyhow::Result<PseudoManifest> {
     Ok(manifest)
 }
 /// count as background.
-pub fn mask_counts(mask: &[u8], truth: &[bool]) -> MaskCounts {
+pub fn mask_score(mask: &[u8], truth: &[bool], side: usize) -> MaskScore {
     let (foreground, _) = split_labels(mask);
-    MaskCounts::from_masks(&foreground, truth, None)
+    MaskScore::between(&foreground, truth, side)
 }
 
 /// Scores per threshold method, per split, per class and `all`.
@@ -228,9 +228,11 @@ pub fn quality_table(manifest: &PseudoManifest, split: Split) -> String {
     let num = crate::metrics::three_places;
     let mut out = format!(
         "Pseudo-masks ({}, {} gate, chosen: {}) against the true masks, {}: Dice and IoU are means over tumour \
-         images; pooled Dice sums the pixels of all images; empty correct = no-tumour images given an empty \
-         mask.\n\n| threshold | class | images | Dice | IoU | pooled Dice | pixel acc. | empty correct |\n\
-         |---|---|---|---|---|---|---|---|\n",
+         images; pooled Dice sums the pixels of all images; HD95 and ASD: mean 95th-percentile Hausdorff and \
+         average surface distance in pixels of the 128×128 mask over tumour images given a mask; empty correct = \
+         no-tumour images given an empty mask.\n\n\
+         | threshold | class | images | Dice | IoU | pooled Dice | HD95 px | ASD px | pixel acc. | empty correct |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
         manifest.recipe.cam.method.name(),
         manifest.recipe.gate.name(),
         manifest.recipe.mask.threshold,
@@ -242,11 +244,13 @@ pub fn quality_table(manifest: &PseudoManifest, split: Split) -> String {
         };
         for (class, s) in classes {
             out.push_str(&format!(
-                "| {threshold} | {class} | {} | {} | {} | {} | {} | {} |\n",
+                "| {threshold} | {class} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 s.images,
                 num(s.dice),
                 num(s.iou),
                 num(s.pooled_dice),
+                crate::metrics::one_place(s.hd95),
+                crate::metrics::one_place(s.asd),
                 num(s.pixel_accuracy),
                 num(s.empty_correct)
             ));

@@ -4,13 +4,13 @@
 //! absolute path) and the recipe's masks are scored again over all of them (`quality.md`).
 
 use super::manifest::{
-    confirmed_counts, mask_counts, quality, read_manifest, write_manifest, PseudoEntry,
+    confirmed_counts, mask_score, quality, read_manifest, write_manifest, PseudoEntry,
     PseudoManifest, MANIFEST, SIDE,
 };
 use crate::data::decode::{read_binary_mask, read_mask};
 use crate::data::scan::Split;
 use crate::data::Class;
-use crate::metrics::segmentation::{MaskCounts, SegmentationSums};
+use crate::metrics::segmentation::{MaskScore, SegmentationSums};
 use anyhow::Context;
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
@@ -137,25 +137,26 @@ fn score(
     entries: &[PseudoEntry],
     threshold: String,
 ) -> anyhow::Result<BTreeMap<(String, Split, Class), SegmentationSums>> {
-    let counts: Vec<Option<(Split, Class, MaskCounts)>> = entries
+    let scores: Vec<Option<(Split, Class, MaskScore)>> = entries
         .par_iter()
         .map(|entry| -> Result<_, String> {
             let Some(truth) = &entry.true_mask else {
                 return Ok(None);
             };
-            let counts = mask_counts(
+            let score = mask_score(
                 &read_mask(&entry.mask, SIDE)?,
                 &read_binary_mask(truth, SIDE)?,
+                SIDE as usize,
             );
-            Ok(Some((entry.split, entry.class, counts)))
+            Ok(Some((entry.split, entry.class, score)))
         })
         .collect::<Result<_, _>>()
         .map_err(anyhow::Error::msg)?;
     let mut sums: BTreeMap<(String, Split, Class), SegmentationSums> = BTreeMap::new();
-    for (split, class, counts) in counts.into_iter().flatten() {
+    for (split, class, score) in scores.into_iter().flatten() {
         sums.entry((threshold.clone(), split, class))
             .or_default()
-            .add_image(&counts, None);
+            .add_image(&score, None);
     }
     Ok(sums)
 }

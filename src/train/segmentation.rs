@@ -336,7 +336,7 @@ fn evaluate(
     let mut sums = SegmentationSums::default();
     for (i, z) in items.iter().zip(&logits) {
         let (sum, pixels, counts) = score_logits(z, &data.targets[*i], data.side, threshold);
-        sums.add_image(&counts, Some((sum, pixels)));
+        sums.add_counts(&counts, Some((sum, pixels)));
     }
     let bce = sums.scores().bce.unwrap_or(f64::NAN);
     Ok((bce, sums))

@@ -18,7 +18,7 @@ use crate::model::run::{self, RunConfig};
 use crate::model::ResNet18;
 use crate::progress::{load_batch, progress_bar};
 use crate::pseudo::manifest::{
-    confirmed_counts, mask_counts, quality, write_manifest, DeletionCandidate, DeletionRecord,
+    confirmed_counts, mask_score, quality, write_manifest, DeletionCandidate, DeletionRecord,
     PseudoEntry, PseudoManifest, FORMAT_VERSION, SIDE,
 };
 use crate::pseudo::recipe::{CamRecipe, Gate, Recipe};
@@ -477,29 +477,30 @@ fn score_thresholds(
     sums: &mut BTreeMap<(String, Split, Class), SegmentationSums>,
 ) -> Option<f64> {
     let side = SIDE as usize;
-    let chosen = mask_counts(&made.mask, truth);
+    let chosen = mask_score(&made.mask, truth, side);
     let mut compared: Vec<Threshold> = Threshold::COMPARED.to_vec();
     if !compared.contains(&config.threshold) {
         compared.push(config.threshold);
     }
     for threshold in compared {
-        let counts = if threshold == config.threshold {
+        let score = if threshold == config.threshold {
             chosen
         } else {
             let c = crate::cam::pseudo::PseudoMaskConfig {
                 threshold,
                 ..*config
             };
-            mask_counts(
+            mask_score(
                 &pseudo_mask(&made.map, side, side, tumour, Some(cues), &c),
                 truth,
+                side,
             )
         };
         sums.entry((threshold.to_string(), sample.split, sample.class))
             .or_default()
-            .add_image(&counts, None);
+            .add_image(&score, None);
     }
-    chosen.dice()
+    chosen.counts.dice()
 }
 
 fn save_gray(path: &Path, bytes: Vec<u8>) -> anyhow::Result<()> {

@@ -10,7 +10,8 @@ use crate::data::preprocess::resize_rgb;
 use crate::data::scan::Split;
 use crate::data::shard::Shard;
 use crate::data::Class;
-use crate::metrics::segmentation::{MaskCounts, SegmentationScores, SegmentationSums};
+use crate::metrics::one_place as distance;
+use crate::metrics::segmentation::{MaskCounts, MaskScore, SegmentationScores, SegmentationSums};
 use crate::metrics::three_places as fmt;
 use crate::model::run;
 use crate::model::unet::{save_unet, UNet};
@@ -378,9 +379,9 @@ fn round_scores(
             .iter()
             .map(|v| *v > crate::cam::pseudo::IGNORE)
             .collect();
-        targets.add_image(&MaskCounts::from_masks(&target, truth, None), None);
+        targets.add_image(&MaskScore::between(&target, truth, side), None);
         let predicted = logits_to_mask(logits, side, rule, gate(&item.entry), true);
-        unet_train.add_image(&MaskCounts::from_masks(&predicted, truth, None), None);
+        unet_train.add_image(&MaskScore::between(&predicted, truth, side), None);
     }
     let images: Vec<RgbImage> = test_items.iter().map(|i| i.image.clone()).collect();
     let test_logits = predict_logits(model, &images, 32, rule.flip)?;
@@ -397,7 +398,7 @@ fn round_scores(
             .map(|v| *v > crate::cam::pseudo::IGNORE)
             .collect();
         let gated = logits_to_mask(logits, side, rule, gate(&item.entry), true);
-        vs_pseudo.add_image(
+        vs_pseudo.add_counts(
             &MaskCounts::from_masks(&gated, &pseudo_fg, None),
             Some((sum, pixels)),
         );
@@ -409,13 +410,13 @@ fn round_scores(
             (&mut by_prediction, item.entry.predicted.is_tumour(), false),
         ] {
             let predicted = logits_to_mask(logits, side, rule, tumour, true);
-            let counts = MaskCounts::from_masks(&predicted, truth, None);
+            let score = MaskScore::between(&predicted, truth, side);
             if label_gate {
-                tumour_dice.extend(counts.lesion_dice());
+                tumour_dice.extend(score.counts.lesion_dice());
             }
             sums.entry(item.entry.class.to_string())
                 .or_default()
-                .add_image(&counts, Some((bce, pixels)));
+                .add_image(&score, Some((bce, pixels)));
         }
     }
     let finish = |sums: BTreeMap<String, SegmentationSums>| {
@@ -447,10 +448,12 @@ fn round_scores(
 pub fn metrics_table(seg: &SegRun) -> String {
     let mut out = format!(
         "U-Net trained on {}{} ({} round(s); encoder {}). Dice and IoU: means over tumour images against the true \
-         masks; pooled Dice sums the pixels of all images; empty correct: no-tumour images given an empty mask. \
-         Targets = what the round trained on (round 1: the pseudo-masks).\n\n\
-         | round | masks | images | Dice | IoU | pooled Dice | pixel acc. | BCE | empty correct |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
+         masks; pooled Dice sums the pixels of all images; HD95 and ASD: mean 95th-percentile Hausdorff and average \
+         surface distance in pixels of the 128×128 mask over tumour images given a non-empty mask (MONAI's symmetric \
+         definitions); empty correct: no-tumour images given an empty mask. Targets = what the round trained on \
+         (round 1: the pseudo-masks).\n\n\
+         | round | masks | images | Dice | IoU | pooled Dice | HD95 px | ASD px | pixel acc. | BCE | empty correct |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
         match seg.config.supervision {
             Supervision::Pseudo => "CAM pseudo-masks",
             Supervision::True => "the true masks (fully supervised reference)",
@@ -468,11 +471,13 @@ pub fn metrics_table(seg: &SegRun) -> String {
     );
     let row = |out: &mut String, round: usize, what: &str, s: &SegmentationScores| {
         out.push_str(&format!(
-            "| {round} | {what} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {round} | {what} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             s.images,
             fmt(s.dice),
             fmt(s.iou),
             fmt(s.pooled_dice),
+            distance(s.hd95),
+            distance(s.asd),
             fmt(s.pixel_accuracy),
             fmt(s.bce),
             fmt(s.empty_correct)
@@ -515,14 +520,16 @@ Round 0 is the trivial reference: the same disc at the centre of every tumour im
                  of the tumour images, 2,000 resamples).\n"
             ));
         }
-        out.push_str("\nLast round, Testing, per class (label gate):\n\n| class | images | Dice | IoU | pooled Dice | pixel acc. | empty correct |\n|---|---|---|---|---|---|---|\n");
+        out.push_str("\nLast round, Testing, per class (label gate):\n\n| class | images | Dice | IoU | pooled Dice | HD95 px | ASD px | pixel acc. | empty correct |\n|---|---|---|---|---|---|---|---|---|\n");
         for (class, s) in &last.test_label_gate {
             out.push_str(&format!(
-                "| {class} | {} | {} | {} | {} | {} | {} |\n",
+                "| {class} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 s.images,
                 fmt(s.dice),
                 fmt(s.iou),
                 fmt(s.pooled_dice),
+                distance(s.hd95),
+                distance(s.asd),
                 fmt(s.pixel_accuracy),
                 fmt(s.empty_correct)
             ));
@@ -562,7 +569,7 @@ fn disc_reference(
         } else {
             &empty
         };
-        sums.add_image(&MaskCounts::from_masks(predicted, truth, None), None);
+        sums.add_image(&MaskScore::between(predicted, truth, side), None);
     }
     any.then(|| sums.scores())
 }

@@ -1122,3 +1122,53 @@ fn images_predicted_no_tumour_get_empty_masks_through_segment_and_serve() {
     assert_eq!(answer["class"], "notumor");
     assert_eq!(answer["tumour_fraction"], 0.0);
 }
+
+/// HD95 and the average surface distance against MONAI 1.6.1 (fixture by tools/make_surface_fixture.py): 2-D and
+/// 3-D blobs, anisotropic spacing, masks on the grid's border, a one-pixel mask, identical and empty masks.
+#[test]
+fn surface_distances_match_monai() {
+    use tumornet::metrics::surface::{surface_distance, SurfaceDistance};
+    let text = std::fs::read_to_string(
+        crate::common::fixtures()
+            .join("surface")
+            .join("monai_surface.json"),
+    )
+    .expect("fixture");
+    let fixture: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let cases = fixture["cases"].as_array().expect("cases");
+    assert_eq!(cases.len(), 14);
+    let mut measured = 0;
+    for case in cases {
+        let name = case["name"].as_str().expect("name");
+        let dims: Vec<usize> = serde_json::from_value(case["dims"].clone()).expect("dims");
+        let spacing: Vec<f64> = serde_json::from_value(case["spacing"].clone()).expect("spacing");
+        let mask = |key: &str| {
+            let mut mask = vec![false; dims.iter().product()];
+            for index in case[key].as_array().expect("indices") {
+                mask[index.as_u64().expect("index") as usize] = true;
+            }
+            mask
+        };
+        let got = surface_distance(&mask("predicted"), &mask("reference"), &dims, &spacing);
+        match got {
+            SurfaceDistance::Measured { hd95, asd } => {
+                let expected_hd95 = case["hd95"].as_f64().expect("finite hd95");
+                let expected_asd = case["asd"].as_f64().expect("finite asd");
+                // MONAI computes in float32.
+                assert!(
+                    (hd95 - expected_hd95).abs() < 1e-4 * expected_hd95.max(1.0),
+                    "{name}: HD95 {hd95} vs {expected_hd95}"
+                );
+                assert!(
+                    (asd - expected_asd).abs() < 1e-4 * expected_asd.max(1.0),
+                    "{name}: ASD {asd} vs {expected_asd}"
+                );
+                measured += 1;
+            }
+            // MONAI: an infinite Hausdorff distance when exactly one mask is empty, NaN when both are.
+            SurfaceDistance::OneEmpty => assert_eq!(case["hd"], "inf", "{name}"),
+            SurfaceDistance::BothEmpty => assert!(case["hd"].is_null(), "{name}"),
+        }
+    }
+    assert_eq!(measured, 11);
+}
