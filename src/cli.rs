@@ -288,7 +288,7 @@ pub struct EvaluateArgs {
     pub run: PathBuf,
     /// Dataset folder: its Testing/ split if it has one, else every image.
     pub data: PathBuf,
-    /// Where to write evaluation.json and confusion.png.
+    /// Where to write evaluation.json, predictions.csv, confusion.png and misclassified.png.
     #[arg(long, default_value = "evaluation")]
     pub out: PathBuf,
     /// Images per forward pass.

@@ -33,8 +33,9 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
         );
     }
     println!(
-        "Wrote {} and {}",
+        "Wrote {}, {} and {}",
         args.out.join("evaluation.json").display(),
+        args.out.join("predictions.csv").display(),
         args.out.join("confusion.png").display()
     );
     Ok(())
@@ -85,6 +86,17 @@ pub fn evaluate(args: &EvaluateArgs) -> anyhow::Result<ClassificationReport> {
         serde_json::to_string_pretty(&report)?,
     )
     .context("writing evaluation.json")?;
+    let rows = crate::workflow::classifier::write_predictions(
+        &args.out,
+        &config.classes,
+        &prepared,
+        &probabilities,
+    )?;
+    let wrong = rows.iter().filter(|r| !r.correct()).count();
+    tracing::info!(
+        "{wrong} of {} images misclassified (predictions.csv)",
+        rows.len()
+    );
     let labels: Vec<&str> = config.classes.iter().map(|c| c.folder_name()).collect();
     let title = format!(
         "Confusion matrix (accuracy {:.1} %)",

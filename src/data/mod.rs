@@ -8,6 +8,7 @@ pub mod inputs;
 pub mod medical;
 pub mod phantom;
 pub mod preprocess;
+pub mod provenance;
 pub mod scan;
 pub mod shard;
 

@@ -3,6 +3,7 @@
 pub mod calibration;
 pub mod classification;
 pub mod intervals;
+pub mod predictions;
 pub mod report;
 pub mod segmentation;
 pub mod surface;

@@ -67,6 +67,9 @@ pub struct RunConfig {
     pub weights_origin: WeightsOrigin,
     pub seed: u64,
     pub created_by: String,
+    /// The data the run was trained on (absent for imported models and older runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<crate::data::provenance::DataSource>,
 }
 
 impl RunConfig {
@@ -83,6 +86,7 @@ impl RunConfig {
             weights_origin,
             seed,
             created_by: format!("tumornet {}", env!("CARGO_PKG_VERSION")),
+            data: None,
         }
     }
 }

@@ -289,6 +289,18 @@ pub fn document(sources: &Sources) -> Result<Document, ReportError> {
             sources.run.join("curves.png"),
             "training curves: loss and accuracy per epoch",
         );
+        if sources.run.join("misclassified.png").is_file() {
+            let _ = writeln!(
+                md,
+                "\n### Misclassified test images\n\nThe final model's mistakes, the most confident first; \
+                 `predictions.csv` in the run folder lists every test image with its probabilities."
+            );
+            figure(
+                &mut md,
+                sources.run.join("misclassified.png"),
+                "misclassified test images with the predicted class and its probability",
+            );
+        }
     } else {
         md.push_str("No `metrics.json` in the run (an imported model): nothing was evaluated.\n\n");
     }

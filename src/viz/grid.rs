@@ -129,3 +129,52 @@ pub fn save_case_gallery<const N: usize>(
         .collect();
     super::save_png(&image_grid(title, &rows, N, 128)?, path)
 }
+
+/// The misclassified images, one row per true class (at most `per_class` each, the most confident mistakes first),
+/// each captioned with the predicted class and its probability; `None` when every image was right.
+pub fn misclassified_grid(
+    classes: &[crate::data::Class],
+    predictions: &[crate::metrics::predictions::Prediction],
+    images: &[RgbImage],
+    per_class: usize,
+) -> Result<Option<RgbImage>, VizError> {
+    let wrong = predictions.iter().filter(|p| !p.correct()).count();
+    if wrong == 0 {
+        return Ok(None);
+    }
+    let mut rows = Vec::new();
+    for class in classes {
+        let mut mistakes: Vec<(f32, usize)> = predictions
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.true_class == *class && !p.correct())
+            .map(|(i, p)| (p.confidence(classes), i))
+            .collect();
+        if mistakes.is_empty() {
+            continue;
+        }
+        mistakes.sort_by(|a, b| b.0.total_cmp(&a.0));
+        mistakes.truncate(per_class);
+        rows.push(GridRow {
+            label: class.to_string(),
+            colour: super::CLASS_COLOURS[class.index() % super::CLASS_COLOURS.len()],
+            images: mistakes
+                .iter()
+                .filter_map(|(_, i)| images.get(*i).cloned())
+                .collect(),
+            captions: mistakes
+                .iter()
+                .map(|(confidence, i)| {
+                    format!(
+                        "→ {} {:.0} %",
+                        predictions[*i].predicted,
+                        confidence * 100.0
+                    )
+                })
+                .collect(),
+        });
+    }
+    let columns = rows.iter().map(|r| r.images.len()).max().unwrap_or(1);
+    let title = format!("Misclassified: {wrong} of {}", predictions.len());
+    image_grid(&title, &rows, columns, 128).map(Some)
+}

@@ -4,6 +4,7 @@
 
 use crate::data::scan::{self, Split};
 use crate::data::Class;
+use crate::metrics::predictions::{predictions, write_csv, Prediction};
 use crate::metrics::report::{classification_report, ClassificationReport};
 use crate::model::backbone::{Backbone, BackboneChoice};
 use crate::model::run::{save_run, RunConfig, WeightsOrigin};
@@ -139,6 +140,7 @@ pub fn train(args: &TrainSettings) -> anyhow::Result<TrainReport> {
     };
     let scanned = crate::data::scan::scan_logged(&args.data, args.strict)?;
     let dataset = scanned.dataset;
+    let source = crate::data::provenance::data_source(&dataset);
     let train_samples: Vec<_> = dataset.split(Split::Training).collect();
     let test_samples: Vec<_> = dataset.split(Split::Testing).collect();
     if train_samples.is_empty() {
@@ -251,7 +253,10 @@ pub fn train(args: &TrainSettings) -> anyhow::Result<TrainReport> {
     let out = args.out.clone();
     let mut on_stage = |outcome: &StageOutcome| -> anyhow::Result<()> {
         let dir = out.join(outcome.config.stage.name());
-        let run_config = RunConfig::new(outcome.config.stage.name(), origin.clone(), config.seed);
+        let run_config = RunConfig {
+            data: Some(source.clone()),
+            ..RunConfig::new(outcome.config.stage.name(), origin.clone(), config.seed)
+        };
         save_run(&dir, &outcome.model, &run_config)
             .with_context(|| format!("saving {}", dir.display()))?;
         Ok(())
@@ -282,7 +287,10 @@ pub fn train(args: &TrainSettings) -> anyhow::Result<TrainReport> {
     save_run(
         &args.out,
         &last.model,
-        &RunConfig::new(last.config.stage.name(), origin.clone(), config.seed),
+        &RunConfig {
+            data: Some(source.clone()),
+            ..RunConfig::new(last.config.stage.name(), origin.clone(), config.seed)
+        },
     )?;
     std::fs::write(args.out.join("history.csv"), to_csv(&history))
         .context("writing history.csv")?;
@@ -318,6 +326,9 @@ pub fn train(args: &TrainSettings) -> anyhow::Result<TrainReport> {
             },
         );
     }
+    if let Some(test) = &last.test {
+        write_predictions(&args.out, &Class::ALL, &data.test, &test.probabilities)?;
+    }
     write_curves(&history, &args.out)?;
     let report = TrainReport {
         config,
@@ -334,6 +345,31 @@ pub fn train(args: &TrainSettings) -> anyhow::Result<TrainReport> {
     std::fs::write(args.out.join("comparison.md"), comparison_table(&report))
         .context("writing comparison.md")?;
     Ok(report)
+}
+
+/// The file of per-image predictions a run or an evaluation writes.
+pub const PREDICTIONS_FILE: &str = "predictions.csv";
+/// The figure of the misclassified images beside it.
+pub const MISCLASSIFIED_FIGURE: &str = "misclassified.png";
+
+/// Write `predictions.csv` of `images` (scored as `probabilities`) into `out`, and `misclassified.png` where any
+/// image was wrong (at most 8 per true class, the most confident mistakes first). Returns the predictions.
+pub fn write_predictions(
+    out: &Path,
+    classes: &[Class],
+    images: &crate::train::data::Prepared,
+    probabilities: &[Vec<f32>],
+) -> anyhow::Result<Vec<Prediction>> {
+    let rows = predictions(classes, &images.paths, &images.labels, probabilities)?;
+    write_csv(&out.join(PREDICTIONS_FILE), classes, &rows)?;
+    let figure = out.join(MISCLASSIFIED_FIGURE);
+    match viz::grid::misclassified_grid(classes, &rows, &images.images, 8)? {
+        Some(grid) => viz::save_png(&grid, &figure)?,
+        None if figure.is_file() => std::fs::remove_file(&figure)
+            .with_context(|| format!("removing the stale {}", figure.display()))?,
+        None => {}
+    }
+    Ok(rows)
 }
 
 /// Without ImageNet weights, `full` runs this many epochs unless told otherwise.

@@ -69,6 +69,63 @@ fn train_writes_checkpoints_history_metrics_and_figures() {
         .contains("Fine-tuned (layer4 + fc)"));
     assert!(out.join("curves.png").is_file());
 
+    // predictions.csv: every test image once, a real file of the Testing split, agreeing with the final stage's
+    // confusion matrix; the figure of the mistakes exactly when there are any.
+    let (classes, rows) = tumornet::metrics::predictions::read_csv(&out.join("predictions.csv"))
+        .expect("predictions");
+    assert_eq!(classes, tumornet::data::Class::ALL.to_vec());
+    assert_eq!(rows.len(), 8);
+    let mut confusion = vec![vec![0u64; 4]; 4];
+    for row in &rows {
+        assert!(
+            row.path.is_file() && row.path.starts_with(data.join("Testing")),
+            "{row:?}"
+        );
+        assert!((row.probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+        confusion[row.true_class.index()][row.predicted.index()] += 1;
+    }
+    let expected: Vec<Vec<u64>> =
+        serde_json::from_value(metrics["stages"]["full"]["test"]["confusion"].clone())
+            .expect("confusion");
+    assert_eq!(confusion, expected);
+    assert_eq!(
+        out.join("misclassified.png").is_file(),
+        rows.iter().any(|r| !r.correct())
+    );
+    // run.json says which data the run saw: 4 + 2 images per class, and the file list's fingerprint.
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("run.json")).expect("run.json"))
+            .expect("parse");
+    assert_eq!(run["data"]["images"], 24);
+    assert_eq!(run["data"]["counts"]["Testing"]["pituitary"], 2);
+    assert_eq!(
+        run["data"]["file_list_sha256"].as_str().map(str::len),
+        Some(64)
+    );
+
+    // `evaluate` of the same run on the same data writes the same predictions (up to the printed precision).
+    let evaluation = dir.path().join("evaluation");
+    tumornet::commands::evaluate::evaluate(&tumornet::cli::EvaluateArgs {
+        run: out.clone(),
+        data: data.clone(),
+        out: evaluation.clone(),
+        batch_size: 3,
+        strict: true,
+    })
+    .expect("evaluate");
+    let (_, again) = tumornet::metrics::predictions::read_csv(&evaluation.join("predictions.csv"))
+        .expect("again");
+    assert_eq!(again.len(), rows.len());
+    for (a, b) in again.iter().zip(&rows) {
+        assert_eq!(
+            (&a.path, a.true_class, a.predicted),
+            (&b.path, b.true_class, b.predicted)
+        );
+        for (p, q) in a.probabilities.iter().zip(&b.probabilities) {
+            assert!((p - q).abs() < 1e-4, "{p} vs {q}");
+        }
+    }
+
     // The final run folder is a usable model.
     let predict = tumornet::cli::PredictArgs {
         run: out.clone(),
