@@ -561,9 +561,16 @@ pub struct ServeArgs {
     /// Weight of the image in the overlay.
     #[arg(long, default_value_t = 0.5)]
     pub image_weight: f32,
-    /// A segmentation run (from `train-seg`): responses also carry the tumour mask's outline.
+    /// A segmentation run (from `train-seg`): responses also carry the tumour mask and its outline.
     #[arg(long)]
     pub seg: Option<PathBuf>,
+    /// Require `Authorization: Bearer TOKEN` on every /api/ request (better set through the environment, where
+    /// other users' `ps` cannot see it).
+    #[arg(long, env = "TUMORNET_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Listen on a non-loopback address without a token (refused otherwise).
+    #[arg(long)]
+    pub allow_unauthenticated: bool,
 }
 
 #[cfg(test)]

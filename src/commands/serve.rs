@@ -15,6 +15,8 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         method: args.method,
         image_weight: args.image_weight,
         seg: args.seg.clone(),
+        token: args.token.clone(),
+        allow_unauthenticated: args.allow_unauthenticated,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

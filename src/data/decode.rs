@@ -76,6 +76,7 @@ pub fn decode_file(path: &Path) -> Result<RgbImage, DecodeError> {
     if super::medical::kind(path) == Some(super::medical::MedicalKind::Dicom) {
         let first = super::medical::dicom::read_slices(
             path,
+            None,
             &super::medical::SliceSelection::List(vec![0]),
         )?;
         let slice = first

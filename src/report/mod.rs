@@ -82,6 +82,11 @@ fn num(v: &Value) -> String {
     v.as_f64().map_or_else(|| "–".into(), |v| format!("{v:.3}"))
 }
 
+/// The notice at the top of every report.
+pub const RESEARCH_NOTICE: &str =
+    "> **Research use only, not for clinical decisions.** These models and figures \
+     have not been validated for diagnosis.\n\n";
+
 /// Build the report's Markdown from `sources`.
 pub fn document(sources: &Sources) -> Result<Document, ReportError> {
     let run_config: crate::model::run::RunConfig = read_typed(&sources.run.join("run.json"))?
@@ -110,6 +115,7 @@ pub fn document(sources: &Sources) -> Result<Document, ReportError> {
             origin => origin.describe(),
         }
     );
+    md.push_str(RESEARCH_NOTICE);
     if matches!(run_config.weights_origin, WeightsOrigin::Phantom { .. }) {
         md.push_str(
             "> **Phantom-trained backbone:** no ImageNet weights were at hand, so the classifier started from \

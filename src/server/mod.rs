@@ -1,5 +1,12 @@
 //! The HTTP API: `POST /api/predict` (an image, DICOM or NIfTI file as multipart or as the raw body) → class,
-//! probabilities and a Grad-CAM overlay; `GET /healthz`; `GET /` a page to drop an image on.
+//! probabilities and a Grad-CAM overlay; `GET /healthz`; `GET /openapi.json` (the API's description); `GET /` a
+//! page to drop an image on.
+//!
+//! Access and privacy: with a token (`--token` / `TUMORNET_TOKEN`) every `/api/` route needs `Authorization:
+//! Bearer <token>` (401 otherwise; compared in constant time); [`serve`] refuses a non-loopback address without
+//! one unless told to allow it. Uploads are read in memory, never written to disk, and neither they, their names
+//! nor anything read from them (DICOM patient identifiers included) is logged; an answer carries only the upload's
+//! name, the slice, and what the model computed.
 //!
 //! Inference is CPU-bound: it runs on blocking threads, at most `concurrency` at a time; requests beyond that wait
 //! for a slot until the request timeout. Bad input is a 4xx JSON error (`{"error": …}`), never a 5xx: 400 for a
@@ -19,7 +26,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use base64::Engine;
 use burn::module::Module;
@@ -49,6 +56,10 @@ pub struct ServerConfig {
     /// A segmentation run (from `train-seg`): each prediction also gets the U-Net's tumour mask, gated by the
     /// classifier's prediction.
     pub seg: Option<PathBuf>,
+    /// Bearer token every `/api/` request must carry; `None`: no authentication.
+    pub token: Option<String>,
+    /// Listen on a non-loopback address without a token (refused otherwise).
+    pub allow_unauthenticated: bool,
 }
 
 /// Why the server could not start.
@@ -66,9 +77,17 @@ pub enum ServerError {
     },
     #[error("server stopped: {0}")]
     Serve(#[source] std::io::Error),
+    #[error(
+        "{0} is reachable from other machines and no token is set: give one with --token or TUMORNET_TOKEN \
+         (clients then send `Authorization: Bearer <token>`), listen on 127.0.0.1, or pass \
+         --allow-unauthenticated to serve without one"
+    )]
+    Unprotected(SocketAddr),
+    #[error("the token is empty")]
+    EmptyToken,
 }
 
-struct AppState {
+pub struct AppState {
     /// Cloned per request (burn modules share their parameters between clones).
     model: ResNet18,
     config: RunConfig,
@@ -83,6 +102,11 @@ struct AppState {
         u32,
         crate::train::segmentation::MaskRule,
     )>,
+    /// SHA-256 of the classifier's weights file and of the U-Net's (with a segmentation run).
+    model_sha256: String,
+    seg_sha256: Option<String>,
+    /// SHA-256 of the token (compared digest to digest, in constant time).
+    token_sha256: Option<[u8; 32]>,
 }
 
 /// A prediction as the API returns it.
@@ -98,12 +122,19 @@ pub struct ApiPrediction {
     pub cam_target: Class,
     /// PNG of the overlay on the image as uploaded, base64.
     pub overlay_png: String,
-    /// With a segmentation run: the tumour's outline on the image as uploaded (PNG, base64), and the fraction of
-    /// the image the mask covers (0 when the classifier says no tumour).
+    /// With a segmentation run: the binary tumour mask at the size of the image as uploaded (8-bit grey PNG, 255
+    /// inside, 0 outside; base64), the outline drawn on the image (PNG, base64), and the fraction of the image the
+    /// mask covers (0 when the classifier says no tumour).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mask_png: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outline_png: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tumour_fraction: Option<f64>,
+    /// SHA-256 of the classifier's weights file, and of the U-Net's with a segmentation run: which model answered.
+    pub model_sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seg_model_sha256: Option<String>,
     /// Milliseconds of computing (decode, forward, CAM).
     pub compute_ms: u64,
 }
@@ -176,6 +207,17 @@ pub fn router(config: &ServerConfig) -> Result<Router, ServerError> {
         }
         None => None,
     };
+    let hash = |path: PathBuf| crate::model::fetch::sha256_file(&path).map_err(ServerError::Seg);
+    let model_sha256 = hash(config.run.join(run::MODEL_FILE))?;
+    let seg_sha256 = match &config.seg {
+        Some(dir) => Some(hash(dir.join(crate::train::segrun::UNET_FILE))?),
+        None => None,
+    };
+    let token_sha256 = match config.token.as_deref() {
+        Some("") => return Err(ServerError::EmptyToken),
+        Some(token) => Some(token_digest(token)),
+        None => None,
+    };
     let state = Arc::new(AppState {
         model: model.train().fork(&crate::device::training()),
         config: run_config,
@@ -185,13 +227,20 @@ pub fn router(config: &ServerConfig) -> Result<Router, ServerError> {
         image_weight: config.image_weight,
         max_body: config.max_body,
         seg,
+        model_sha256,
+        seg_sha256,
+        token_sha256,
     });
-    Ok(Router::new()
-        .route("/", get(index))
-        .route("/healthz", get(healthz))
-        .route("/api/predict", post(predict))
-        .route("/api/example", get(example))
+    let mut router = Router::new();
+    for (path, _, route) in routes() {
+        router = router.route(path, route);
+    }
+    Ok(router
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ))
         .layer(DefaultBodyLimit::max(config.max_body))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -200,8 +249,73 @@ pub fn router(config: &ServerConfig) -> Result<Router, ServerError> {
         .with_state(state))
 }
 
-/// Serve until Ctrl-C.
+/// The routes, each with its HTTP method: `/openapi.json` describes exactly these (a test holds them together).
+/// Every route under `/api/` needs the token when one is set.
+pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Arc<AppState>>)> {
+    vec![
+        ("/", "get", get(index)),
+        ("/healthz", "get", get(healthz)),
+        ("/openapi.json", "get", get(openapi)),
+        ("/api/predict", "post", post(predict)),
+        ("/api/example", "get", get(example)),
+    ]
+}
+
+/// The description of the API (OpenAPI 3.1).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+fn token_digest(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
+/// Whether two digests are equal, looking at every byte whatever the first difference (no early exit to time).
+fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+/// With a token set, every `/api/` request must carry `Authorization: Bearer <token>`: 401 otherwise.
+async fn require_token(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(expected) = &state.token_sha256 else {
+        return next.run(request).await;
+    };
+    if !request.uri().path().starts_with("/api/") {
+        return next.run(request).await;
+    }
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|token| token_digest(token.trim()));
+    if given.is_some_and(|given| same_digest(&given, expected)) {
+        return next.run(request).await;
+    }
+    let mut response = ApiError(
+        StatusCode::UNAUTHORIZED,
+        "this server needs a token: send `Authorization: Bearer <token>`".into(),
+    )
+    .into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        axum::http::HeaderValue::from_static("Bearer"),
+    );
+    response
+}
+
+/// Serve until Ctrl-C. A non-loopback address needs a token, or `allow_unauthenticated`.
 pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
+    if !config.addr.ip().is_loopback() && config.token.is_none() && !config.allow_unauthenticated {
+        return Err(ServerError::Unprotected(config.addr));
+    }
     let app = router(&config)?;
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
@@ -210,7 +324,15 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
             source,
         })?;
     let local = listener.local_addr().map_err(ServerError::Serve)?;
-    tracing::info!("serving {} on http://{local}/", config.run.display());
+    tracing::info!(
+        "serving {} on http://{local}/{}",
+        config.run.display(),
+        if config.token.is_some() {
+            " (token required for /api/)"
+        } else {
+            ""
+        }
+    );
     serve_on(listener, app, config.header_timeout, async {
         let _ = tokio::signal::ctrl_c().await;
     })
@@ -268,6 +390,9 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> 
         "status": "ok",
         "stage": state.config.stage,
         "classes": state.config.classes,
+        "model_sha256": state.model_sha256,
+        "seg_model_sha256": state.seg_sha256,
+        "token_required": state.token_sha256.is_some(),
         "free_slots": state.slots.available_permits(),
     }))
 }
@@ -437,7 +562,7 @@ fn explain(
         .map_err(internal)?;
     let png = png_bytes(image::DynamicImage::ImageRgb8(overlay))?;
     let classes = &state.config.classes;
-    let (mask_png, tumour_fraction) = match &state.seg {
+    let (mask_png, outline_png, tumour_fraction) = match &state.seg {
         Some((unet, side, rule)) => {
             let small =
                 resize_rgb(&image, *side, *side).map_err(|e| bad(format!("{name}: {e}")))?;
@@ -453,13 +578,20 @@ fn explain(
             let outline =
                 crate::viz::masks::contour_overlay(&image, &mask, *side, *side, [255, 40, 40]);
             let fraction = mask.iter().filter(|m| **m).count() as f64 / mask.len().max(1) as f64;
-            let png = png_bytes(image::DynamicImage::ImageRgb8(outline))?;
+            let small =
+                image::GrayImage::from_raw(*side, *side, crate::cam::pseudo::to_stored(&mask))
+                    .ok_or_else(|| internal("mask size"))?;
+            let (width, height) = image.dimensions();
+            let full = crate::data::preprocess::resize_mask(&small, width, height)
+                .map_err(|e| bad(format!("{name}: {e}")))?;
+            let encode = |png: Vec<u8>| base64::engine::general_purpose::STANDARD.encode(png);
             (
-                Some(base64::engine::general_purpose::STANDARD.encode(png)),
+                Some(encode(png_bytes(image::DynamicImage::ImageLuma8(full))?)),
+                Some(encode(png_bytes(image::DynamicImage::ImageRgb8(outline))?)),
                 Some(fraction),
             )
         }
-        None => (None, None),
+        None => (None, None, None),
     };
     Ok(ApiPrediction {
         input,
@@ -474,7 +606,10 @@ fn explain(
         cam_target: classes[cam.targets[0]],
         overlay_png: base64::engine::general_purpose::STANDARD.encode(png),
         mask_png,
+        outline_png,
         tumour_fraction,
+        model_sha256: state.model_sha256.clone(),
+        seg_model_sha256: state.seg_sha256.clone(),
         compute_ms: start.elapsed().as_millis() as u64,
     })
 }
@@ -494,17 +629,8 @@ fn decode_upload(
         let image = decode_bytes(bytes, Path::new(name)).map_err(|e| bad(e.to_string()))?;
         return Ok((name.to_string(), image));
     };
-    let suffix = match kind {
-        MedicalKind::Nifti if lower.ends_with(".gz") => ".nii.gz",
-        MedicalKind::Nifti => ".nii",
-        MedicalKind::Dicom => ".dcm",
-    };
-    let file = tempfile::Builder::new()
-        .prefix("tumornet-upload-")
-        .suffix(suffix)
-        .tempfile()
-        .map_err(internal)?;
-    std::fs::write(file.path(), bytes).map_err(internal)?;
+    // Read from memory under the upload's own name: an upload is never written to disk.
+    let named = Path::new(name);
     let options = VolumeOptions {
         plane: query.plane.unwrap_or_default(),
         slices: query
@@ -512,12 +638,8 @@ fn decode_upload(
             .map_or(SliceSelection::Middle, |i| SliceSelection::List(vec![i])),
         volume: 0,
     };
-    let slices = medical::read_slices(file.path(), kind, &options).map_err(|e| {
-        // Name the upload, not the temporary file.
-        bad(e
-            .to_string()
-            .replace(&file.path().display().to_string(), name))
-    })?;
+    let slices = medical::read_slices_in(named, Some(bytes), kind, &options)
+        .map_err(|e| bad(e.to_string()))?;
     let slice = slices
         .into_iter()
         .next()

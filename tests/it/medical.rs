@@ -2,6 +2,7 @@
 //! (fixtures and reference values by tools/medical_reference.py).
 
 use crate::common::{fixtures, import_formula_run, temp_dir, tumornet};
+use std::path::Path;
 use tumornet::data::medical::{
     self, dicom, nifti, MedicalError, MedicalKind, Plane, SliceSelection, VolumeOptions,
 };
@@ -68,15 +69,20 @@ fn multi_frame_and_monochrome1() {
             "frame {i}: {sum} vs {want}"
         );
     }
-    let slices = dicom::read_slices(&dir().join("rtdose.dcm"), &"3:4".parse().expect("range"))
-        .expect("slices");
+    let slices = dicom::read_slices(
+        &dir().join("rtdose.dcm"),
+        None,
+        &"3:4".parse().expect("range"),
+    )
+    .expect("slices");
     assert_eq!(slices.len(), 2);
     assert!(
         slices[0].name.ends_with("rtdose.dcm#frame:3"),
         "{}",
         slices[0].name
     );
-    let single = dicom::read_slices(&dir().join("MR_small.dcm"), &SliceSelection::All).expect("mr");
+    let single =
+        dicom::read_slices(&dir().join("MR_small.dcm"), None, &SliceSelection::All).expect("mr");
     assert!(
         single[0].name.ends_with("MR_small.dcm"),
         "{}",
@@ -211,7 +217,8 @@ fn nifti_slices_match_nibabel_canonical_orientation() {
         slices: "27".parse().expect("index"),
         volume: 0,
     };
-    let slices = nifti::read_slices(&dir().join("colin27_lps.nii.gz"), &options).expect("slices");
+    let slices =
+        nifti::read_slices(&dir().join("colin27_lps.nii.gz"), None, &options).expect("slices");
     assert_eq!(slices.len(), 1);
     assert!(
         slices[0].name.ends_with("colin27_lps.nii.gz#coronal:27"),
@@ -219,6 +226,26 @@ fn nifti_slices_match_nibabel_canonical_orientation() {
         slices[0].name
     );
     assert_eq!(slices[0].image.dimensions(), (46, 46));
+    // From memory (a server upload: gzip bytes and plain bytes) the same pixels come back, under the given name.
+    let gz_bytes = std::fs::read(dir().join("colin27_lps.nii.gz")).expect("read");
+    let in_memory =
+        nifti::read_slices(Path::new("upload.nii.gz"), Some(&gz_bytes), &options).expect("memory");
+    assert_eq!(in_memory[0].image, slices[0].image);
+    assert_eq!(in_memory[0].name, "upload.nii.gz#coronal:27");
+    let plain = std::fs::read(dir().join("anatomical.nii")).expect("read");
+    let from_file =
+        nifti::read_slices(&dir().join("anatomical.nii"), None, &options).expect("file");
+    let from_bytes = nifti::read_slices(Path::new("x.nii"), Some(&plain), &options).expect("bytes");
+    assert_eq!(from_file[0].image, from_bytes[0].image);
+    let dcm = std::fs::read(dir().join("MR_small.dcm")).expect("read");
+    let from_bytes =
+        dicom::read_slices(Path::new("scan"), Some(&dcm), &SliceSelection::All).expect("dcm");
+    let from_file =
+        dicom::read_slices(&dir().join("MR_small.dcm"), None, &SliceSelection::All).expect("dcm");
+    assert_eq!(from_bytes[0].image, from_file[0].image);
+    assert!(
+        dicom::read_slices(Path::new("scan"), Some(&dcm[128..]), &SliceSelection::All).is_err()
+    );
     let err = nifti::read_canonical(&dir().join("four_d.nii.gz"), 2).expect_err("two volumes");
     assert!(
         matches!(

@@ -300,7 +300,7 @@ fn pseudo_masks_train_seg_segment_and_report() {
     }
 
     // serve --seg: the answer carries the tumour outline at the upload's size, gated by the prediction.
-    let server = crate::serve::launch(run.clone(), Some(segrun.clone()), 8 << 20, None);
+    let server = crate::serve::launch(run.clone(), Some(segrun.clone()), 8 << 20, None, None);
     let upload = Path::new(images[0]["file"].as_str().expect("file"));
     let bytes = std::fs::read(upload).expect("upload");
     let (status, body) = crate::serve::http(
@@ -310,16 +310,23 @@ fn pseudo_masks_train_seg_segment_and_report() {
     );
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let answer = crate::serve::json(&body);
-    let png = base64::engine::general_purpose::STANDARD
-        .decode(answer["mask_png"].as_str().expect("mask_png"))
-        .expect("base64");
-    let outline = image::load_from_memory(&png).expect("png");
-    assert_eq!(
-        (outline.width(), outline.height()),
-        image::image_dimensions(upload).expect("size")
-    );
+    let decode = |key: &str| {
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(answer[key].as_str().expect(key))
+            .expect("base64");
+        image::load_from_memory(&png).expect("png")
+    };
+    let size = image::image_dimensions(upload).expect("size");
+    let outline = decode("outline_png");
+    assert_eq!((outline.width(), outline.height()), size);
+    // mask_png is the binary mask itself at the upload's size, covering the fraction the answer states.
+    let mask = decode("mask_png").to_luma8();
+    assert_eq!(mask.dimensions(), size);
+    assert!(mask.pixels().all(|p| p.0[0] == 0 || p.0[0] == 255));
+    let covered = mask.pixels().filter(|p| p.0[0] == 255).count() as f64 / (size.0 * size.1) as f64;
     let fraction = answer["tumour_fraction"].as_f64().expect("fraction");
     assert!((0.0..=1.0).contains(&fraction));
+    assert!((covered - fraction).abs() < 0.02, "{covered} vs {fraction}");
     if answer["class"] == "notumor" {
         assert_eq!(fraction, 0.0);
     }
@@ -340,6 +347,8 @@ fn pseudo_masks_train_seg_segment_and_report() {
         "<h2 id=\"pseudo-masks\"",
         "<h2 id=\"segmentation\"",
         "data:image/png;base64,",
+        "Research use only, not for clinical decisions.",
+        "HD95 px",
     ] {
         assert!(html.contains(part), "{part} missing");
     }
@@ -1109,18 +1118,29 @@ fn images_predicted_no_tumour_get_empty_masks_through_segment_and_serve() {
             "{same}"
         );
     }
-    // serve --seg gates the same way.
-    let server = crate::serve::launch(run, Some(dir.path().join("seg")), 8 << 20, None);
+    // serve --seg gates the same way (here behind a token): the binary mask is all zero.
+    let server = crate::serve::launch(
+        run,
+        Some(dir.path().join("seg")),
+        8 << 20,
+        None,
+        Some("s3cret"),
+    );
     let upload = no_tumour[0]["file"].as_str().expect("file");
     let (status, body) = crate::serve::http(
         server.addr,
-        "POST /api/predict?name=x.png HTTP/1.1\r\nContent-Type: application/octet-stream",
+        "POST /api/predict?name=x.png HTTP/1.1\r\nAuthorization: Bearer s3cret\r\nContent-Type: application/octet-stream",
         &std::fs::read(dir.path().join(upload)).expect("upload"),
     );
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let answer = crate::serve::json(&body);
     assert_eq!(answer["class"], "notumor");
     assert_eq!(answer["tumour_fraction"], 0.0);
+    let mask = base64::engine::general_purpose::STANDARD
+        .decode(answer["mask_png"].as_str().expect("mask_png"))
+        .expect("base64");
+    let mask = image::load_from_memory(&mask).expect("png").to_luma8();
+    assert!(mask.pixels().all(|p| p.0[0] == 0));
 }
 
 /// HD95 and the average surface distance against MONAI 1.6.1 (fixture by tools/make_surface_fixture.py): 2-D and

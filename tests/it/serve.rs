@@ -16,7 +16,7 @@ pub struct Server {
 fn start(max_body: usize) -> Server {
     let dir = temp_dir();
     let run = import_formula_run(dir.path());
-    launch(run, None, max_body, Some(dir))
+    launch(run, None, max_body, Some(dir), None)
 }
 
 /// Serve `run` (and the segmentation run `seg`) on an ephemeral loopback port; `dir` lives as long as the server.
@@ -25,6 +25,7 @@ pub fn launch(
     seg: Option<std::path::PathBuf>,
     max_body: usize,
     dir: Option<tempfile::TempDir>,
+    token: Option<&str>,
 ) -> Server {
     let config = tumornet::server::ServerConfig {
         run,
@@ -36,6 +37,8 @@ pub fn launch(
         header_timeout: Duration::from_secs(2),
         method: tumornet::cam::CamMethod::GradCam,
         image_weight: 0.5,
+        token: token.map(str::to_string),
+        allow_unauthenticated: false,
     };
     let app = tumornet::server::router(&config).expect("router");
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -145,7 +148,8 @@ fn predict_health_page_and_errors() {
     assert_eq!(json(&body)["status"], "ok");
     let (status, body) = http(addr, "GET / HTTP/1.1", b"");
     assert_eq!(status, 200);
-    assert!(String::from_utf8_lossy(&body).contains("id=\"overlay\""));
+    let page = String::from_utf8_lossy(&body).to_string();
+    assert!(page.contains("id=\"overlay\"") && page.contains("Research use only, not for clinical decisions."));
 
     // A raw JPEG body.
     let (jpeg, size) = phantom_image();
@@ -383,4 +387,235 @@ fn the_page_uploads_a_phantom_image_in_a_headless_browser() {
     let (w, h) = image::image_dimensions(&shot).expect("screenshot");
     assert!(w >= 800 && h >= 1000, "{w}×{h}");
     eprintln!("screenshot: {}", shot.display());
+}
+
+/// `/openapi.json` describes exactly the routes the server has, with the right methods; every `/api/` route and
+/// only those need the token; every documented route answers.
+#[test]
+fn the_openapi_description_matches_the_routes() {
+    let server = start(1024 * 1024);
+    let (status, body) = http(server.addr, "GET /openapi.json HTTP/1.1", b"");
+    assert_eq!(status, 200);
+    let description = json(&body);
+    assert_eq!(description["openapi"], "3.1.0");
+    let mut documented: Vec<(String, String, bool)> = Vec::new();
+    for (path, operations) in description["paths"].as_object().expect("paths") {
+        for (method, operation) in operations.as_object().expect("operations") {
+            documented.push((
+                path.clone(),
+                method.clone(),
+                operation.get("security").is_some(),
+            ));
+        }
+    }
+    let mut served: Vec<(String, String, bool)> = tumornet::server::routes()
+        .into_iter()
+        .map(|(path, method, _)| {
+            (
+                path.to_string(),
+                method.to_string(),
+                path.starts_with("/api/"),
+            )
+        })
+        .collect();
+    documented.sort();
+    served.sort();
+    assert_eq!(documented, served);
+    // Every reference inside the description resolves.
+    let text = String::from_utf8_lossy(&body).to_string();
+    for reference in text.split("\"$ref\": \"#/").skip(1) {
+        let pointer = format!("/{}", reference.split('"').next().expect("ref"));
+        assert!(description.pointer(&pointer).is_some(), "{pointer}");
+    }
+    // Each documented route exists on the server (a wrong method would be 405, a missing route 404).
+    for (path, method, _) in &documented {
+        let target = match path.as_str() {
+            "/api/example" => "/api/example?class=glioma".to_string(),
+            other => other.to_string(),
+        };
+        let (status, answer) = http(
+            server.addr,
+            &format!(
+                "{} {target} HTTP/1.1\r\nContent-Type: image/png",
+                method.to_uppercase()
+            ),
+            b"",
+        );
+        assert!(
+            ![404, 405].contains(&status),
+            "{method} {path}: {status} {}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+}
+
+/// With a token every /api/ route needs it (401 and `WWW-Authenticate: Bearer` otherwise), the page, health and
+/// description stay open; health and answers name the model by its SHA-256; a non-loopback address without a token
+/// is refused.
+#[test]
+fn a_token_guards_the_api_and_the_model_is_named_by_its_hash() {
+    use sha2::Digest;
+    let dir = temp_dir();
+    let run = import_formula_run(dir.path());
+    let expected_hash = format!(
+        "{:x}",
+        sha2::Sha256::digest(std::fs::read(run.join("model.safetensors")).expect("weights"))
+    );
+    let server = launch(run.clone(), None, 1 << 20, None, Some("correct horse"));
+    let addr = server.addr;
+    let (jpeg, _) = phantom_image();
+    let predict = |authorization: &str| {
+        http(
+            addr,
+            &format!(
+                "POST /api/predict?name=a.jpg HTTP/1.1\r\n{authorization}Content-Type: image/jpeg"
+            ),
+            &jpeg,
+        )
+    };
+    for authorization in [
+        "",
+        "Authorization: Bearer wrong\r\n",
+        "Authorization: correct horse\r\n",
+    ] {
+        let (status, body) = predict(authorization);
+        assert_eq!(status, 401, "{authorization:?}");
+        assert!(json(&body)["error"]
+            .as_str()
+            .expect("error")
+            .contains("Bearer"));
+    }
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .write_all(
+            b"GET /api/example?class=glioma HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        .expect("write");
+    let mut raw = String::new();
+    let _ = stream.read_to_string(&mut raw);
+    assert!(
+        raw.starts_with("HTTP/1.1 401")
+            && raw
+                .to_ascii_lowercase()
+                .contains("www-authenticate: bearer"),
+        "{raw}"
+    );
+    let (status, body) = predict("Authorization: Bearer correct horse\r\n");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(json(&body)["model_sha256"], expected_hash.as_str());
+    for open in ["/", "/healthz", "/openapi.json"] {
+        assert_eq!(
+            http(addr, &format!("GET {open} HTTP/1.1"), b"").0,
+            200,
+            "{open}"
+        );
+    }
+    let (_, health) = http(addr, "GET /healthz HTTP/1.1", b"");
+    let health = json(&health);
+    assert_eq!(health["model_sha256"], expected_hash.as_str());
+    assert_eq!(health["token_required"], true);
+
+    let config = |addr: &str, token: Option<&str>| tumornet::server::ServerConfig {
+        run: run.clone(),
+        seg: None,
+        addr: addr.parse().expect("addr"),
+        max_body: 1 << 20,
+        concurrency: 1,
+        timeout: Duration::from_secs(5),
+        header_timeout: Duration::from_secs(2),
+        method: tumornet::cam::CamMethod::GradCam,
+        image_weight: 0.5,
+        token: token.map(str::to_string),
+        allow_unauthenticated: false,
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let refused = runtime.block_on(tumornet::server::serve(config("0.0.0.0:0", None)));
+    assert!(
+        matches!(refused, Err(tumornet::server::ServerError::Unprotected(_))),
+        "{refused:?}"
+    );
+    assert!(refused
+        .expect_err("refused")
+        .to_string()
+        .contains("--token"));
+    assert!(matches!(
+        tumornet::server::router(&config("127.0.0.1:0", Some(""))),
+        Err(tumornet::server::ServerError::EmptyToken)
+    ));
+}
+
+/// A DICOM upload carrying patient identifiers: they appear nowhere in the answer nor in the server's log (at the
+/// most verbose level), and nothing is written to the temporary folder.
+#[test]
+fn patient_identifiers_and_uploads_stay_out_of_answers_logs_and_disk() {
+    use std::io::BufRead;
+    let dir = temp_dir();
+    let run = import_formula_run(dir.path());
+    let dicom_path = fixtures().join("medical/MR_small.dcm");
+    let object = dicom_object::open_file(&dicom_path).expect("dicom");
+    let identifiers: Vec<String> = ["PatientName", "PatientID", "PatientBirthDate"]
+        .iter()
+        .filter_map(|tag| object.element_by_name(tag).ok())
+        .filter_map(|e| e.to_str().ok().map(|s| s.trim().to_string()))
+        .filter(|s| s.len() >= 3)
+        .collect();
+    assert!(identifiers.len() >= 2, "{identifiers:?}");
+    let scratch = dir.path().join("tmp");
+    std::fs::create_dir_all(&scratch).expect("tmp");
+    let mut child = crate::common::tumornet()
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .arg(&run)
+        .env("RUST_LOG", "trace")
+        .env("TMPDIR", &scratch)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut log = String::new();
+    let addr: SocketAddr = loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).expect("log") > 0,
+            "server ended: {log}"
+        );
+        log.push_str(&line);
+        if let Some(rest) = line.split("http://").nth(1) {
+            break rest.split('/').next().expect("addr").parse().expect("addr");
+        }
+    };
+    let bytes = std::fs::read(&dicom_path).expect("read");
+    let (status, body) = http(
+        addr,
+        "POST /api/predict?name=upload.dcm HTTP/1.1\r\nContent-Type: application/dicom",
+        &bytes,
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let (status, _) = http(
+        addr,
+        "POST /api/predict?name=broken.dcm HTTP/1.1\r\nContent-Type: application/dicom",
+        &bytes[..bytes.len() * 2 / 3],
+    );
+    assert_eq!(status, 400);
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut rest = String::new();
+    let _ = stderr.read_to_string(&mut rest);
+    log.push_str(&rest);
+    let answer = String::from_utf8_lossy(&body);
+    for identifier in &identifiers {
+        assert!(
+            !answer.contains(identifier.as_str()),
+            "{identifier} in the answer"
+        );
+        assert!(
+            !log.contains(identifier.as_str()),
+            "{identifier} in the log"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(&scratch).expect("tmp").count(),
+        0,
+        "something was written to the temporary folder"
+    );
 }

@@ -176,19 +176,33 @@ pub fn check_declared_lengths(bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-fn open(path: &Path) -> Result<DefaultDicomObject, MedicalError> {
-    let bytes = std::fs::read(path).map_err(|e| MedicalError::Dicom {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    check_declared_lengths(&bytes).map_err(|message| MedicalError::Dicom {
+/// Parse the file at `path`, or `in_memory` (an upload, named `path`, never written to disk).
+fn open(path: &Path, in_memory: Option<&[u8]>) -> Result<DefaultDicomObject, MedicalError> {
+    let read;
+    let bytes = match in_memory {
+        Some(bytes) => bytes,
+        None => {
+            read = std::fs::read(path).map_err(|e| MedicalError::Dicom {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+            &read
+        }
+    };
+    check_declared_lengths(bytes).map_err(|message| MedicalError::Dicom {
         path: path.to_path_buf(),
         message,
     })?;
     // The bytes are in memory already (the walk read them): parse them rather than the file again. Past the
-    // 128-byte preamble the reader expects the meta group; a file without the marker is left to `open_file`.
-    let parsed = if has_marker(&bytes) {
+    // 128-byte preamble the reader expects the meta group; a file without the marker is left to `open_file`
+    // (bytes without it are not a DICOM file the reader can parse).
+    let parsed = if has_marker(bytes) {
         from_reader(&bytes[128..])
+    } else if in_memory.is_some() {
+        return Err(MedicalError::Dicom {
+            path: path.to_path_buf(),
+            message: "no DICM marker after the 128-byte preamble".into(),
+        });
     } else {
         open_file(path)
     };
@@ -223,7 +237,16 @@ pub fn read_frames(
     path: &Path,
     selection: &SliceSelection,
 ) -> Result<Vec<(usize, Frame)>, MedicalError> {
-    let object = decoder(path, || open(path))?;
+    read_frames_in(path, None, selection)
+}
+
+/// [`read_frames`] of the file at `path`, or of `in_memory` named `path`.
+pub fn read_frames_in(
+    path: &Path,
+    in_memory: Option<&[u8]>,
+    selection: &SliceSelection,
+) -> Result<Vec<(usize, Frame)>, MedicalError> {
+    let object = decoder(path, || open(path, in_memory))?;
     if object
         .element_opt(tags::PIXEL_DATA)
         .ok()
@@ -382,9 +405,10 @@ pub fn read_frames(
 /// The chosen frames as named slices (`file.dcm` for a single-frame file, `file.dcm#frame:3` otherwise).
 pub fn read_slices(
     path: &Path,
+    in_memory: Option<&[u8]>,
     selection: &SliceSelection,
 ) -> Result<Vec<super::Slice>, MedicalError> {
-    let frames = read_frames(path, selection)?;
+    let frames = read_frames_in(path, in_memory, selection)?;
     let multi = frames.len() > 1 || frames.first().is_some_and(|(i, _)| *i > 0);
     Ok(frames
         .into_iter()

@@ -222,9 +222,20 @@ pub fn read_slices(
     kind: MedicalKind,
     options: &VolumeOptions,
 ) -> Result<Vec<Slice>, MedicalError> {
+    read_slices_in(path, None, kind, options)
+}
+
+/// Read the slices of the clinical file at `path`, or of `in_memory` (an upload) named `path` — never written to
+/// disk.
+pub fn read_slices_in(
+    path: &Path,
+    in_memory: Option<&[u8]>,
+    kind: MedicalKind,
+    options: &VolumeOptions,
+) -> Result<Vec<Slice>, MedicalError> {
     match kind {
-        MedicalKind::Dicom => dicom::read_slices(path, &options.slices),
-        MedicalKind::Nifti => nifti::read_slices(path, options),
+        MedicalKind::Dicom => dicom::read_slices(path, in_memory, &options.slices),
+        MedicalKind::Nifti => nifti::read_slices(path, in_memory, options),
     }
 }
 

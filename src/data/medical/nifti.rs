@@ -7,7 +7,7 @@
 use super::{percentile_window, window_linear, MedicalError, Plane, Slice, VolumeOptions};
 use image::GrayImage;
 use ndarray::{Array3, Axis};
-use nifti::{IntoNdArray, NiftiHeader, NiftiObject, ReaderOptions};
+use nifti::{InMemNiftiObject, IntoNdArray, NiftiHeader, NiftiObject, ReaderOptions};
 use std::path::Path;
 
 /// A 3-D volume in RAS+ voxel order: `data[[r, a, s]]` grows to the patient's right, anterior, superior.
@@ -114,14 +114,29 @@ pub fn orientation(affine: &[[f64; 4]; 3]) -> [(usize, bool); 3] {
 /// makes the nifti crate panic (a fuzzing find in nifti 0.18.0: a data size inconsistent with the header) is
 /// reported as an error naming the file; only the crate's calls are guarded, TumorNet's own code is not.
 pub fn read_canonical(path: &Path, volume: usize) -> Result<CanonicalVolume, MedicalError> {
+    read_canonical_in(path, None, volume)
+}
+
+/// [`read_canonical`] of the file at `path`, or of `in_memory` (`.nii` or gzip-compressed `.nii.gz` bytes) named
+/// `path`, which is then never written to disk.
+pub fn read_canonical_in(
+    path: &Path,
+    in_memory: Option<&[u8]>,
+    volume: usize,
+) -> Result<CanonicalVolume, MedicalError> {
     let error = |message: String| MedicalError::Nifti {
         path: path.to_path_buf(),
         message,
     };
     let read = || -> Result<_, MedicalError> {
-        let object = ReaderOptions::new()
-            .read_file(path)
-            .map_err(|e| error(e.to_string()))?;
+        let object = match in_memory {
+            None => ReaderOptions::new().read_file(path),
+            Some(bytes) if bytes.starts_with(&[0x1f, 0x8b]) => {
+                InMemNiftiObject::from_reader(flate2::read::GzDecoder::new(bytes))
+            }
+            Some(bytes) => InMemNiftiObject::from_reader(bytes),
+        }
+        .map_err(|e| error(e.to_string()))?;
         let header = object.header().clone();
         let data = object
             .into_volume()
@@ -208,8 +223,12 @@ impl CanonicalVolume {
 }
 
 /// The chosen slices of a NIfTI volume, named `file#plane:index`.
-pub fn read_slices(path: &Path, options: &VolumeOptions) -> Result<Vec<Slice>, MedicalError> {
-    let volume = read_canonical(path, options.volume)?;
+pub fn read_slices(
+    path: &Path,
+    in_memory: Option<&[u8]>,
+    options: &VolumeOptions,
+) -> Result<Vec<Slice>, MedicalError> {
+    let volume = read_canonical_in(path, in_memory, options.volume)?;
     let count = volume.count(options.plane);
     let indices = options
         .slices
