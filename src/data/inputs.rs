@@ -23,16 +23,29 @@ pub enum InputError {
 
 /// Files as given, and every image file under each folder (recursively, sorted). A file named explicitly is
 /// kept whatever its extension, so a wrong file gets a decode error that names it rather than being skipped.
+/// Files of other types inside a folder are skipped, each named in a warning (hidden files, whose names start
+/// with a dot, silently).
 pub fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, InputError> {
     let mut files = Vec::new();
+    let mut skipped = Vec::new();
     for path in paths {
         if path.is_file() {
             files.push(path.clone());
         } else if path.is_dir() {
-            walk(path, 0, &mut std::collections::HashSet::new(), &mut files)?;
+            let mut found = Found {
+                files: &mut files,
+                skipped: &mut skipped,
+            };
+            walk(path, 0, &mut std::collections::HashSet::new(), &mut found)?;
         } else {
             return Err(InputError::NotFound(path.clone()));
         }
+    }
+    for path in &skipped {
+        tracing::warn!(
+            "skipped {}: not an image, DICOM or NIfTI file",
+            path.display()
+        );
     }
     if files.is_empty() {
         return Err(InputError::Empty(paths.to_vec()));
@@ -40,12 +53,18 @@ pub fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, InputError> {
     Ok(files)
 }
 
+/// What a folder walk finds: the files to read and the files of other types.
+struct Found<'a> {
+    files: &'a mut Vec<PathBuf>,
+    skipped: &'a mut Vec<PathBuf>,
+}
+
 /// Every image under `dir`, each folder once: a symbolic link back up the tree (a loop) is not followed again.
 fn walk(
     dir: &Path,
     depth: usize,
     seen: &mut std::collections::HashSet<PathBuf>,
-    files: &mut Vec<PathBuf>,
+    found: &mut Found,
 ) -> Result<(), InputError> {
     let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     if depth > 16 || !seen.insert(canonical) {
@@ -62,10 +81,15 @@ fn walk(
         .map_err(io)?;
     entries.sort();
     for entry in entries {
+        let hidden = entry
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
         if entry.is_dir() {
-            walk(&entry, depth + 1, seen, files)?;
+            walk(&entry, depth + 1, seen, found)?;
         } else if has_image_extension(&entry) || super::medical::kind(&entry).is_some() {
-            files.push(entry);
+            found.files.push(entry);
+        } else if !hidden {
+            found.skipped.push(entry);
         }
     }
     Ok(())

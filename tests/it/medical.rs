@@ -337,3 +337,98 @@ fn dicom_files_count_as_images_in_dataset_folders() {
         tumornet::data::decode::decode_file(&report.dataset.samples[0].path).expect("decode");
     assert_eq!(image.dimensions(), (64, 64));
 }
+
+/// A minimal NIfTI-1 file (`.nii`, float32, unit voxels, no orientation codes) of `dims` = (x, y, z) holding
+/// `value(x, y, z)`, x fastest: written by hand from the NIfTI-1 header layout.
+fn write_float_nifti(
+    path: &Path,
+    dims: (usize, usize, usize),
+    value: impl Fn(usize, usize, usize) -> f32,
+) {
+    let mut header = vec![0u8; 352];
+    header[0..4].copy_from_slice(&348i32.to_le_bytes());
+    for (i, d) in [
+        3i16,
+        dims.0 as i16,
+        dims.1 as i16,
+        dims.2 as i16,
+        1,
+        1,
+        1,
+        1,
+    ]
+    .iter()
+    .enumerate()
+    {
+        header[40 + 2 * i..42 + 2 * i].copy_from_slice(&d.to_le_bytes());
+    }
+    header[70..72].copy_from_slice(&16i16.to_le_bytes()); // datatype float32
+    header[72..74].copy_from_slice(&32i16.to_le_bytes()); // bitpix
+    for i in 0..8 {
+        header[76 + 4 * i..80 + 4 * i].copy_from_slice(&1f32.to_le_bytes()); // pixdim
+    }
+    header[108..112].copy_from_slice(&352f32.to_le_bytes()); // vox_offset
+    header[112..116].copy_from_slice(&1f32.to_le_bytes()); // scl_slope
+    header[344..348].copy_from_slice(b"n+1\0");
+    for z in 0..dims.2 {
+        for y in 0..dims.1 {
+            for x in 0..dims.0 {
+                header.extend_from_slice(&value(x, y, z).to_le_bytes());
+            }
+        }
+    }
+    std::fs::write(path, header).expect("write nifti");
+}
+
+/// Volumes without an image (all NaN, constant) and slices without one are named with a warning; files of other
+/// types in a folder are listed as skipped; the rest is predicted.
+#[test]
+fn flat_volumes_and_slices_are_named_and_foreign_files_listed_as_skipped() {
+    let tmp = temp_dir();
+    let run = import_formula_run(tmp.path());
+    let inputs = tmp.path().join("inputs");
+    std::fs::create_dir_all(&inputs).expect("dir");
+    write_float_nifti(&inputs.join("nan.nii"), (8, 8, 4), |_, _, _| f32::NAN);
+    write_float_nifti(&inputs.join("flat.nii"), (8, 8, 4), |_, _, _| 7.0);
+    // Contrast in slices z = 2, 3 only: z = 0 and 1 are constant.
+    write_float_nifti(&inputs.join("half.nii"), (8, 8, 4), |x, _, z| {
+        if z >= 2 {
+            x as f32
+        } else {
+            0.0
+        }
+    });
+    std::fs::write(inputs.join("notes.txt"), "not an image").expect("txt");
+    std::fs::write(inputs.join(".hidden"), "x").expect("hidden");
+    let out = tumornet()
+        .arg("predict")
+        .arg(&run)
+        .arg(&inputs)
+        .args(["--slices", "all"])
+        .output()
+        .expect("predict");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("skipped") && stderr.contains("notes.txt"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(".hidden"), "{stderr}");
+    assert!(
+        stderr.contains("nan.nii: the volume has no finite value"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("flat.nii: the volume is constant"),
+        "{stderr}"
+    );
+    for z in 0..2 {
+        assert!(
+            stderr.contains(&format!("half.nii#axial:{z}: the slice is constant")),
+            "{stderr}"
+        );
+    }
+    assert!(!stderr.contains("half.nii#axial:2"), "{stderr}");
+    // Every slice of the three volumes still gets its line.
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 12);
+}

@@ -149,7 +149,10 @@ fn predict_health_page_and_errors() {
     let (status, body) = http(addr, "GET / HTTP/1.1", b"");
     assert_eq!(status, 200);
     let page = String::from_utf8_lossy(&body).to_string();
-    assert!(page.contains("id=\"overlay\"") && page.contains("Research use only, not for clinical decisions."));
+    assert!(
+        page.contains("id=\"overlay\"")
+            && page.contains("Research use only, not for clinical decisions.")
+    );
 
     // A raw JPEG body.
     let (jpeg, size) = phantom_image();

@@ -412,14 +412,18 @@ pub fn read_slices(
     let multi = frames.len() > 1 || frames.first().is_some_and(|(i, _)| *i > 0);
     Ok(frames
         .into_iter()
-        .map(|(index, frame)| super::Slice {
-            name: if multi {
+        .map(|(index, frame)| {
+            let name = if multi {
                 format!("{}#frame:{index}", path.display())
             } else {
                 path.display().to_string()
-            },
-            path: path.to_path_buf(),
-            image: frame.to_gray(),
+            };
+            super::warn_if_flat(&format!("{name}: the image"), &frame.values);
+            super::Slice {
+                name,
+                path: path.to_path_buf(),
+                image: frame.to_gray(),
+            }
         })
         .collect())
 }

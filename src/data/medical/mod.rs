@@ -262,6 +262,25 @@ pub fn window_linear(values: &[f32], center: f64, width: f64) -> Vec<u8> {
         .collect()
 }
 
+/// Why values carry no image: none is a finite number (all NaN or infinite), or all are equal. `None` for
+/// values with any contrast.
+pub fn flatness(values: &[f32]) -> Option<&'static str> {
+    let mut finite = values.iter().copied().filter(|v| v.is_finite());
+    let Some(first) = finite.next() else {
+        return Some("has no finite value (all NaN or infinite)");
+    };
+    finite
+        .all(|v| v == first)
+        .then_some("is constant (every value the same)")
+}
+
+/// Warn, naming `what`, when `values` carry no image: its prediction means nothing.
+pub fn warn_if_flat(what: &str, values: &[f32]) {
+    if let Some(why) = flatness(values) {
+        tracing::warn!("{what} {why}: its prediction means nothing");
+    }
+}
+
 /// A robust window for data without one: from the 0.5th to the 99.5th percentile, as (center, width) for
 /// [`window_linear`].
 pub fn percentile_window(values: &[f32]) -> (f64, f64) {
@@ -295,6 +314,14 @@ mod tests {
         assert_eq!(SliceSelection::List(vec![2, 9]).indices(9), Err(9));
         assert!("5:3".parse::<SliceSelection>().is_err());
         assert!("x".parse::<SliceSelection>().is_err());
+    }
+
+    #[test]
+    fn flat_values_are_named() {
+        assert!(flatness(&[f32::NAN, f32::NAN]).is_some_and(|w| w.contains("NaN")));
+        assert!(flatness(&[]).is_some());
+        assert!(flatness(&[3.0, f32::NAN, 3.0]).is_some_and(|w| w.contains("constant")));
+        assert_eq!(flatness(&[3.0, 3.0, 3.5]), None);
     }
 
     #[test]

@@ -239,14 +239,23 @@ pub fn read_slices(
             count,
             what: "slices",
         })?;
-    let (center, width) = percentile_window(volume.data.as_slice().unwrap_or(&[]));
+    let all = volume.data.as_slice().unwrap_or(&[]);
+    let flat_volume = super::flatness(all).is_some();
+    if flat_volume {
+        super::warn_if_flat(&format!("{}: the volume", path.display()), all);
+    }
+    let (center, width) = percentile_window(all);
     Ok(indices
         .into_iter()
         .map(|index| {
             let (values, w, h) = volume.slice(options.plane, index);
+            let name = format!("{}#{}:{index}", path.display(), options.plane.name());
+            if !flat_volume {
+                super::warn_if_flat(&format!("{name}: the slice"), &values);
+            }
             let bytes = window_linear(&values, center, width);
             Slice {
-                name: format!("{}#{}:{index}", path.display(), options.plane.name()),
+                name,
                 path: path.to_path_buf(),
                 image: GrayImage::from_raw(w as u32, h as u32, bytes)
                     .unwrap_or_else(|| GrayImage::new(w as u32, h as u32)),
