@@ -229,6 +229,16 @@ pub enum WeightsCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Write a segmentation run's U-Net in segmentation_models_pytorch's names: `smp.Unet("resnet18",
+    /// encoder_weights=None, classes=1).load_state_dict(safetensors.torch.load_file(FILE))` loads it. (A U-Net
+    /// trained with smp loads the other way: put it in a segmentation run as `unet.safetensors`.)
+    ExportSmp {
+        /// Segmentation run folder (from `train-seg`).
+        seg: PathBuf,
+        /// The file to write (.safetensors).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn parse_backbone(text: &str) -> Result<crate::model::backbone::BackboneChoice, String> {

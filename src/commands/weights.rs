@@ -70,6 +70,24 @@ pub fn run(args: &WeightsArgs) -> anyhow::Result<()> {
                 sha256_file(out)?
             );
         }
+        WeightsCommand::ExportSmp { seg, out } => {
+            let loaded = crate::train::segrun::load_segrun(seg)?;
+            let provenance = serde_json::to_string(&loaded.config)?;
+            crate::model::unet::save_unet_smp(
+                &loaded.unet,
+                out,
+                &[("tumornet_unet_of", provenance)],
+            )?;
+            println!(
+                "Wrote the U-Net of {} to {} in segmentation_models_pytorch's names (SHA-256 {}); in Python: \
+                 smp.Unet(\"resnet18\", encoder_weights=None, classes=1).load_state_dict(\
+                 safetensors.torch.load_file(\"{}\"))",
+                seg.display(),
+                out.display(),
+                sha256_file(out)?,
+                out.display()
+            );
+        }
     }
     Ok(())
 }

@@ -134,15 +134,76 @@ pub fn save_unet(
     weights::save_safetensors(unet, path, metadata)
 }
 
-/// Load a U-Net saved by [`save_unet`] (an encoder with `classes` outputs) onto `device`. Every tensor must be
-/// there with its shape, and nothing else.
+/// segmentation_models_pytorch's names for the decoder and head (`Unet("resnet18", classes=1)`); the encoder's
+/// are torchvision's under `encoder.` in both.
+const OURS_TO_SMP: [(&str, &str); 5] = [
+    (r"^blocks\.(\d+)\.conv1\.", "decoder.blocks.${1}.conv1.0."),
+    (r"^blocks\.(\d+)\.bn1\.", "decoder.blocks.${1}.conv1.1."),
+    (r"^blocks\.(\d+)\.conv2\.", "decoder.blocks.${1}.conv2.0."),
+    (r"^blocks\.(\d+)\.bn2\.", "decoder.blocks.${1}.conv2.1."),
+    (r"^head\.", "segmentation_head.0."),
+];
+const SMP_TO_OURS: [(&str, &str); 5] = [
+    (r"^decoder\.blocks\.(\d+)\.conv1\.0\.", "blocks.${1}.conv1."),
+    (r"^decoder\.blocks\.(\d+)\.conv1\.1\.", "blocks.${1}.bn1."),
+    (r"^decoder\.blocks\.(\d+)\.conv2\.0\.", "blocks.${1}.conv2."),
+    (r"^decoder\.blocks\.(\d+)\.conv2\.1\.", "blocks.${1}.bn2."),
+    (r"^segmentation_head\.0\.", "head."),
+];
+
+/// Save a U-Net as segmentation_models_pytorch names it: `smp.Unet("resnet18", encoder_weights=None, classes=1)`
+/// loads the file with `load_state_dict(safetensors.torch.load_file(path))`, strictly (the encoder's unused
+/// classifier head is left out; every BatchNorm gets the `num_batches_tracked` PyTorch expects, 0).
+pub fn save_unet_smp(
+    unet: &UNet,
+    path: &Path,
+    metadata: &[(&str, String)],
+) -> Result<(), WeightsError> {
+    let write_error = |message: String| WeightsError::Write {
+        path: path.to_path_buf(),
+        message,
+    };
+    let staged = weights::temporary_path(&path.with_extension("staged"));
+    let without_head: fn(&str, &str) -> bool = |tensor, _| !tensor.starts_with("encoder.fc.");
+    weights::write_safetensors(unet, &staged, metadata, Some(without_head), &OURS_TO_SMP)?;
+    let bytes = std::fs::read(&staged).map_err(|e| write_error(e.to_string()));
+    let _ = std::fs::remove_file(&staged);
+    let bytes = bytes?;
+    let (_, header) =
+        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| write_error(e.to_string()))?;
+    let file =
+        safetensors::SafeTensors::deserialize(&bytes).map_err(|e| write_error(e.to_string()))?;
+    let zero = 0i64.to_le_bytes();
+    let mut tensors: Vec<(String, safetensors::tensor::TensorView<'_>)> = file.tensors();
+    for (name, _) in file.tensors() {
+        if let Some(layer) = name.strip_suffix(".running_mean") {
+            let view = safetensors::tensor::TensorView::new(safetensors::Dtype::I64, vec![], &zero)
+                .map_err(|e| write_error(e.to_string()))?;
+            tensors.push((format!("{layer}.num_batches_tracked"), view));
+        }
+    }
+    let temporary = weights::temporary_path(path);
+    safetensors::serialize_to_file(tensors, header.metadata().clone(), &temporary)
+        .map_err(|e| write_error(e.to_string()))?;
+    std::fs::rename(&temporary, path).map_err(|e| write_error(e.to_string()))
+}
+
+/// Load a U-Net saved by [`save_unet`] (an encoder with `classes` outputs) onto `device`, or one in
+/// segmentation_models_pytorch's names ([`save_unet_smp`], or trained with smp: `Unet("resnet18", classes=1)`),
+/// whose encoder has no classifier head (it keeps a fresh one; the U-Net does not use it). Every other tensor
+/// must be there with its shape, and nothing else.
 pub fn load_unet(path: &Path, classes: usize, device: &Device) -> Result<UNet, WeightsError> {
     if !path.is_file() {
         return Err(WeightsError::NotFound(path.to_path_buf()));
     }
+    let smp = weights::safetensors_keys(path)?
+        .iter()
+        .any(|key| key.starts_with("decoder.blocks."));
+    let renames: &[(&str, &str)] = if smp { &SMP_TO_OURS } else { &[] };
     let mut unet = UNet::new(ResNet18::new(classes, device), device);
     let mut store = weights::TORCHVISION_TO_OURS
         .iter()
+        .chain(renames)
         .fold(SafetensorsStore::from_file(path), |s, (from, to)| {
             s.with_key_remapping(*from, *to)
         })
@@ -159,16 +220,28 @@ pub fn load_unet(path: &Path, classes: usize, device: &Device) -> Result<UNet, W
             tensors: result.errors.iter().map(|e| format!("{e:?}")).collect(),
         });
     }
-    if !result.missing.is_empty() {
+    let missing: Vec<String> = result
+        .missing
+        .iter()
+        .map(|(t, _)| t.clone())
+        .filter(|t| !(smp && t.starts_with("encoder.fc.")))
+        .collect();
+    if !missing.is_empty() {
         return Err(WeightsError::Missing {
             path: path.to_path_buf(),
-            tensors: result.missing.iter().map(|(t, _)| t.clone()).collect(),
+            tensors: missing,
         });
     }
-    if !result.unused.is_empty() {
+    let unused: Vec<String> = result
+        .unused
+        .iter()
+        .filter(|t| !t.ends_with("num_batches_tracked"))
+        .cloned()
+        .collect();
+    if !unused.is_empty() {
         return Err(WeightsError::Unexpected {
             path: path.to_path_buf(),
-            tensors: result.unused.clone(),
+            tensors: unused,
         });
     }
     // A half-precision file (a U-Net exported from PyTorch after `.half()`) computes in f32 like ours.

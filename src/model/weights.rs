@@ -267,7 +267,7 @@ pub fn save_safetensors<M: ModuleSnapshot>(
     path: &Path,
     metadata: &[(&str, String)],
 ) -> Result<(), WeightsError> {
-    write_safetensors(module, path, metadata, None)
+    write_safetensors(module, path, metadata, None, &[])
 }
 
 /// Save the backbone of `model` (every tensor but the head `fc`) as safetensors with torchvision's key names and
@@ -285,16 +285,18 @@ pub fn save_backbone(
         path,
         metadata,
         Some(without_head),
+        &[],
     )
 }
 
 /// Write `module` in torchvision's names and layouts through a temporary file renamed into place; `keep`, when
-/// given, chooses the tensors to write.
-fn write_safetensors<M: ModuleSnapshot>(
+/// given, chooses the tensors to write; `renames` (regex, replacement) rename keys further.
+pub(crate) fn write_safetensors<M: ModuleSnapshot>(
     module: &M,
     path: &Path,
     metadata: &[(&str, String)],
     keep: Option<fn(&str, &str) -> bool>,
+    renames: &[(&str, &str)],
 ) -> Result<(), WeightsError> {
     let write_error = |message: String| WeightsError::Write {
         path: path.to_path_buf(),
@@ -303,6 +305,7 @@ fn write_safetensors<M: ModuleSnapshot>(
     let temporary = temporary_path(path);
     let mut store = OURS_TO_TORCHVISION
         .iter()
+        .chain(renames)
         .fold(SafetensorsStore::from_file(&temporary), |s, (from, to)| {
             s.with_key_remapping(*from, *to)
         })
@@ -317,6 +320,35 @@ fn write_safetensors<M: ModuleSnapshot>(
         .save_into(&mut store)
         .map_err(|e| write_error(e.to_string()))?;
     std::fs::rename(&temporary, path).map_err(|e| write_error(e.to_string()))
+}
+
+/// The tensor names in a safetensors file's header (read without reading the tensors).
+pub fn safetensors_keys(path: &Path) -> Result<Vec<String>, WeightsError> {
+    use std::io::Read;
+    let error = |message: String| WeightsError::Read {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut file = std::fs::File::open(path).map_err(|e| error(e.to_string()))?;
+    let mut length = [0u8; 8];
+    file.read_exact(&mut length)
+        .map_err(|e| error(format!("no safetensors header: {e}")))?;
+    let length = u64::from_le_bytes(length);
+    if length > 100 << 20 {
+        return Err(error(format!(
+            "a header of {length} bytes is not plausible"
+        )));
+    }
+    let mut header = vec![0u8; length as usize];
+    file.read_exact(&mut header)
+        .map_err(|e| error(format!("truncated safetensors header: {e}")))?;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|e| error(format!("safetensors header: {e}")))?;
+    Ok(header
+        .into_iter()
+        .map(|(key, _)| key)
+        .filter(|key| key != "__metadata__")
+        .collect())
 }
 
 /// `dir/name` → `dir/.name.tmp-<pid>`.

@@ -20,7 +20,7 @@ fn keys() -> Keys {
 }
 
 /// The formula of `tools/resnet_reference.py::formula_tensor` (computed in f64, stored as f32).
-fn formula(index: usize, name: &str, shape: &[usize]) -> Vec<f32> {
+pub(crate) fn formula(index: usize, name: &str, shape: &[usize]) -> Vec<f32> {
     let n: usize = shape.iter().product::<usize>().max(1);
     let t = index as f64;
     (0..n)

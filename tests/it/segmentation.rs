@@ -1192,3 +1192,102 @@ fn surface_distances_match_monai() {
     }
     assert_eq!(measured, 11);
 }
+
+/// U-Net interop with segmentation_models_pytorch 0.6.0 (fixture by tools/smp_reference.py): a file in smp's
+/// names with the formula weights loads, gives smp's logits within 1e-4, and `save_unet_smp` writes exactly
+/// smp's state-dict keys and shapes (num_batches_tracked included) with the same values, which load again.
+#[test]
+fn the_unet_reads_and_writes_segmentation_models_pytorch_names() {
+    use tumornet::model::unet::{load_unet, save_unet_smp};
+    let dir = temp_dir();
+    let fixture = crate::common::fixtures().join("smp");
+    let keys: Vec<(String, Vec<usize>)> =
+        serde_json::from_str(&std::fs::read_to_string(fixture.join("keys.json")).expect("keys"))
+            .expect("parse keys");
+    assert_eq!(keys.len(), 182);
+    let tensors: Vec<(String, Vec<usize>, Vec<u8>, bool)> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, (name, shape))| {
+            if name.ends_with("num_batches_tracked") {
+                (
+                    name.clone(),
+                    shape.clone(),
+                    0i64.to_le_bytes().to_vec(),
+                    true,
+                )
+            } else {
+                let values = crate::model::formula(i, name, shape);
+                let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                (name.clone(), shape.clone(), bytes, false)
+            }
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .map(|(name, shape, bytes, int)| {
+            let dtype = if *int {
+                safetensors::Dtype::I64
+            } else {
+                safetensors::Dtype::F32
+            };
+            (
+                name.clone(),
+                safetensors::tensor::TensorView::new(dtype, shape.clone(), bytes).expect("view"),
+            )
+        })
+        .collect();
+    let smp_file = dir.path().join("smp.safetensors");
+    safetensors::serialize_to_file(views, None, &smp_file).expect("write");
+
+    let device = tumornet::device::inference();
+    let unet = load_unet(&smp_file, 4, &device).expect("an smp-named U-Net loads");
+    // The top-left 64×64 of the first formula image.
+    let full = crate::model::formula_input();
+    let mut crop = Vec::with_capacity(3 * 64 * 64);
+    for c in 0..3 {
+        for h in 0..64 {
+            let start = (c * 224 + h) * 224;
+            crop.extend_from_slice(&full[start..start + 64]);
+        }
+    }
+    let x = burn::tensor::Tensor::<4>::from_data(
+        burn::tensor::TensorData::new(crop, [1, 3, 64, 64]),
+        &device,
+    );
+    let logits = values(unet.forward(x.clone())).expect("logits");
+    let expected: Vec<f32> = std::fs::read(fixture.join("logits.f32"))
+        .expect("logits")
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    assert_eq!(logits.len(), expected.len());
+    let worst = logits
+        .iter()
+        .zip(&expected)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-4, "largest difference from smp {worst}");
+
+    // Written back in smp's names: the same keys, shapes and values.
+    let exported = dir.path().join("exported.safetensors");
+    save_unet_smp(&unet, &exported, &[]).expect("export");
+    let bytes = std::fs::read(&exported).expect("read");
+    let file = safetensors::SafeTensors::deserialize(&bytes).expect("parse");
+    let mut written: Vec<(String, Vec<usize>)> = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| (name, view.shape().to_vec()))
+        .collect();
+    let mut wanted = keys.clone();
+    written.sort();
+    wanted.sort();
+    assert_eq!(written, wanted);
+    for (name, shape, bytes, _) in &tensors {
+        let view = file.tensor(name).expect("tensor");
+        assert_eq!(view.shape(), shape.as_slice(), "{name}");
+        assert_eq!(view.data(), bytes.as_slice(), "{name}");
+    }
+    let again = load_unet(&exported, 4, &device).expect("reload");
+    assert_eq!(values(again.forward(x)).expect("logits"), logits);
+}
