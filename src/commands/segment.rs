@@ -8,6 +8,8 @@ use super::progress_bar;
 use crate::cli::SegmentArgs;
 use crate::data::inputs::InputError;
 use crate::data::inputs::{gather, unique_name, Item};
+use crate::data::medical::nifti::VolumeGeometry;
+use crate::data::medical::Plane;
 use crate::data::preprocess::{resize_mask, resize_rgb};
 use crate::data::Class;
 use crate::metrics::segmentation::{MaskScore, SegmentationScores, SegmentationSums};
@@ -18,7 +20,7 @@ use anyhow::Context;
 use image::{GrayImage, RgbImage};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// One image's result.
 #[derive(Debug, Clone, Serialize)]
@@ -54,7 +56,23 @@ pub struct SegmentReport {
     /// 95 % percentile-bootstrap interval of the mean Dice over the tumour images with a true mask (2,000 resamples
     /// of those images, seed 0), where there are any.
     pub dice_interval: Option<(f64, f64)>,
+    /// NIfTI inputs: one mask volume each, aligned to the input.
+    pub volumes: Vec<VolumeMask>,
     pub errors: Vec<String>,
+}
+
+/// The mask of a NIfTI input as a volume: the input's shape, voxel order, sform and qform, so a viewer overlays it
+/// on the input as it is; 1 inside the tumour, 0 elsewhere (slices not segmented, or called tumour-free, stay 0).
+#[derive(Debug, Serialize)]
+pub struct VolumeMask {
+    #[serde(serialize_with = "crate::paths::lossy")]
+    pub input: PathBuf,
+    #[serde(serialize_with = "crate::paths::lossy")]
+    pub mask: PathBuf,
+    pub slices: usize,
+    pub tumour_voxels: usize,
+    /// Tumour volume from the voxel sizes in the header (millimetres assumed).
+    pub tumour_ml: f64,
 }
 
 pub fn run(args: &SegmentArgs) -> anyhow::Result<()> {
@@ -88,6 +106,16 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<()> {
         report.images.len(),
         args.out.display()
     );
+    for volume in &report.volumes {
+        println!(
+            "{}: mask volume {} ({} slices segmented, tumour {} voxels, {:.2} ml)",
+            volume.input.display(),
+            volume.mask.display(),
+            volume.slices,
+            volume.tumour_voxels,
+            volume.tumour_ml
+        );
+    }
     for error in &report.errors {
         eprintln!("error: {error}");
     }
@@ -129,6 +157,7 @@ pub fn segment(args: &SegmentArgs) -> anyhow::Result<SegmentReport> {
     let mut images = Vec::new();
     let mut sums: BTreeMap<String, SegmentationSums> = BTreeMap::new();
     let mut gallery: Vec<(Class, [RgbImage; 3])> = Vec::new();
+    let mut volumes: BTreeMap<PathBuf, Volume> = BTreeMap::new();
     let bar = progress_bar(items.len() as u64, "segment");
     for chunk in items.chunks(args.batch_size.max(1)) {
         let ready = super::load_batch(chunk, |item| load(item, side), &mut errors, &bar);
@@ -145,6 +174,11 @@ pub fn segment(args: &SegmentArgs) -> anyhow::Result<SegmentReport> {
                 .context("mask size")?;
             let (w, h) = original.dimensions();
             let full = resize_mask(&small, w, h)?;
+            if let Some((plane, index)) = item.input.position {
+                if let Err(e) = add_slice(&mut volumes, &item.input.path, plane, index, &full) {
+                    errors.push(format!("{}: {e}", item.input.name));
+                }
+            }
             let mask_path = masks_dir.join(format!("{name}.png"));
             full.save(&mask_path)
                 .with_context(|| format!("writing {}", mask_path.display()))?;
@@ -208,8 +242,10 @@ pub fn segment(args: &SegmentArgs) -> anyhow::Result<SegmentReport> {
             &["outline", "true mask", "predicted"],
         )?;
     }
+    let volumes = write_volumes(volumes, &args.out.join("volumes"))?;
     let dice: Vec<f64> = images.iter().filter_map(|i| i.dice).collect();
     let report = SegmentReport {
+        volumes,
         segrun: args.segrun.clone(),
         gated: !args.no_gate,
         mask: rule,
@@ -222,6 +258,70 @@ pub fn segment(args: &SegmentArgs) -> anyhow::Result<SegmentReport> {
     std::fs::write(&path, serde_json::to_string_pretty(&report)?)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(report)
+}
+
+/// A NIfTI input's mask volume as it fills: its geometry, the labels, the slices placed.
+type Volume = (VolumeGeometry, ndarray::Array3<u8>, usize);
+
+/// Put one slice's mask (at the slice's size) into its input's volume.
+fn add_slice(
+    volumes: &mut BTreeMap<PathBuf, Volume>,
+    input: &Path,
+    plane: Plane,
+    index: usize,
+    mask: &GrayImage,
+) -> Result<(), String> {
+    if !volumes.contains_key(input) {
+        let geometry = VolumeGeometry::read(input).map_err(|e| e.to_string())?;
+        let labels = geometry.empty_labels();
+        volumes.insert(input.to_path_buf(), (geometry, labels, 0));
+    }
+    let (geometry, labels, slices) = volumes
+        .get_mut(input)
+        .ok_or_else(|| "volume not found".to_string())?;
+    geometry.place(labels, plane, index, mask, 1)?;
+    *slices += 1;
+    Ok(())
+}
+
+/// Write each volume as `<dir>/<input stem>.mask.nii.gz`.
+fn write_volumes(
+    volumes: BTreeMap<PathBuf, Volume>,
+    dir: &Path,
+) -> anyhow::Result<Vec<VolumeMask>> {
+    if volumes.is_empty() {
+        return Ok(Vec::new());
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut names = HashSet::new();
+    let mut written = Vec::new();
+    for (input, (geometry, labels, slices)) in volumes {
+        let file = input
+            .file_name()
+            .map_or_else(|| "volume".into(), |n| n.to_string_lossy().into_owned());
+        let stem = file
+            .strip_suffix(".gz")
+            .unwrap_or(&file)
+            .trim_end_matches(".nii")
+            .to_string();
+        let mut name = stem.clone();
+        let mut n = 2;
+        while !names.insert(name.clone()) {
+            name = format!("{stem}_{n}");
+            n += 1;
+        }
+        let mask = dir.join(format!("{name}.mask.nii.gz"));
+        geometry.write_labels(&mask, &labels)?;
+        let tumour_voxels = labels.iter().filter(|v| **v > 0).count();
+        written.push(VolumeMask {
+            tumour_ml: tumour_voxels as f64 * geometry.voxel_ml(),
+            input,
+            mask,
+            slices,
+            tumour_voxels,
+        });
+    }
+    Ok(written)
 }
 
 /// An input as decoded, with its true mask at the U-Net's size.

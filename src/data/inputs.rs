@@ -103,6 +103,8 @@ pub struct Input {
     /// The file it comes from.
     pub path: PathBuf,
     slice: Option<image::GrayImage>,
+    /// A volume's slice: its plane and index.
+    pub position: Option<(super::medical::Plane, usize)>,
 }
 
 impl Input {
@@ -112,6 +114,7 @@ impl Input {
             name: path.display().to_string(),
             path: path.to_path_buf(),
             slice: None,
+            position: None,
         }
     }
 
@@ -139,6 +142,7 @@ pub fn expand(
                         name: s.name,
                         path: s.path,
                         slice: Some(s.image),
+                        position: s.position,
                     })
                 })),
                 Err(e) => out.push(Err(e.to_string())),

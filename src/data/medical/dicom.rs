@@ -423,6 +423,7 @@ pub fn read_slices(
                 name,
                 path: path.to_path_buf(),
                 image: frame.to_gray(),
+                position: None,
             }
         })
         .collect())

@@ -46,6 +46,8 @@ pub struct Slice {
     /// The file it was read from.
     pub path: PathBuf,
     pub image: GrayImage,
+    /// A volume's slice: its plane and index (to put results back in the volume); `None` for a DICOM frame.
+    pub position: Option<(Plane, usize)>,
 }
 
 /// A grayscale slice as the three equal channels every image becomes (torchvision's `convert("RGB")`).

@@ -16,6 +16,148 @@ pub struct CanonicalVolume {
     pub data: Array3<f32>,
 }
 
+/// Where a NIfTI file's voxels go when it is read: enough to put each slice pixel back on the voxel it came
+/// from and to write a volume (a mask, a heatmap) that a viewer overlays on the input with no adjustment — the
+/// input's dimensions, voxel order, sform and qform.
+#[derive(Debug, Clone)]
+pub struct VolumeGeometry {
+    pub header: NiftiHeader,
+    /// The voxel dimensions of the file (x, y, z), in its own order.
+    pub dims: [usize; 3],
+    /// Per voxel axis: the RAS+ axis it was turned into, and whether it was reversed (see [`orientation`]).
+    axes: [(usize, bool); 3],
+}
+
+impl VolumeGeometry {
+    /// The geometry of the NIfTI file at `path` (its header only is read).
+    pub fn read(path: &Path) -> Result<VolumeGeometry, MedicalError> {
+        let header = NiftiHeader::from_file(path).map_err(|e| MedicalError::Nifti {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let dims = [1, 2, 3].map(|i| usize::from(header.dim[i].max(1)));
+        let axes = orientation(&affine(&header));
+        Ok(VolumeGeometry { header, dims, axes })
+    }
+
+    /// The size of the RAS+ volume along RAS+ axis `world`.
+    fn canonical_size(&self, world: usize) -> usize {
+        self.axes
+            .iter()
+            .position(|(w, _)| *w == world)
+            .map_or(1, |j| self.dims[j])
+    }
+
+    /// The two RAS+ axes a slice across `plane` spans, in order: its columns run along the first, reversed, and
+    /// its rows along the second, reversed (see [`CanonicalVolume::slice`]).
+    fn spanned(plane: Plane) -> (usize, usize) {
+        match CanonicalVolume::axis(plane) {
+            0 => (1, 2),
+            1 => (0, 2),
+            _ => (0, 1),
+        }
+    }
+
+    /// The voxel (x, y, z of the file) that pixel (`row`, `column`) of slice `index` along `plane` was read from —
+    /// the inverse of [`CanonicalVolume::slice`] and of the reorientation in [`read_canonical`].
+    pub fn voxel_of(&self, plane: Plane, index: usize, row: usize, column: usize) -> [usize; 3] {
+        let (a, b) = Self::spanned(plane);
+        let mut canonical = [0usize; 3];
+        canonical[CanonicalVolume::axis(plane)] = index;
+        canonical[a] = self.canonical_size(a) - 1 - column;
+        canonical[b] = self.canonical_size(b) - 1 - row;
+        std::array::from_fn(|j| {
+            let (world, reversed) = self.axes[j];
+            if reversed {
+                self.dims[j] - 1 - canonical[world]
+            } else {
+                canonical[world]
+            }
+        })
+    }
+
+    /// An empty label volume of the file's shape.
+    pub fn empty_labels(&self) -> Array3<u8> {
+        Array3::zeros((self.dims[0], self.dims[1], self.dims[2]))
+    }
+
+    /// Set the voxels of `volume` where `mask` (slice `index` along `plane`, at the slice's size; non-zero inside)
+    /// is set, to `label`. A mask of another size than the slice is an error naming both sizes.
+    pub fn place(
+        &self,
+        volume: &mut Array3<u8>,
+        plane: Plane,
+        index: usize,
+        mask: &GrayImage,
+        label: u8,
+    ) -> Result<(), String> {
+        let (a, b) = Self::spanned(plane);
+        let expected = (self.canonical_size(a), self.canonical_size(b));
+        let (width, height) = mask.dimensions();
+        if (width as usize, height as usize) != expected
+            || index >= self.canonical_size(CanonicalVolume::axis(plane))
+        {
+            return Err(format!(
+                "a {width}×{height} mask for slice {index} of a volume whose {} slices are {}×{}",
+                plane.name(),
+                expected.0,
+                expected.1
+            ));
+        }
+        for (column, row, pixel) in mask.enumerate_pixels() {
+            if pixel.0[0] > 0 {
+                let [x, y, z] = self.voxel_of(plane, index, row as usize, column as usize);
+                volume[[x, y, z]] = label;
+            }
+        }
+        Ok(())
+    }
+
+    /// The volume of one voxel in millilitres (from the header's voxel sizes in millimetres).
+    pub fn voxel_ml(&self) -> f64 {
+        let pix = self.header.pixdim;
+        (1..4).map(|i| f64::from(pix[i]).abs()).product::<f64>() / 1000.0
+    }
+
+    /// Write a label volume (indexed by the file's own voxel order, shaped as [`Self::dims`]) as a NIfTI-1 file
+    /// with the input's header: its sform, qform, voxel sizes and units (`.nii.gz` is compressed).
+    pub fn write_labels(&self, path: &Path, data: &Array3<u8>) -> Result<(), MedicalError> {
+        let header = self.output_header();
+        nifti::writer::WriterOptions::new(path)
+            .reference_header(&header)
+            .write_nifti(data)
+            .map_err(|e| self.write_error(path, e))
+    }
+
+    /// [`Self::write_labels`] for a float volume (a heatmap).
+    pub fn write_values(&self, path: &Path, data: &Array3<f32>) -> Result<(), MedicalError> {
+        let header = self.output_header();
+        nifti::writer::WriterOptions::new(path)
+            .reference_header(&header)
+            .write_nifti(data)
+            .map_err(|e| self.write_error(path, e))
+    }
+
+    fn write_error(&self, path: &Path, error: nifti::NiftiError) -> MedicalError {
+        MedicalError::Nifti {
+            path: path.to_path_buf(),
+            message: format!("writing: {error}"),
+        }
+    }
+
+    /// The input's header for an output volume (the data type, scaling and dimensions come from the data).
+    fn output_header(&self) -> NiftiHeader {
+        let mut header = self.header.clone();
+        header.dim = [3, 1, 1, 1, 1, 1, 1, 1];
+        for (i, d) in self.dims.iter().enumerate() {
+            header.dim[i + 1] = u16::try_from(*d).unwrap_or(u16::MAX);
+        }
+        header.cal_min = 0.0;
+        header.cal_max = 0.0;
+        header
+    }
+}
+
 /// The header's voxel-to-world affine (rows of a 3×4 matrix), chosen as nibabel chooses it.
 pub fn affine(header: &NiftiHeader) -> [[f64; 4]; 3] {
     let f = |v: f32| f64::from(v);
@@ -193,7 +335,7 @@ pub fn read_canonical_in(
 
 impl CanonicalVolume {
     /// The RAS+ axis a plane cuts across: sagittal R (0), coronal A (1), axial S (2).
-    fn axis(plane: Plane) -> usize {
+    pub fn axis(plane: Plane) -> usize {
         match plane {
             Plane::Sagittal => 0,
             Plane::Coronal => 1,
@@ -259,6 +401,7 @@ pub fn read_slices(
                 path: path.to_path_buf(),
                 image: GrayImage::from_raw(w as u32, h as u32, bytes)
                     .unwrap_or_else(|| GrayImage::new(w as u32, h as u32)),
+                position: Some((options.plane, index)),
             }
         })
         .collect())
