@@ -298,6 +298,7 @@ fn pseudo_masks_train_seg_segment_and_report() {
             "{image}"
         );
     }
+    segment_volumes_align_with_their_inputs(&segrun, &dir.path().join("segment-volumes"));
 
     // serve --seg: the answer carries the tumour outline at the upload's size, gated by the prediction.
     let server = crate::serve::launch(run.clone(), Some(segrun.clone()), 8 << 20, None, None);
@@ -1290,4 +1291,125 @@ fn the_unet_reads_and_writes_segmentation_models_pytorch_names() {
     }
     let again = load_unet(&exported, 4, &device).expect("reload");
     assert_eq!(values(again.forward(x)).expect("logits"), logits);
+}
+
+/// `segment` on NIfTI volumes (an LPS anatomy, and an oblique axis-permuted one) writes one mask volume per input with
+/// the input's header, each slice's mask (the 2-D PNG it also writes) on exactly the voxels the slice came from.
+fn segment_volumes_align_with_their_inputs(segrun: &Path, out: &Path) {
+    use tumornet::data::medical::nifti::VolumeGeometry;
+    use tumornet::data::medical::Plane;
+    let medical = crate::common::fixtures().join("medical");
+    let inputs = [
+        medical.join("colin27_lps.nii.gz"),
+        medical.join("orient_slp_sform.nii.gz"),
+    ];
+    ok(tumornet()
+        .args(["-q", "segment"])
+        .arg(segrun)
+        .args(&inputs)
+        .arg("--out")
+        .arg(out)
+        .args(["--no-gate", "--never-empty", "--plane", "coronal"])
+        .output()
+        .expect("segment volumes"));
+    let report = json(&out.join("segment.json"));
+    let volumes = report["volumes"].as_array().expect("volumes");
+    assert_eq!(volumes.len(), 2);
+    let mut total_voxels = 0;
+    for (input, volume) in inputs.iter().zip(volumes) {
+        let geometry = VolumeGeometry::read(input).expect("geometry");
+        let mask_file = PathBuf::from(volume["mask"].as_str().expect("mask"));
+        let written = VolumeGeometry::read(&mask_file).expect("mask volume");
+        assert_eq!(written.dims, geometry.dims);
+        let (a, b) = (&written.header, &geometry.header);
+        assert_eq!(
+            (
+                a.sform_code,
+                a.qform_code,
+                a.srow_x,
+                a.srow_y,
+                a.srow_z,
+                a.quatern_b,
+                a.quatern_c,
+                a.quatern_d
+            ),
+            (
+                b.sform_code,
+                b.qform_code,
+                b.srow_x,
+                b.srow_y,
+                b.srow_z,
+                b.quatern_b,
+                b.quatern_c,
+                b.quatern_d
+            )
+        );
+        use ::nifti::{IntoNdArray, NiftiObject};
+        let labels = ::nifti::ReaderOptions::new()
+            .read_file(&mask_file)
+            .expect("read")
+            .into_volume()
+            .into_ndarray::<f32>()
+            .expect("array")
+            .into_dimensionality::<ndarray::Ix3>()
+            .expect("3-D");
+        let name = input
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .to_string();
+        let mut expected_voxels = 0;
+        let mut slices = 0;
+        for image in report["images"].as_array().expect("images") {
+            let Some(index) = image["input"]
+                .as_str()
+                .expect("input")
+                .strip_prefix(&format!("{}#coronal:", input.display()))
+            else {
+                continue;
+            };
+            let index: usize = index.parse().expect("index");
+            slices += 1;
+            let mask = image::open(image["mask"].as_str().expect("png"))
+                .expect("mask png")
+                .to_luma8();
+            for (column, row, pixel) in mask.enumerate_pixels() {
+                let [x, y, z] =
+                    geometry.voxel_of(Plane::Coronal, index, row as usize, column as usize);
+                assert_eq!(
+                    labels[[x, y, z]] == 1.0,
+                    pixel.0[0] > 0,
+                    "{name} slice {index} ({row}, {column})"
+                );
+                expected_voxels += usize::from(pixel.0[0] > 0);
+            }
+        }
+        assert_eq!(
+            slices,
+            volume["slices"].as_u64().expect("slices") as usize,
+            "{name}"
+        );
+        assert_eq!(
+            slices,
+            tumornet::data::medical::nifti::read_canonical(input, 0)
+                .expect("volume")
+                .count(Plane::Coronal),
+            "{name}: every coronal slice"
+        );
+        total_voxels += expected_voxels;
+        assert_eq!(
+            labels.iter().filter(|v| **v == 1.0).count(),
+            expected_voxels,
+            "{name}"
+        );
+        assert_eq!(volume["tumour_voxels"], expected_voxels);
+        let ml = volume["tumour_ml"].as_f64().expect("ml");
+        assert!(
+            (ml - expected_voxels as f64 * geometry.voxel_ml()).abs() < 1e-9,
+            "{name}"
+        );
+    }
+    // --never-empty gives every slice a mask at 128×128; on the anatomy's 46-pixel slices they survive resizing
+    // (the other volume's 6×5 slices may lose them).
+    assert!(total_voxels > 0, "no mask voxel at all");
 }
