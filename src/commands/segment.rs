@@ -8,8 +8,7 @@ use super::progress_bar;
 use crate::cli::SegmentArgs;
 use crate::data::inputs::InputError;
 use crate::data::inputs::{gather, unique_name, Item};
-use crate::data::medical::nifti::VolumeGeometry;
-use crate::data::medical::Plane;
+use crate::data::medical::nifti::{volume_stem, SliceVolumes};
 use crate::data::preprocess::{resize_mask, resize_rgb};
 use crate::data::Class;
 use crate::metrics::segmentation::{MaskScore, SegmentationScores, SegmentationSums};
@@ -157,7 +156,7 @@ pub fn segment(args: &SegmentArgs) -> anyhow::Result<SegmentReport> {
     let mut images = Vec::new();
     let mut sums: BTreeMap<String, SegmentationSums> = BTreeMap::new();
     let mut gallery: Vec<(Class, [RgbImage; 3])> = Vec::new();
-    let mut volumes: BTreeMap<PathBuf, Volume> = BTreeMap::new();
+    let mut volumes: SliceVolumes<u8> = SliceVolumes::new();
     let bar = progress_bar(items.len() as u64, "segment");
     for chunk in items.chunks(args.batch_size.max(1)) {
         let ready = super::load_batch(chunk, |item| load(item, side), &mut errors, &bar);
@@ -175,7 +174,11 @@ pub fn segment(args: &SegmentArgs) -> anyhow::Result<SegmentReport> {
             let (w, h) = original.dimensions();
             let full = resize_mask(&small, w, h)?;
             if let Some((plane, index)) = item.input.position {
-                if let Err(e) = add_slice(&mut volumes, &item.input.path, plane, index, &full) {
+                let size = (full.width() as usize, full.height() as usize);
+                let inside = |row: usize, column: usize| {
+                    (full.get_pixel(column as u32, row as u32).0[0] > 0).then_some(1)
+                };
+                if let Err(e) = volumes.add(&item.input.path, plane, index, size, inside) {
                     errors.push(format!("{}: {e}", item.input.name));
                 }
             }
@@ -260,50 +263,16 @@ pub fn segment(args: &SegmentArgs) -> anyhow::Result<SegmentReport> {
     Ok(report)
 }
 
-/// A NIfTI input's mask volume as it fills: its geometry, the labels, the slices placed.
-type Volume = (VolumeGeometry, ndarray::Array3<u8>, usize);
-
-/// Put one slice's mask (at the slice's size) into its input's volume.
-fn add_slice(
-    volumes: &mut BTreeMap<PathBuf, Volume>,
-    input: &Path,
-    plane: Plane,
-    index: usize,
-    mask: &GrayImage,
-) -> Result<(), String> {
-    if !volumes.contains_key(input) {
-        let geometry = VolumeGeometry::read(input).map_err(|e| e.to_string())?;
-        let labels = geometry.empty_labels();
-        volumes.insert(input.to_path_buf(), (geometry, labels, 0));
-    }
-    let (geometry, labels, slices) = volumes
-        .get_mut(input)
-        .ok_or_else(|| "volume not found".to_string())?;
-    geometry.place(labels, plane, index, mask, 1)?;
-    *slices += 1;
-    Ok(())
-}
-
 /// Write each volume as `<dir>/<input stem>.mask.nii.gz`.
-fn write_volumes(
-    volumes: BTreeMap<PathBuf, Volume>,
-    dir: &Path,
-) -> anyhow::Result<Vec<VolumeMask>> {
+fn write_volumes(volumes: SliceVolumes<u8>, dir: &Path) -> anyhow::Result<Vec<VolumeMask>> {
     if volumes.is_empty() {
         return Ok(Vec::new());
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut names = HashSet::new();
     let mut written = Vec::new();
-    for (input, (geometry, labels, slices)) in volumes {
-        let file = input
-            .file_name()
-            .map_or_else(|| "volume".into(), |n| n.to_string_lossy().into_owned());
-        let stem = file
-            .strip_suffix(".gz")
-            .unwrap_or(&file)
-            .trim_end_matches(".nii")
-            .to_string();
+    for (input, geometry, labels, slices) in volumes.into_volumes() {
+        let stem = volume_stem(&input);
         let mut name = stem.clone();
         let mut n = 2;
         while !names.insert(name.clone()) {

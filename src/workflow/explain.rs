@@ -7,6 +7,7 @@ use crate::cam::quality::{score_against_mask, top_pixels, MaskScores, QualityMea
 use crate::cam::{compute_smoothed, CamBatch, CamMethod};
 use crate::data::batcher::images_to_tensor;
 use crate::data::inputs::{gather, unique_name, InputError, Item};
+use crate::data::medical::nifti::{volume_stem, SliceVolumes};
 use crate::data::medical::VolumeOptions;
 use crate::data::preprocess::{resize_rgb, IMAGENET_MEAN};
 use crate::data::Class;
@@ -68,8 +69,22 @@ pub struct CamReport {
     /// Per method: per true class, then `all`.
     pub quality: BTreeMap<String, BTreeMap<String, QualityMeans>>,
     pub images: Vec<ImageResult>,
+    /// NIfTI inputs: one map volume per input and method, aligned to the input.
+    pub volumes: Vec<CamVolume>,
     /// Inputs that could not be read, each with its reason.
     pub errors: Vec<String>,
+}
+
+/// A NIfTI input's maps as a float volume ([0, 1]) with the input's shape, voxel order, sform and qform; slices
+/// not explained stay 0.
+#[derive(Debug, Clone, Serialize)]
+pub struct CamVolume {
+    #[serde(serialize_with = "crate::paths::lossy")]
+    pub input: PathBuf,
+    pub method: CamMethod,
+    #[serde(serialize_with = "crate::paths::lossy")]
+    pub map: PathBuf,
+    pub slices: usize,
 }
 
 /// How raw maps are written.
@@ -143,6 +158,8 @@ pub fn cam(args: &CamSettings) -> anyhow::Result<CamReport> {
     let mut sums: BTreeMap<(CamMethod, Option<Class>), QualitySums> = BTreeMap::new();
     let mut gallery: BTreeMap<Option<Class>, Vec<(RgbImage, String)>> = BTreeMap::new();
     let per_row = args.grid.div_ceil(Class::COUNT).max(1);
+    let mut volumes: Vec<SliceVolumes<f32>> =
+        args.method.iter().map(|_| SliceVolumes::new()).collect();
     let bar = progress_bar(items.len() as u64, "cam");
     for (chunk_index, chunk) in items.chunks(args.batch_size.max(1)).enumerate() {
         let ready = load_batch(chunk, |item| load(item, size), &mut errors, &bar);
@@ -208,6 +225,25 @@ pub fn cam(args: &CamSettings) -> anyhow::Result<CamReport> {
                 };
                 row.push((thumb, format!("{predicted} {confidence:.2}{mark}")));
             }
+            if let Some((plane, index)) = item.input.position {
+                let (width, height) = loaded.original.dimensions();
+                let (width, height) = (width as usize, height as usize);
+                for ((_, _, finished, _), stack) in per_method.iter().zip(&mut volumes) {
+                    let map = crate::cam::postprocess::resize_bilinear(
+                        &finished[i],
+                        side,
+                        side,
+                        height,
+                        width,
+                    );
+                    let value = |row: usize, column: usize| map.get(row * width + column).copied();
+                    if let Err(e) =
+                        stack.add(&item.input.path, plane, index, (width, height), value)
+                    {
+                        errors.push(format!("{}: {e}", item.input.name));
+                    }
+                }
+            }
             let mut methods = Vec::with_capacity(per_method.len());
             for (method, _, finished, deletion) in &per_method {
                 let map_path = match args.raw {
@@ -272,7 +308,9 @@ pub fn cam(args: &CamSettings) -> anyhow::Result<CamReport> {
         &gallery,
         per_row,
     )?;
+    let volumes = write_volumes(volumes, &args.method, &args.out.join("volumes"))?;
     let report = CamReport {
+        volumes,
         run: args.run.clone(),
         methods: args.method.clone(),
         layer: args.layer,
@@ -291,6 +329,45 @@ pub fn cam(args: &CamSettings) -> anyhow::Result<CamReport> {
     std::fs::write(args.out.join("quality.md"), quality_table(&report))
         .with_context(|| format!("writing {}", args.out.join("quality.md").display()))?;
     Ok(report)
+}
+
+/// Write each method's volumes as `<dir>/<input stem>.<method>.nii.gz`.
+fn write_volumes(
+    volumes: Vec<SliceVolumes<f32>>,
+    methods: &[CamMethod],
+    dir: &Path,
+) -> anyhow::Result<Vec<CamVolume>> {
+    let mut written = Vec::new();
+    // One name per input (`scan`, `scan_2` for another folder's scan.nii.gz), the same for every method.
+    let mut stems: BTreeMap<PathBuf, String> = BTreeMap::new();
+    let mut used = HashSet::new();
+    for (stack, method) in volumes.into_iter().zip(methods) {
+        if stack.is_empty() {
+            continue;
+        }
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (input, geometry, values, slices) in stack.into_volumes() {
+            let stem = stems.entry(input.clone()).or_insert_with(|| {
+                let base = volume_stem(&input);
+                let mut name = base.clone();
+                let mut n = 2;
+                while !used.insert(name.clone()) {
+                    name = format!("{base}_{n}");
+                    n += 1;
+                }
+                name
+            });
+            let map = dir.join(format!("{stem}.{}.nii.gz", method.name()));
+            geometry.write_values(&map, &values)?;
+            written.push(CamVolume {
+                input,
+                method: *method,
+                map,
+                slices,
+            });
+        }
+    }
+    Ok(written)
 }
 
 /// A decoded input: the image as given, the model's input, and the true mask at the input size.

@@ -2,7 +2,7 @@
 //! (fixtures and reference values by tools/medical_reference.py).
 
 use crate::common::{fixtures, import_formula_run, temp_dir, tumornet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tumornet::data::medical::{
     self, dicom, nifti, MedicalError, MedicalKind, Plane, SliceSelection, VolumeOptions,
 };
@@ -578,5 +578,83 @@ fn volume_outputs_put_every_slice_pixel_back_on_its_voxel() {
         for (value, pixel) in back.iter().zip(mask.pixels()) {
             assert_eq!(*value > 0.0, pixel.0[0] > 0, "{name}");
         }
+    }
+}
+
+/// `cam` on NIfTI volumes writes one float map volume per input and method with the input's header; read back
+/// through the reader, each slice is the map `cam` computed for it (its raw 224×224 map resized to the slice).
+#[test]
+fn cam_writes_map_volumes_aligned_to_their_inputs() {
+    let tmp = temp_dir();
+    let run = import_formula_run(tmp.path());
+    let out = tmp.path().join("cams");
+    let inputs = [
+        dir().join("orient_slp_sform.nii.gz"),
+        dir().join("orient_lps_qform.nii.gz"),
+    ];
+    let status = tumornet()
+        .args(["-q", "cam"])
+        .arg(&run)
+        .args(&inputs)
+        .args(["--plane", "sagittal", "--delete-fraction", "0", "--out"])
+        .arg(&out)
+        .output()
+        .expect("cam");
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("cam.json")).expect("cam.json"))
+            .expect("json");
+    let volumes = report["volumes"].as_array().expect("volumes");
+    assert_eq!(volumes.len(), 2);
+    for input in &inputs {
+        let volume = volumes
+            .iter()
+            .find(|v| v["input"].as_str() == Some(&input.display().to_string()))
+            .expect("a volume for each input");
+        let map_file = PathBuf::from(volume["map"].as_str().expect("map"));
+        let (a, b) = (
+            ::nifti::NiftiHeader::from_file(input).expect("input"),
+            ::nifti::NiftiHeader::from_file(&map_file).expect("map"),
+        );
+        assert_eq!(
+            (a.sform_code, a.qform_code, a.srow_x, a.srow_z),
+            (b.sform_code, b.qform_code, b.srow_x, b.srow_z)
+        );
+        assert_eq!((a.dim[..4].to_vec(), b.datatype), (b.dim[..4].to_vec(), 16));
+        let written = nifti::read_canonical(&map_file, 0).expect("map volume");
+        let mut checked = 0;
+        for image in report["images"].as_array().expect("images") {
+            let Some(index) = image["input"]
+                .as_str()
+                .expect("input")
+                .strip_prefix(&format!("{}#sagittal:", input.display()))
+            else {
+                continue;
+            };
+            let index: usize = index.parse().expect("index");
+            let raw =
+                std::fs::read(image["methods"][0]["map"].as_str().expect("npy")).expect("npy");
+            let map: Vec<f32> = raw[raw.len() - 224 * 224 * 4..]
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            let (values, width, height) = written.slice(Plane::Sagittal, index);
+            let resized =
+                tumornet::cam::postprocess::resize_bilinear(&map, 224, 224, height, width);
+            for (got, want) in values.iter().zip(&resized) {
+                assert!(
+                    (got - want).abs() < 1e-6,
+                    "{} slice {index}: {got} vs {want}",
+                    input.display()
+                );
+            }
+            checked += 1;
+        }
+        assert_eq!(checked, volume["slices"].as_u64().expect("slices") as usize);
+        assert_eq!(checked, written.count(Plane::Sagittal));
     }
 }

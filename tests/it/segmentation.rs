@@ -1316,7 +1316,11 @@ fn segment_volumes_align_with_their_inputs(segrun: &Path, out: &Path) {
     let volumes = report["volumes"].as_array().expect("volumes");
     assert_eq!(volumes.len(), 2);
     let mut total_voxels = 0;
-    for (input, volume) in inputs.iter().zip(volumes) {
+    for input in &inputs {
+        let volume = volumes
+            .iter()
+            .find(|v| v["input"].as_str() == Some(&input.display().to_string()))
+            .expect("a volume for each input");
         let geometry = VolumeGeometry::read(input).expect("geometry");
         let mask_file = PathBuf::from(volume["mask"].as_str().expect("mask"));
         let written = VolumeGeometry::read(&mask_file).expect("mask volume");

@@ -78,7 +78,12 @@ impl VolumeGeometry {
 
     /// An empty label volume of the file's shape.
     pub fn empty_labels(&self) -> Array3<u8> {
-        Array3::zeros((self.dims[0], self.dims[1], self.dims[2]))
+        self.empty()
+    }
+
+    /// A volume of the file's shape filled with `T::default()`.
+    pub fn empty<T: Clone + Default>(&self) -> Array3<T> {
+        Array3::from_elem((self.dims[0], self.dims[1], self.dims[2]), T::default())
     }
 
     /// Set the voxels of `volume` where `mask` (slice `index` along `plane`, at the slice's size; non-zero inside)
@@ -91,23 +96,45 @@ impl VolumeGeometry {
         mask: &GrayImage,
         label: u8,
     ) -> Result<(), String> {
+        let (width, height) = mask.dimensions();
+        self.fill(
+            volume,
+            plane,
+            index,
+            (width as usize, height as usize),
+            |row, column| (mask.get_pixel(column as u32, row as u32).0[0] > 0).then_some(label),
+        )
+    }
+
+    /// Set each voxel of slice `index` along `plane` (of `size` = (width, height), the slice's size) to what
+    /// `value(row, column)` gives, where it gives something.
+    pub fn fill<T>(
+        &self,
+        volume: &mut Array3<T>,
+        plane: Plane,
+        index: usize,
+        size: (usize, usize),
+        value: impl Fn(usize, usize) -> Option<T>,
+    ) -> Result<(), String> {
         let (a, b) = Self::spanned(plane);
         let expected = (self.canonical_size(a), self.canonical_size(b));
-        let (width, height) = mask.dimensions();
-        if (width as usize, height as usize) != expected
-            || index >= self.canonical_size(CanonicalVolume::axis(plane))
-        {
+        if size != expected || index >= self.canonical_size(CanonicalVolume::axis(plane)) {
             return Err(format!(
-                "a {width}×{height} mask for slice {index} of a volume whose {} slices are {}×{}",
+                "a {}×{} result for slice {index} of a volume whose {} slices are {}×{} ({} of them)",
+                size.0,
+                size.1,
                 plane.name(),
                 expected.0,
-                expected.1
+                expected.1,
+                self.canonical_size(CanonicalVolume::axis(plane))
             ));
         }
-        for (column, row, pixel) in mask.enumerate_pixels() {
-            if pixel.0[0] > 0 {
-                let [x, y, z] = self.voxel_of(plane, index, row as usize, column as usize);
-                volume[[x, y, z]] = label;
+        for row in 0..size.1 {
+            for column in 0..size.0 {
+                if let Some(v) = value(row, column) {
+                    let [x, y, z] = self.voxel_of(plane, index, row, column);
+                    volume[[x, y, z]] = v;
+                }
             }
         }
         Ok(())
@@ -156,6 +183,66 @@ impl VolumeGeometry {
         header.cal_max = 0.0;
         header
     }
+}
+
+/// Per-slice results of NIfTI inputs gathered back into one volume per input file, in the file's voxel order.
+#[derive(Debug, Default)]
+pub struct SliceVolumes<T> {
+    volumes: std::collections::BTreeMap<std::path::PathBuf, (VolumeGeometry, Array3<T>, usize)>,
+}
+
+impl<T: Clone + Default> SliceVolumes<T> {
+    pub fn new() -> Self {
+        SliceVolumes {
+            volumes: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// Put slice `index` along `plane` of the NIfTI file `input` (a result of `size` = (width, height), the
+    /// slice's size) into its volume: each voxel gets `value(row, column)` where it gives something.
+    pub fn add(
+        &mut self,
+        input: &Path,
+        plane: Plane,
+        index: usize,
+        size: (usize, usize),
+        value: impl Fn(usize, usize) -> Option<T>,
+    ) -> Result<(), String> {
+        if !self.volumes.contains_key(input) {
+            let geometry = VolumeGeometry::read(input).map_err(|e| e.to_string())?;
+            let empty = geometry.empty();
+            self.volumes
+                .insert(input.to_path_buf(), (geometry, empty, 0));
+        }
+        let Some((geometry, volume, slices)) = self.volumes.get_mut(input) else {
+            return Ok(());
+        };
+        geometry.fill(volume, plane, index, size, value)?;
+        *slices += 1;
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.volumes.is_empty()
+    }
+
+    /// Each input with its geometry, its volume and how many slices went into it, by input path.
+    pub fn into_volumes(
+        self,
+    ) -> impl Iterator<Item = (std::path::PathBuf, VolumeGeometry, Array3<T>, usize)> {
+        self.volumes
+            .into_iter()
+            .map(|(path, (geometry, volume, slices))| (path, geometry, volume, slices))
+    }
+}
+
+/// A NIfTI file's name without `.nii` or `.nii.gz`, for the volumes made from it.
+pub fn volume_stem(path: &Path) -> String {
+    let file = path
+        .file_name()
+        .map_or_else(|| "volume".into(), |n| n.to_string_lossy().into_owned());
+    let file = file.strip_suffix(".gz").unwrap_or(&file);
+    file.strip_suffix(".nii").unwrap_or(file).to_string()
 }
 
 /// The header's voxel-to-world affine (rows of a 3×4 matrix), chosen as nibabel chooses it.
