@@ -184,8 +184,8 @@ pub fn train(args: &TrainSettings) -> anyhow::Result<TrainReport> {
     let origin = resume.as_ref().map_or(origin, |s| s.weights_origin.clone());
     if matches!(origin, WeightsOrigin::Phantom { .. }) {
         eprintln!(
-            "note: starting from TumorNet's phantom-trained backbone (asked for with `--weights phantom`): its \
-             features were learned on phantom images only; use ImageNet weights for real scans"
+            "note: starting from TumorNet's phantom-trained backbone (the offline demo's start, or `--weights \
+             phantom`): its features were learned on phantom images only; use ImageNet weights for real scans"
         );
     }
     // Said once per command, with the epochs the run will have (a resumed run's own, not this command's flags).
