@@ -127,6 +127,14 @@ pub struct SynthArgs {
     /// whether a classifier relies on the lesions or on something else.
     #[arg(long)]
     pub without_lesions: bool,
+    /// A T1 head in MNI space (NIfTI) as the anatomy instead of the built-in Colin27 — the ICBM152 2009 template,
+    /// or a scan of your own registered to MNI — to check a model on anatomy it was not trained on.
+    #[arg(long, value_name = "FILE.nii.gz")]
+    pub anatomy: Option<PathBuf>,
+    /// Write N whole 3-D volumes per class instead of 2-D images: `volumes/<class>/*.nii.gz` (1 mm, the anatomy's
+    /// MNI grid), their true masks in `truth/<class>/`, and `volumes.json`; `segment --truth` scores them.
+    #[arg(long, value_name = "N")]
+    pub volumes: Option<usize>,
     /// Write into a non-empty folder, replacing files of the same names.
     #[arg(long)]
     pub force: bool,
@@ -478,6 +486,11 @@ pub struct SegmentArgs {
     /// Output folder (masks/, overlays/, segment.json, gallery.png).
     #[arg(long, default_value = "segment-out")]
     pub out: PathBuf,
+    /// True mask volumes for NIfTI inputs: a file (one input volume) or a folder searched for a file with each
+    /// input's name (`synth --volumes` writes them to `truth/`); scores each mask volume by Dice, HD95 and ASD
+    /// in millimetres and tumour volume in millilitres, per class (the input's folder name) with intervals.
+    #[arg(long, value_name = "FILE|DIR")]
+    pub truth: Option<PathBuf>,
     /// Keep the mask of an image the classifier calls no-tumour (by default it is emptied).
     #[arg(long)]
     pub no_gate: bool,
@@ -512,6 +525,11 @@ pub struct VolumeArgs {
     /// Volume of a 4-D NIfTI (from 0).
     #[arg(long, default_value_t = 0)]
     pub volume: usize,
+    /// Read the single-frame DICOM files of one series in a folder as one volume, cut along --plane like a NIfTI
+    /// (ordered by ImagePositionPatient; its geometry from ImageOrientationPatient and PixelSpacing), so that
+    /// `segment` and `cam` write aligned volumes (`volumes/<folder>.mask.nii.gz`).
+    #[arg(long)]
+    pub dicom_series: bool,
 }
 
 impl VolumeArgs {
@@ -520,6 +538,7 @@ impl VolumeArgs {
             plane: self.plane,
             slices: self.slices.clone(),
             volume: self.volume,
+            dicom_series: self.dicom_series,
         }
     }
 }

@@ -8,10 +8,13 @@ use super::progress_bar;
 use crate::cli::SegmentArgs;
 use crate::data::inputs::InputError;
 use crate::data::inputs::{gather, unique_name, Item};
-use crate::data::medical::nifti::{volume_stem, SliceVolumes};
+use crate::data::medical::nifti::{
+    find_truth, read_mask_on, volume_stem, SliceVolumes, VolumeGeometry,
+};
 use crate::data::preprocess::{resize_mask, resize_rgb};
 use crate::data::Class;
 use crate::metrics::segmentation::{MaskScore, SegmentationScores, SegmentationSums};
+use crate::metrics::volume::{VolumeScore, VolumeSummary};
 use crate::train::segmentation::MaskRule;
 use crate::train::segrun::{load_segrun, segment_images};
 use crate::viz::{self, masks};
@@ -57,6 +60,10 @@ pub struct SegmentReport {
     pub dice_interval: Option<(f64, f64)>,
     /// NIfTI inputs: one mask volume each, aligned to the input.
     pub volumes: Vec<VolumeMask>,
+    /// With `--truth`: the mask volumes scored against the true ones, per class (the inputs' folder names) and
+    /// `all`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub volume_scores: BTreeMap<String, VolumeSummary>,
     pub errors: Vec<String>,
 }
 
@@ -72,6 +79,16 @@ pub struct VolumeMask {
     pub tumour_voxels: usize,
     /// Tumour volume from the voxel sizes in the header (millimetres assumed).
     pub tumour_ml: f64,
+    /// With `--truth`: the class named by the input's folder, the true mask and the scores against it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class: Option<Class>,
+    #[serde(
+        serialize_with = "crate::paths::lossy_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub truth: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<VolumeScore>,
 }
 
 pub fn run(args: &SegmentArgs) -> anyhow::Result<()> {
@@ -113,6 +130,22 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<()> {
             volume.slices,
             volume.tumour_voxels,
             volume.tumour_ml
+        );
+    }
+    for (class, summary) in &report.volume_scores {
+        let show = |e: &Option<crate::metrics::volume::Estimate>, places: usize| {
+            e.map_or_else(|| "–".to_string(), |e| e.display(places))
+        };
+        println!(
+            "Volumes, {class} ({}): Dice {}, HD95 {} mm, |volume error| {} ml = {} %, missed {}, empty correct {}/{}",
+            summary.volumes,
+            show(&summary.dice, 3),
+            show(&summary.hd95_mm, 1),
+            show(&summary.abs_error_ml, 1),
+            show(&summary.abs_error_percent, 0),
+            summary.missed,
+            summary.empty_correct,
+            summary.empty_volumes
         );
     }
     for error in &report.errors {
@@ -173,12 +206,15 @@ pub fn segment(args: &SegmentArgs) -> anyhow::Result<SegmentReport> {
                 .context("mask size")?;
             let (w, h) = original.dimensions();
             let full = resize_mask(&small, w, h)?;
-            if let Some((plane, index)) = item.input.position {
+            if let (Some((plane, index)), Some(geometry)) =
+                (item.input.position, &item.input.geometry)
+            {
                 let size = (full.width() as usize, full.height() as usize);
                 let inside = |row: usize, column: usize| {
                     (full.get_pixel(column as u32, row as u32).0[0] > 0).then_some(1)
                 };
-                if let Err(e) = volumes.add(&item.input.path, plane, index, size, inside) {
+                if let Err(e) = volumes.add(&item.input.path, geometry, plane, index, size, inside)
+                {
                     errors.push(format!("{}: {e}", item.input.name));
                 }
             }
@@ -245,10 +281,17 @@ pub fn segment(args: &SegmentArgs) -> anyhow::Result<SegmentReport> {
             &["outline", "true mask", "predicted"],
         )?;
     }
-    let volumes = write_volumes(volumes, &args.out.join("volumes"))?;
+    let volumes = write_volumes(
+        volumes,
+        &args.out.join("volumes"),
+        args.truth.as_deref(),
+        &mut errors,
+    )?;
+    let volume_scores = summarise_volumes(&volumes);
     let dice: Vec<f64> = images.iter().filter_map(|i| i.dice).collect();
     let report = SegmentReport {
         volumes,
+        volume_scores,
         segrun: args.segrun.clone(),
         gated: !args.no_gate,
         mask: rule,
@@ -263,9 +306,18 @@ pub fn segment(args: &SegmentArgs) -> anyhow::Result<SegmentReport> {
     Ok(report)
 }
 
-/// Write each volume as `<dir>/<input stem>.mask.nii.gz`.
-fn write_volumes(volumes: SliceVolumes<u8>, dir: &Path) -> anyhow::Result<Vec<VolumeMask>> {
+/// Write each volume as `<dir>/<input stem>.mask.nii.gz`; with `truth`, score it against its true mask (a
+/// missing or unreadable one is an error naming the input, the volume is still written).
+fn write_volumes(
+    volumes: SliceVolumes<u8>,
+    dir: &Path,
+    truth: Option<&Path>,
+    errors: &mut Vec<String>,
+) -> anyhow::Result<Vec<VolumeMask>> {
     if volumes.is_empty() {
+        if truth.is_some() {
+            errors.push("--truth was given but no input is a NIfTI volume".into());
+        }
         return Ok(Vec::new());
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -282,15 +334,66 @@ fn write_volumes(volumes: SliceVolumes<u8>, dir: &Path) -> anyhow::Result<Vec<Vo
         let mask = dir.join(format!("{name}.mask.nii.gz"));
         geometry.write_labels(&mask, &labels)?;
         let tumour_voxels = labels.iter().filter(|v| **v > 0).count();
+        let scored = truth.map(|truth| score_volume(&input, truth, &geometry, &labels));
+        let (truth, score) = match scored {
+            Some(Ok((path, score))) => (Some(path), Some(score)),
+            Some(Err(e)) => {
+                errors.push(format!("{}: {e}", input.display()));
+                (None, None)
+            }
+            None => (None, None),
+        };
         written.push(VolumeMask {
             tumour_ml: tumour_voxels as f64 * geometry.voxel_ml(),
+            class: input
+                .parent()
+                .and_then(|p| p.file_name())
+                .and_then(|n| Class::from_folder_name(&n.to_string_lossy())),
             input,
             mask,
             slices,
             tumour_voxels,
+            truth,
+            score,
         });
     }
     Ok(written)
+}
+
+/// The mask volume `labels` of `input` against its true mask found through `truth`.
+fn score_volume(
+    input: &Path,
+    truth: &Path,
+    geometry: &VolumeGeometry,
+    labels: &ndarray::Array3<u8>,
+) -> Result<(PathBuf, VolumeScore), String> {
+    let path = find_truth(truth, input)?;
+    // Both in RAS+ voxel order: a truth stored in another voxel order than the input (a NIfTI truth for a DICOM
+    // series) is compared voxel for voxel on the shared grid.
+    let reference = read_mask_on(&path, geometry).map_err(|e| e.to_string())?;
+    let (predicted, spacing) = geometry.to_canonical(&labels.mapv(|v| v > 0));
+    let dims = [predicted.dim().0, predicted.dim().1, predicted.dim().2];
+    let flat = |a: &ndarray::Array3<bool>| a.iter().copied().collect::<Vec<bool>>();
+    let score = VolumeScore::between(&flat(&predicted), &flat(&reference), &dims, &spacing);
+    Ok((path, score))
+}
+
+/// Per class and `all`, over the volumes scored against a truth.
+fn summarise_volumes(volumes: &[VolumeMask]) -> BTreeMap<String, VolumeSummary> {
+    let mut groups: BTreeMap<String, Vec<&VolumeScore>> = BTreeMap::new();
+    for volume in volumes {
+        if let Some(score) = &volume.score {
+            let class = volume
+                .class
+                .map_or_else(|| "unknown".to_string(), |c| c.to_string());
+            groups.entry(class).or_default().push(score);
+            groups.entry("all".into()).or_default().push(score);
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(class, scores)| (class, VolumeSummary::of(&scores)))
+        .collect()
 }
 
 /// An input as decoded, with its true mask at the U-Net's size.

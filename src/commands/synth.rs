@@ -2,11 +2,15 @@
 
 use super::progress_bar;
 use crate::cli::SynthArgs;
-use crate::data::phantom::{self, SynthConfig};
+use crate::data::phantom::{self, SynthConfig, VolumeConfig};
+use crate::data::Class;
 use anyhow::Context;
 use std::time::Instant;
 
 pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
+    if let Some(per_class) = args.volumes {
+        return volumes(args, per_class);
+    }
     let config = SynthConfig {
         train_per_class: args.train,
         test_per_class: args.test,
@@ -16,6 +20,7 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
         jpeg_quality: args.jpeg_quality,
         lesion_scale: args.lesion_scale,
         without_lesions: args.without_lesions,
+        anatomy: args.anatomy.clone(),
     };
     crate::paths::prepare_output(&args.out, args.force)?;
     let total = config.ids().len();
@@ -33,6 +38,31 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
         manifest.images.len() as f64 / seconds.max(1e-9),
         config.seed,
         args.out.join(phantom::MANIFEST).display()
+    );
+    Ok(())
+}
+
+/// `synth OUT --volumes N`: whole 3-D volumes with their true masks.
+fn volumes(args: &SynthArgs, per_class: usize) -> anyhow::Result<()> {
+    let config = VolumeConfig {
+        per_class,
+        seed: args.seed,
+        lesion_scale: args.lesion_scale,
+        anatomy: args.anatomy.clone(),
+    };
+    crate::paths::prepare_output(&args.out, args.force)?;
+    let bar = progress_bar((per_class * Class::ALL.len()) as u64, "synth volumes");
+    let start = Instant::now();
+    let manifest = phantom::generate_volumes(&args.out, &config, &|| bar.inc(1))
+        .with_context(|| format!("generating phantom volumes in {}", args.out.display()))?;
+    bar.finish_and_clear();
+    println!(
+        "Wrote {} volumes with their true masks to {} in {:.1} s; seed {}, manifest {}",
+        manifest.volumes.len(),
+        args.out.display(),
+        start.elapsed().as_secs_f64(),
+        config.seed,
+        args.out.join(phantom::VOLUME_MANIFEST).display()
     );
     Ok(())
 }

@@ -105,6 +105,8 @@ pub struct Input {
     slice: Option<image::GrayImage>,
     /// A volume's slice: its plane and index.
     pub position: Option<(super::medical::Plane, usize)>,
+    /// A volume's slice: the volume's geometry (to put results back on its voxels).
+    pub geometry: Option<std::sync::Arc<super::medical::nifti::VolumeGeometry>>,
 }
 
 impl Input {
@@ -115,6 +117,18 @@ impl Input {
             path: path.to_path_buf(),
             slice: None,
             position: None,
+            geometry: None,
+        }
+    }
+
+    /// A slice read from a volume or a DICOM file.
+    pub fn slice(slice: super::medical::Slice) -> Input {
+        Input {
+            name: slice.name,
+            path: slice.path,
+            slice: Some(slice.image),
+            position: slice.position,
+            geometry: slice.geometry,
         }
     }
 
@@ -134,23 +148,64 @@ pub fn expand(
     options: &super::medical::VolumeOptions,
 ) -> Vec<Result<Input, String>> {
     let mut out = Vec::with_capacity(files.len());
+    let series_read;
+    let files = if options.dicom_series {
+        let (series, rest) = series_of(files);
+        series_read = rest;
+        for (folder, group) in series {
+            match super::medical::dicom::read_series(&folder, group, options) {
+                Ok(slices) => out.extend(slices.into_iter().map(|s| Ok(Input::slice(s)))),
+                Err(e) => out.push(Err(e.to_string())),
+            }
+        }
+        &series_read[..]
+    } else {
+        files
+    };
     for path in files {
         match super::medical::kind(path) {
             Some(kind) => match super::medical::read_slices(path, kind, options) {
-                Ok(slices) => out.extend(slices.into_iter().map(|s| {
-                    Ok(Input {
-                        name: s.name,
-                        path: s.path,
-                        slice: Some(s.image),
-                        position: s.position,
-                    })
-                })),
+                Ok(slices) => out.extend(slices.into_iter().map(|s| Ok(Input::slice(s)))),
                 Err(e) => out.push(Err(e.to_string())),
             },
             None => out.push(Ok(Input::file(path))),
         }
     }
     out
+}
+
+/// The DICOM files among `files` that form series, per folder (see
+/// [`group_series`](super::medical::dicom::group_series)), and every other file.
+type SeriesGroup = Vec<(PathBuf, super::medical::dicom::SeriesTags)>;
+
+fn series_of(files: &[PathBuf]) -> (Vec<(PathBuf, SeriesGroup)>, Vec<PathBuf>) {
+    let mut by_folder: std::collections::BTreeMap<PathBuf, Vec<PathBuf>> = Default::default();
+    let mut rest = Vec::new();
+    for path in files {
+        match (super::medical::kind(path), path.parent()) {
+            (Some(super::medical::MedicalKind::Dicom), Some(folder)) => by_folder
+                .entry(folder.to_path_buf())
+                .or_default()
+                .push(path.clone()),
+            _ => rest.push(path.clone()),
+        }
+    }
+    let mut series = Vec::new();
+    for (folder, dicom) in by_folder {
+        let (groups, alone) = super::medical::dicom::group_series(&dicom);
+        let several = groups.len() > 1;
+        for (n, group) in groups.into_iter().enumerate() {
+            // Two series in one folder: each volume is named by the folder and its number.
+            let name = if several {
+                folder.join(format!("series{}", n + 1))
+            } else {
+                folder.clone()
+            };
+            series.push((name, group));
+        }
+        rest.extend(alone);
+    }
+    (series, rest)
 }
 
 /// Why [`gather`] found nothing to read.

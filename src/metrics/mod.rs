@@ -7,6 +7,7 @@ pub mod predictions;
 pub mod report;
 pub mod segmentation;
 pub mod surface;
+pub mod volume;
 
 pub use classification::{ClassScores, ConfusionMatrix};
 

@@ -96,10 +96,9 @@ pub struct AppState {
     method: CamMethod,
     image_weight: f32,
     max_body: usize,
-    /// The segmentation run's U-Net, its input side and mask rule.
+    /// The segmentation run (its U-Net, classifier and settings) and its mask rule.
     seg: Option<(
-        crate::model::unet::UNet,
-        u32,
+        crate::train::segrun::SegModel,
         crate::train::segmentation::MaskRule,
     )>,
     /// SHA-256 of the classifier's weights file and of the U-Net's (with a segmentation run).
@@ -131,12 +130,31 @@ pub struct ApiPrediction {
     pub outline_png: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tumour_fraction: Option<f64>,
+    /// With `?volume=true`, a NIfTI upload and a segmentation run: the mask of the whole volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<VolumeAnswer>,
     /// SHA-256 of the classifier's weights file, and of the U-Net's with a segmentation run: which model answered.
     pub model_sha256: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seg_model_sha256: Option<String>,
     /// Milliseconds of computing (decode, forward, CAM).
     pub compute_ms: u64,
+}
+
+/// The mask of a whole NIfTI volume, as `segment` makes it: every slice along the plane classified and, where the
+/// segmentation run's classifier sees a tumour, segmented; the slices put back in the input's voxel order.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct VolumeAnswer {
+    /// The label volume (1 tumour, 0 elsewhere) as a gzip-compressed NIfTI-1 file with the upload's dimensions,
+    /// voxel order, sform and qform, base64.
+    pub mask_nii_gz: String,
+    pub plane: medical::Plane,
+    pub slices: usize,
+    /// Slices with any tumour voxel.
+    pub tumour_slices: usize,
+    pub tumour_voxels: usize,
+    /// From the header's voxel sizes (millimetres assumed).
+    pub tumour_ml: f64,
 }
 
 /// Query parameters of `POST /api/predict`.
@@ -147,6 +165,8 @@ pub struct PredictQuery {
     /// NIfTI: plane; slice index (default: the middle). DICOM: frame index.
     pub plane: Option<medical::Plane>,
     pub slice: Option<usize>,
+    /// NIfTI with a segmentation run: also segment every slice along the plane and answer with the mask volume.
+    pub volume: Option<bool>,
 }
 
 /// An API error: status and message, sent as `{"error": message}`.
@@ -203,7 +223,8 @@ pub fn router(config: &ServerConfig) -> Result<Router, ServerError> {
     let seg = match &config.seg {
         Some(dir) => {
             let loaded = crate::train::segrun::load_segrun(dir).map_err(ServerError::Seg)?;
-            Some((loaded.unet, loaded.config.side, loaded.config.mask_rule()))
+            let rule = loaded.config.mask_rule();
+            Some((loaded, rule))
         }
         None => None,
     };
@@ -438,6 +459,7 @@ async fn example(
             jpeg_quality: 90,
             lesion_scale,
             without_lesions: false,
+            anatomy: None,
         };
         let id = ImageId {
             split: crate::data::scan::Split::Testing,
@@ -563,7 +585,8 @@ fn explain(
     let png = png_bytes(image::DynamicImage::ImageRgb8(overlay))?;
     let classes = &state.config.classes;
     let (mask_png, outline_png, tumour_fraction) = match &state.seg {
-        Some((unet, side, rule)) => {
+        Some((seg, rule)) => {
+            let (unet, side) = (&seg.unet, &seg.config.side);
             let small =
                 resize_rgb(&image, *side, *side).map_err(|e| bad(format!("{name}: {e}")))?;
             let logits = crate::train::segmentation::predict_logits(unet, &[small], 1, rule.flip)
@@ -593,7 +616,13 @@ fn explain(
         }
         None => (None, None, None),
     };
+    let volume = if query.volume == Some(true) {
+        Some(volume_mask(state, name, bytes, query)?)
+    } else {
+        None
+    };
     Ok(ApiPrediction {
+        volume,
         input,
         class: classes[best],
         confidence,
@@ -611,6 +640,79 @@ fn explain(
         model_sha256: state.model_sha256.clone(),
         seg_model_sha256: state.seg_sha256.clone(),
         compute_ms: start.elapsed().as_millis() as u64,
+    })
+}
+
+/// Segment every slice of a NIfTI upload along the query's plane and gather the masks into a volume aligned to it.
+fn volume_mask(
+    state: &AppState,
+    name: &str,
+    bytes: &[u8],
+    query: &PredictQuery,
+) -> Result<VolumeAnswer, ApiError> {
+    let Some((seg, rule)) = &state.seg else {
+        return Err(bad(
+            "a mask volume needs a segmentation run: start the server with --seg SEGRUN",
+        ));
+    };
+    let named = Path::new(name);
+    let is_nifti = medical::kind_by_name(Path::new(&name.to_ascii_lowercase()))
+        == Some(MedicalKind::Nifti)
+        || bytes.starts_with(&[0x1f, 0x8b]);
+    if !is_nifti {
+        return Err(bad(format!(
+            "{name}: ?volume=true takes a NIfTI volume (.nii or .nii.gz)"
+        )));
+    }
+    let plane = query.plane.unwrap_or_default();
+    let options = VolumeOptions {
+        plane,
+        slices: SliceSelection::All,
+        volume: 0,
+        dicom_series: false,
+    };
+    let slices = medical::read_slices_in(named, Some(bytes), MedicalKind::Nifti, &options)
+        .map_err(|e| bad(e.to_string()))?;
+    let geometry =
+        medical::nifti::VolumeGeometry::from_bytes(named, bytes).map_err(|e| bad(e.to_string()))?;
+    let mut labels = geometry.empty_labels();
+    let side = seg.config.side;
+    let mut tumour_slices = 0;
+    for chunk in slices.chunks(32) {
+        let images: Vec<image::RgbImage> = chunk
+            .iter()
+            .map(|s| medical::gray_to_rgb(&s.image))
+            .collect();
+        let results =
+            crate::train::segrun::segment_images(seg, &images, true, rule).map_err(internal)?;
+        for (slice, (_, mask)) in chunk.iter().zip(results) {
+            let Some((plane, index)) = slice.position else {
+                continue;
+            };
+            if !mask.iter().any(|m| *m) {
+                continue;
+            }
+            tumour_slices += 1;
+            let small =
+                image::GrayImage::from_raw(side, side, crate::cam::pseudo::to_stored(&mask))
+                    .ok_or_else(|| internal("mask size"))?;
+            let (width, height) = slice.image.dimensions();
+            let full = crate::data::preprocess::resize_mask(&small, width, height)
+                .map_err(|e| bad(format!("{name}: {e}")))?;
+            geometry
+                .place(&mut labels, plane, index, &full, 1)
+                .map_err(|e| bad(format!("{name}: {e}")))?;
+        }
+    }
+    let tumour_voxels = labels.iter().filter(|v| **v > 0).count();
+    let nii_gz = geometry.labels_nii_gz(&labels).map_err(internal)?;
+    Ok(VolumeAnswer {
+        mask_nii_gz: base64::engine::general_purpose::STANDARD.encode(nii_gz),
+        plane,
+        slices: slices.len(),
+        tumour_slices,
+        tumour_voxels,
+        tumour_ml: tumour_voxels as f64 * geometry.voxel_ml(),
     })
 }
 
@@ -637,6 +739,7 @@ fn decode_upload(
             .slice
             .map_or(SliceSelection::Middle, |i| SliceSelection::List(vec![i])),
         volume: 0,
+        dicom_series: false,
     };
     let slices = medical::read_slices_in(named, Some(bytes), kind, &options)
         .map_err(|e| bad(e.to_string()))?;

@@ -225,7 +225,9 @@ pub fn cam(args: &CamSettings) -> anyhow::Result<CamReport> {
                 };
                 row.push((thumb, format!("{predicted} {confidence:.2}{mark}")));
             }
-            if let Some((plane, index)) = item.input.position {
+            if let (Some((plane, index)), Some(geometry)) =
+                (item.input.position, &item.input.geometry)
+            {
                 let (width, height) = loaded.original.dimensions();
                 let (width, height) = (width as usize, height as usize);
                 for ((_, _, finished, _), stack) in per_method.iter().zip(&mut volumes) {
@@ -237,9 +239,14 @@ pub fn cam(args: &CamSettings) -> anyhow::Result<CamReport> {
                         width,
                     );
                     let value = |row: usize, column: usize| map.get(row * width + column).copied();
-                    if let Err(e) =
-                        stack.add(&item.input.path, plane, index, (width, height), value)
-                    {
+                    if let Err(e) = stack.add(
+                        &item.input.path,
+                        geometry,
+                        plane,
+                        index,
+                        (width, height),
+                        value,
+                    ) {
                         errors.push(format!("{}: {e}", item.input.name));
                     }
                 }

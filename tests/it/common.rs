@@ -52,6 +52,7 @@ pub fn small_phantom(dir: &Path, train: usize, test: usize, seed: u64) {
         jpeg_quality: 90,
         lesion_scale: 1.0,
         without_lesions: false,
+        anatomy: None,
     };
     tumornet::data::phantom::generate(dir, &config, &|| {}).expect("phantom");
 }

@@ -18,6 +18,7 @@ fn inspect_counts_draws_and_finds_a_planted_near_duplicate() {
         jpeg_quality: 90,
         lesion_scale: 1.0,
         without_lesions: false,
+        anatomy: None,
     };
     generate(&data, &config, &|| {}).expect("generate");
 

@@ -216,6 +216,7 @@ fn nifti_slices_match_nibabel_canonical_orientation() {
         plane: Plane::Coronal,
         slices: "27".parse().expect("index"),
         volume: 0,
+        dicom_series: false,
     };
     let slices =
         nifti::read_slices(&dir().join("colin27_lps.nii.gz"), None, &options).expect("slices");

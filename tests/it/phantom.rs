@@ -15,6 +15,7 @@ fn small_config(seed: u64) -> SynthConfig {
         jpeg_quality: 90,
         lesion_scale: 1.0,
         without_lesions: false,
+        anatomy: None,
     }
 }
 
@@ -243,4 +244,141 @@ fn without_lesions_renders_the_same_image_with_only_the_lesion_gone() {
             "{class:?}: mean |Δ| inside {inside:.1}, far {far:.2} (scale {scale:.3})"
         );
     }
+}
+
+/// Colin27's voxel-to-world affine, as nibabel reads `assets/ch2.nii.gz` (sform, 1 mm, RAS).
+const COLIN27_AFFINE: [[f64; 4]; 3] = [
+    [1.0, 0.0, 0.0, -90.0],
+    [0.0, 1.0, 0.0, -125.0],
+    [0.0, 0.0, 1.0, -71.0],
+];
+
+#[test]
+fn volumes_carry_their_true_masks_in_the_anatomy_grid() {
+    use tumornet::data::medical::nifti::read_with_affine;
+    use tumornet::data::phantom::{generate_volumes, VolumeConfig, VOLUME_MANIFEST};
+    let dir = temp_dir();
+    let config = VolumeConfig {
+        per_class: 1,
+        seed: 5,
+        lesion_scale: 1.0,
+        anatomy: None,
+    };
+    let manifest = generate_volumes(dir.path(), &config, &|| {}).expect("volumes");
+    assert!(dir.path().join(VOLUME_MANIFEST).is_file());
+    assert_eq!(manifest.volumes.len(), 4);
+    for record in &manifest.volumes {
+        let (image, affine) = read_with_affine(&dir.path().join(&record.image)).expect("image");
+        let (truth, truth_affine) =
+            read_with_affine(&dir.path().join(&record.truth)).expect("truth");
+        assert_eq!(image.shape(), &[181, 217, 181]);
+        assert_eq!(truth.shape(), image.shape());
+        assert_eq!(affine, COLIN27_AFFINE, "{}", record.image.display());
+        assert_eq!(truth_affine, COLIN27_AFFINE);
+        let inside: Vec<[usize; 3]> = truth
+            .indexed_iter()
+            .filter(|(_, v)| **v > 0.0)
+            .map(|((x, y, z), _)| [x, y, z])
+            .collect();
+        assert_eq!(inside.len() as u64, record.tumour_voxels);
+        if record.class == Class::NoTumor {
+            assert!(inside.is_empty() && record.lesion.is_none());
+            continue;
+        }
+        // The lesion is cut by its centre slice and ends within its semi-axis along z.
+        let centre = record.centre_slice.expect("centre slice");
+        let semi = record.semi_axis_mm.expect("semi-axis");
+        assert!(inside.iter().any(|v| v[2] == centre), "{:?}", record.class);
+        assert!(
+            inside
+                .iter()
+                .all(|v| (v[2] as f32 - centre as f32).abs() <= semi + 1.0),
+            "{:?}",
+            record.class
+        );
+        // Lesion voxels are not background: the volume is painted where the mask says.
+        let mean_inside = inside.iter().map(|v| image[*v]).sum::<f32>() / inside.len() as f32;
+        assert!(mean_inside > 20.0, "{:?}: {mean_inside}", record.class);
+    }
+    // The DICOM series of a volume reads as that volume: the same slices pixel for pixel, on the same grid.
+    let record = &manifest.volumes[0];
+    let options = tumornet::data::medical::VolumeOptions {
+        plane: tumornet::data::medical::Plane::Coronal,
+        slices: "100:102".parse().expect("slices"),
+        volume: 0,
+        dicom_series: true,
+    };
+    let files = tumornet::data::inputs::collect_inputs(&[dir.path().join(&record.dicom)])
+        .expect("series files");
+    assert_eq!(files.len(), 181);
+    let from_series: Vec<_> = tumornet::data::inputs::expand(&files, &options)
+        .into_iter()
+        .map(|s| s.expect("series slice"))
+        .collect();
+    let from_nifti = tumornet::data::medical::read_slices(
+        &dir.path().join(&record.image),
+        tumornet::data::medical::MedicalKind::Nifti,
+        &options,
+    )
+    .expect("nifti slices");
+    assert_eq!(from_series.len(), 3);
+    for (series, nifti) in from_series.iter().zip(&from_nifti) {
+        assert_eq!(series.position, nifti.position);
+        assert_eq!(series.path, dir.path().join(&record.dicom));
+        assert_eq!(
+            series.load().expect("series image"),
+            tumornet::data::medical::gray_to_rgb(&nifti.image)
+        );
+        let (a, b) = (
+            series.geometry.as_ref().expect("series geometry"),
+            nifti.geometry.as_ref().expect("nifti geometry"),
+        );
+        // Another voxel order (columns run to the patient's left, rows to the back), the same grid.
+        assert_ne!(a.header.srow_x, b.header.srow_x);
+        assert_eq!(a.canonical_affine(), b.canonical_affine());
+    }
+
+    // The same seed makes the same volume.
+    let again = tumornet::data::phantom::render_volume(&config, Class::Glioma, 1).expect("again");
+    let (first, _) = read_with_affine(&dir.path().join(&manifest.volumes[0].image)).expect("first");
+    assert!(first
+        .iter()
+        .zip(again.image.iter())
+        .all(|(a, b)| *a == f32::from(*b)));
+}
+
+#[test]
+fn an_mni_anatomy_is_resampled_through_its_affine() {
+    use tumornet::data::phantom::Anatomy;
+    let colin = Anatomy::colin27().expect("colin27");
+    // Colin27 itself, stored mirrored left-right with the affine that says so: read back onto the same grid.
+    let mut geometry = Anatomy::geometry().expect("geometry");
+    geometry.header.srow_x = [-1.0, 0.0, 0.0, 90.0];
+    geometry.header.qform_code = 0;
+    let [nx, ny, nz] = colin.dims();
+    let flipped =
+        ndarray::Array3::from_shape_fn((nx, ny, nz), |(x, y, z)| colin.t1_at(nx - 1 - x, y, z));
+    let dir = temp_dir();
+    let path = dir.path().join("mirrored.nii.gz");
+    geometry.write_labels(&path, &flipped).expect("write");
+    let anatomy = Anatomy::from_mni(&path).expect("from_mni");
+    let mut off = 0usize;
+    for z in 0..nz {
+        for y in 0..ny {
+            for x in 0..nx {
+                let d = i16::from(anatomy.t1_at(x, y, z)) - i16::from(colin.t1_at(x, y, z));
+                assert!(d.abs() <= 1, "voxel {x},{y},{z}: {d}");
+                off += usize::from(d != 0);
+            }
+        }
+    }
+    // The quantile map of an image onto itself moves few grey levels by one (rounding at the knots).
+    assert!(off * 100 < nx * ny * nz, "{off} voxels off by one");
+    // A file that is not a head in MNI space is refused with its name.
+    let flat = dir.path().join("flat.nii.gz");
+    geometry
+        .write_labels(&flat, &ndarray::Array3::zeros((nx, ny, nz)))
+        .expect("write flat");
+    let error = Anatomy::from_mni(&flat).err().expect("refused").to_string();
+    assert!(error.contains("flat.nii.gz"), "{error}");
 }

@@ -299,6 +299,7 @@ fn pseudo_masks_train_seg_segment_and_report() {
         );
     }
     segment_volumes_align_with_their_inputs(&segrun, &dir.path().join("segment-volumes"));
+    segment_scores_phantom_volumes_against_their_truth(&segrun, &dir.path().join("volumes3d"));
 
     // serve --seg: the answer carries the tumour outline at the upload's size, gated by the prediction.
     let server = crate::serve::launch(run.clone(), Some(segrun.clone()), 8 << 20, None, None);
@@ -331,6 +332,79 @@ fn pseudo_masks_train_seg_segment_and_report() {
     if answer["class"] == "notumor" {
         assert_eq!(fraction, 0.0);
     }
+
+    // A NIfTI upload with ?volume=true answers with the mask volume: the same voxels `segment` writes for the
+    // same volume and plane, with the upload's header.
+    let volume_input = crate::common::fixtures().join("medical/colin27_lps.nii.gz");
+    let (status, body) = crate::serve::http(
+        server.addr,
+        "POST /api/predict?name=head.nii.gz&plane=coronal&volume=true HTTP/1.1\r\nContent-Type: application/octet-stream",
+        &std::fs::read(&volume_input).expect("nii"),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let answer = crate::serve::json(&body);
+    let volume = &answer["volume"];
+    let answered = dir.path().join("answered.mask.nii.gz");
+    std::fs::write(
+        &answered,
+        base64::engine::general_purpose::STANDARD
+            .decode(volume["mask_nii_gz"].as_str().expect("mask volume"))
+            .expect("base64"),
+    )
+    .expect("write");
+    let by_segment = dir.path().join("segment-volume");
+    ok(tumornet()
+        .args(["-q", "segment"])
+        .arg(&segrun)
+        .arg(&volume_input)
+        .args(["--plane", "coronal", "--out"])
+        .arg(&by_segment)
+        .output()
+        .expect("segment"));
+    let read = |path: &Path| {
+        use ::nifti::{IntoNdArray, NiftiObject};
+        let object = ::nifti::ReaderOptions::new()
+            .read_file(path)
+            .expect("nifti");
+        let header = object.header().clone();
+        (
+            header,
+            object.into_volume().into_ndarray::<f32>().expect("array"),
+        )
+    };
+    let (answer_header, answer_voxels) = read(&answered);
+    let (segment_header, segment_voxels) =
+        read(&by_segment.join("volumes/colin27_lps.mask.nii.gz"));
+    let (input_header, _) = read(&volume_input);
+    assert_eq!(answer_voxels, segment_voxels);
+    for header in [&answer_header, &segment_header] {
+        assert_eq!(
+            (
+                header.sform_code,
+                header.qform_code,
+                header.srow_x,
+                header.srow_y,
+                header.srow_z,
+                header.dim[..4].to_vec()
+            ),
+            (
+                input_header.sform_code,
+                input_header.qform_code,
+                input_header.srow_x,
+                input_header.srow_y,
+                input_header.srow_z,
+                input_header.dim[..4].to_vec()
+            )
+        );
+    }
+    assert_eq!(
+        volume["tumour_voxels"].as_u64().expect("voxels") as usize,
+        answer_voxels.iter().filter(|v| **v == 1.0).count()
+    );
+    let coronal = tumornet::data::medical::nifti::read_canonical(&volume_input, 0)
+        .expect("volume")
+        .count(tumornet::data::medical::Plane::Coronal);
+    assert_eq!(volume["slices"].as_u64(), Some(coronal as u64));
 
     // The report: one HTML file, figures inline, no external requests, every part present.
     ok(tumornet()
@@ -1416,4 +1490,134 @@ fn segment_volumes_align_with_their_inputs(segrun: &Path, out: &Path) {
     // --never-empty gives every slice a mask at 128×128; on the anatomy's 46-pixel slices they survive resizing
     // (the other volume's 6×5 slices may lose them).
     assert!(total_voxels > 0, "no mask voxel at all");
+}
+
+/// `synth --volumes` then `segment --truth`: each mask volume scored against its true volume, figures that agree
+/// with the files (Dice, volumes in ml) recomputed here, per class and `all`; a missing truth names the input.
+fn segment_scores_phantom_volumes_against_their_truth(segrun: &Path, dir: &Path) {
+    let phantom = dir.join("phantom");
+    ok(tumornet()
+        .args(["-q", "synth"])
+        .arg(&phantom)
+        .args(["--volumes", "1", "--seed", "3", "--lesion-scale", "2"])
+        .output()
+        .expect("synth volumes"));
+    let manifest = json(&phantom.join("volumes.json"));
+    let out = dir.join("segment");
+    ok(tumornet()
+        .args(["-q", "segment"])
+        .arg(segrun)
+        .arg(phantom.join("volumes"))
+        .arg("--truth")
+        .arg(phantom.join("truth"))
+        .args(["--slices", "60:63", "--no-gate", "--never-empty", "--out"])
+        .arg(&out)
+        .output()
+        .expect("segment --truth"));
+    let report = json(&out.join("segment.json"));
+    let volumes = report["volumes"].as_array().expect("volumes");
+    assert_eq!(volumes.len(), 4);
+    let read = |path: &Path| -> Vec<bool> {
+        use ::nifti::{IntoNdArray, NiftiObject};
+        let object = ::nifti::ReaderOptions::new()
+            .read_file(path)
+            .expect("nifti");
+        let voxels = object.into_volume().into_ndarray::<f32>().expect("array");
+        voxels.iter().map(|v| *v > 0.5).collect()
+    };
+    for record in manifest["volumes"].as_array().expect("records") {
+        let class = record["class"].as_str().expect("class");
+        let image = phantom.join(record["image"].as_str().expect("image"));
+        let volume = volumes
+            .iter()
+            .find(|v| v["input"].as_str() == Some(&image.display().to_string()))
+            .expect("a mask volume per input");
+        assert_eq!(volume["class"], class);
+        let truth = phantom.join(record["truth"].as_str().expect("truth"));
+        assert_eq!(
+            volume["truth"].as_str(),
+            Some(truth.display().to_string().as_str())
+        );
+        let predicted = read(Path::new(volume["mask"].as_str().expect("mask")));
+        let reference = read(&truth);
+        let both = predicted
+            .iter()
+            .zip(&reference)
+            .filter(|(p, t)| **p && **t)
+            .count();
+        let (p, t) = (
+            predicted.iter().filter(|v| **v).count(),
+            reference.iter().filter(|v| **v).count(),
+        );
+        let score = &volume["score"];
+        // 1 mm voxels: 1,000 per millilitre.
+        assert!((score["true_ml"].as_f64().expect("true ml") - t as f64 / 1000.0).abs() < 1e-9);
+        assert!((score["predicted_ml"].as_f64().expect("ml") - p as f64 / 1000.0).abs() < 1e-9);
+        assert_eq!(record["tumour_voxels"].as_u64(), Some(t as u64));
+        // Never-empty masks on 4 slices: every volume has a predicted tumour, only there.
+        assert!(p > 0, "{class}");
+        if class == "notumor" {
+            assert!(score["dice"].is_null() && score["error_percent"].is_null());
+        } else {
+            let dice = 2.0 * both as f64 / (p + t) as f64;
+            assert!(
+                (score["dice"].as_f64().expect("dice") - dice).abs() < 1e-12,
+                "{class}"
+            );
+            assert!(score["hd95_mm"].as_f64().expect("hd95") > 0.0);
+        }
+    }
+    // The same volumes read from their DICOM series score the same.
+    let from_dicom = dir.join("segment-dicom");
+    ok(tumornet()
+        .args(["-q", "segment"])
+        .arg(segrun)
+        .arg(phantom.join("dicom"))
+        .arg("--truth")
+        .arg(phantom.join("truth"))
+        .args([
+            "--dicom-series",
+            "--slices",
+            "60:63",
+            "--no-gate",
+            "--never-empty",
+            "--out",
+        ])
+        .arg(&from_dicom)
+        .output()
+        .expect("segment DICOM series"));
+    let dicom_report = json(&from_dicom.join("segment.json"));
+    assert_eq!(dicom_report["volumes"].as_array().map(Vec::len), Some(4));
+    assert_eq!(dicom_report["volume_scores"], report["volume_scores"]);
+    let scores = &report["volume_scores"];
+    for group in ["glioma", "meningioma", "pituitary", "notumor", "all"] {
+        assert!(scores[group]["volumes"].as_u64().is_some(), "{group}");
+    }
+    assert_eq!(scores["all"]["volumes"], 4);
+    assert_eq!(scores["all"]["dice"]["n"], 3);
+    assert_eq!(scores["notumor"]["empty_volumes"], 1);
+    assert_eq!(scores["notumor"]["empty_correct"], 0);
+
+    // A truth folder without the input's file: the error names it, the mask volume is still written.
+    let empty = dir.join("no-truth");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let output = tumornet()
+        .args(["-q", "segment"])
+        .arg(segrun)
+        .arg(phantom.join("volumes/glioma/vol-gl_0001.nii.gz"))
+        .arg("--truth")
+        .arg(&empty)
+        .args(["--slices", "60:60", "--out"])
+        .arg(dir.join("segment-no-truth"))
+        .output()
+        .expect("segment");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no vol-gl_0001.nii or vol-gl_0001.nii.gz under"),
+        "{stderr}"
+    );
+    assert!(dir
+        .join("segment-no-truth/volumes/vol-gl_0001.mask.nii.gz")
+        .is_file());
 }

@@ -129,6 +129,7 @@ fn phantom_image() -> (Vec<u8>, (u32, u32)) {
         jpeg_quality: 90,
         lesion_scale: 1.0,
         without_lesions: false,
+        anatomy: None,
     };
     tumornet::data::phantom::generate(dir.path(), &config, &|| {}).expect("phantom");
     let path = dir.path().join("Training/glioma/Tr-gl_0001.jpg");

@@ -424,9 +424,307 @@ pub fn read_slices(
                 path: path.to_path_buf(),
                 image: frame.to_gray(),
                 position: None,
+                geometry: None,
             }
         })
         .collect())
+}
+
+/// Where a single-frame DICOM file sits in its series: what [`read_series`] needs to stack files into a volume.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesTags {
+    pub series: String,
+    /// ImagePositionPatient: the first pixel's centre (mm, LPS).
+    pub position: [f64; 3],
+    /// ImageOrientationPatient: the row direction (along a row, as the column index grows), then the column
+    /// direction (LPS unit vectors).
+    pub orientation: [f64; 6],
+    /// PixelSpacing: between rows, then between columns (mm).
+    pub spacing: [f64; 2],
+    pub rows: u32,
+    pub columns: u32,
+}
+
+impl SeriesTags {
+    /// The slice normal: row direction × column direction.
+    fn normal(&self) -> [f64; 3] {
+        let (r, c) = (&self.orientation[..3], &self.orientation[3..]);
+        [
+            r[1] * c[2] - r[2] * c[1],
+            r[2] * c[0] - r[0] * c[2],
+            r[0] * c[1] - r[1] * c[0],
+        ]
+    }
+
+    /// Whether `other` can share a volume with this file: same series, size, orientation and spacing.
+    fn stacks_with(&self, other: &SeriesTags) -> bool {
+        let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-4);
+        self.series == other.series
+            && (self.rows, self.columns) == (other.rows, other.columns)
+            && close(&self.orientation, &other.orientation)
+            && close(&self.spacing, &other.spacing)
+    }
+}
+
+/// The series tags of a single-frame DICOM file (its header only is read); `None` when it is not a DICOM file,
+/// has several frames, or lacks one of the tags.
+pub fn series_tags(path: &Path) -> Option<SeriesTags> {
+    let object = decoder(path, || {
+        dicom_object::OpenFileOptions::new()
+            .read_until(tags::PIXEL_DATA)
+            .open_file(path)
+            .map_err(|e| MedicalError::Dicom {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })
+    })
+    .ok()?;
+    let element = |tag| object.element_opt(tag).ok().flatten();
+    let floats = |tag| element(tag).and_then(|e| e.to_multi_float64().ok());
+    let number = |tag| element(tag).and_then(|e| e.to_int::<u32>().ok());
+    if number(tags::NUMBER_OF_FRAMES).unwrap_or(1) > 1 {
+        return None;
+    }
+    let position = floats(tags::IMAGE_POSITION_PATIENT)?;
+    let orientation = floats(tags::IMAGE_ORIENTATION_PATIENT)?;
+    let spacing = floats(tags::PIXEL_SPACING)?;
+    if position.len() != 3 || orientation.len() != 6 || spacing.len() != 2 {
+        return None;
+    }
+    Some(SeriesTags {
+        series: element(tags::SERIES_INSTANCE_UID)?
+            .to_str()
+            .ok()?
+            .trim_end_matches('\0')
+            .trim()
+            .to_string(),
+        position: [position[0], position[1], position[2]],
+        orientation: std::array::from_fn(|i| orientation[i]),
+        spacing: [spacing[0], spacing[1]],
+        rows: number(tags::ROWS)?,
+        columns: number(tags::COLUMNS)?,
+    })
+}
+
+/// Files of one folder grouped into series (two files or more that stack, see [`SeriesTags`]); the files that
+/// are in no series come back apart.
+pub fn group_series(
+    files: &[std::path::PathBuf],
+) -> (
+    Vec<Vec<(std::path::PathBuf, SeriesTags)>>,
+    Vec<std::path::PathBuf>,
+) {
+    let mut groups: Vec<Vec<(std::path::PathBuf, SeriesTags)>> = Vec::new();
+    let mut alone = Vec::new();
+    for file in files {
+        match series_tags(file) {
+            Some(tags) => match groups.iter_mut().find(|g| g[0].1.stacks_with(&tags)) {
+                Some(group) => group.push((file.clone(), tags)),
+                None => groups.push(vec![(file.clone(), tags)]),
+            },
+            None => alone.push(file.clone()),
+        }
+    }
+    let (series, single): (Vec<_>, Vec<_>) = groups.into_iter().partition(|g| g.len() > 1);
+    alone.extend(single.into_iter().flatten().map(|(file, _)| file));
+    (series, alone)
+}
+
+/// A series (files of one [`group_series`] group) as slices of one volume named by `folder`: the files ordered
+/// along the slice normal, stacked as voxels (column, row, file), with the NIfTI header of that voxel grid (the
+/// affine from ImagePositionPatient, ImageOrientationPatient and PixelSpacing, turned from DICOM's LPS into
+/// NIfTI's RAS), then cut along the plane as a NIfTI volume is. The first file's window, if it has one, windows
+/// every slice.
+pub fn read_series(
+    folder: &Path,
+    mut files: Vec<(std::path::PathBuf, SeriesTags)>,
+    options: &super::VolumeOptions,
+) -> Result<Vec<super::Slice>, MedicalError> {
+    let normal = files[0].1.normal();
+    let along = |t: &SeriesTags| -> f64 { (0..3).map(|i| t.position[i] * normal[i]).sum() };
+    files.sort_by(|a, b| along(&a.1).total_cmp(&along(&b.1)));
+    let first = files[0].1.clone();
+    let last = files[files.len() - 1].1.clone();
+    let (columns, rows, count) = (first.columns as usize, first.rows as usize, files.len());
+    let mut data = ndarray::Array3::<f32>::zeros((columns, rows, count));
+    let mut window = None;
+    for (k, (file, _)) in files.iter().enumerate() {
+        let frames = read_frames(file, &SliceSelection::All)?;
+        let Some((_, frame)) = frames.into_iter().next() else {
+            return Err(MedicalError::NoPixelData(file.clone()));
+        };
+        if k == 0 {
+            window = frame.window;
+        }
+        for row in 0..rows {
+            for column in 0..columns {
+                data[[column, row, k]] = frame.values[row * columns + column];
+            }
+        }
+    }
+    let step: [f64; 3] = if count > 1 {
+        std::array::from_fn(|i| (last.position[i] - first.position[i]) / (count - 1) as f64)
+    } else {
+        normal
+    };
+    let slice_gap = step.iter().map(|v| v * v).sum::<f64>().sqrt();
+    if slice_gap < 1e-6 {
+        return Err(MedicalError::Dicom {
+            path: folder.to_path_buf(),
+            message: "the series' files all sit at the same position (ImagePositionPatient)".into(),
+        });
+    }
+    let [row_gap, column_gap] = first.spacing;
+    let o = &first.orientation;
+    // LPS columns of the affine: +1 column, +1 row, +1 file, then the origin; RAS negates x and y.
+    let lps: [[f64; 4]; 3] = std::array::from_fn(|i| {
+        [
+            o[i] * column_gap,
+            o[3 + i] * row_gap,
+            step[i],
+            first.position[i],
+        ]
+    });
+    let mut header = ::nifti::NiftiHeader::default();
+    header.dim = [3, columns as u16, rows as u16, count as u16, 1, 1, 1, 1];
+    header.pixdim = [
+        1.0,
+        column_gap as f32,
+        row_gap as f32,
+        slice_gap as f32,
+        1.0,
+        1.0,
+        1.0,
+        1.0,
+    ];
+    header.xyzt_units = 2;
+    header.qform_code = 0;
+    header.sform_code = 1;
+    let ras = |i: usize| -> [f32; 4] {
+        let sign = if i < 2 { -1.0 } else { 1.0 };
+        lps[i].map(|v| (sign * v) as f32)
+    };
+    header.srow_x = ras(0);
+    header.srow_y = ras(1);
+    header.srow_z = ras(2);
+    super::nifti::volume_slices(folder, header, data.into_dyn(), options, window)
+}
+
+/// Where the voxels of a volume written as a DICOM series sit: voxel (column, row, file) is at
+/// `origin + column × column_gap × row_direction + row × row_gap × column_direction + file × step` (mm, LPS).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesGeometry {
+    pub origin: [f64; 3],
+    /// ImageOrientationPatient: along a row (columns growing), then down a column (rows growing).
+    pub row_direction: [f64; 3],
+    pub column_direction: [f64; 3],
+    /// PixelSpacing order: between rows, then between columns.
+    pub spacing: [f64; 2],
+    /// From one file's first pixel to the next file's.
+    pub step: [f64; 3],
+}
+
+/// Identifiers of a written series: `uid` (a DICOM UID root such as `2.25.…`, at most 54 characters) makes the
+/// study (`uid.1`), series (`uid.2`), frame of reference (`uid.3`) and each file's instance (`uid.4.N`).
+pub struct SeriesIdentity<'a> {
+    pub uid: &'a str,
+    pub description: &'a str,
+}
+
+/// Write `data` (voxel `[column, row, file]`, 16-bit unsigned) as single-frame MR images `IM0001.dcm`, … in
+/// `dir`, explicit VR little endian, without a window (readers window them as they choose) and without patient
+/// identifiers beyond the placeholder `PHANTOM`.
+pub fn write_series(
+    dir: &Path,
+    data: &ndarray::Array3<u16>,
+    geometry: &SeriesGeometry,
+    identity: &SeriesIdentity,
+) -> Result<(), MedicalError> {
+    use dicom_core::{dicom_value, DataElement, PrimitiveValue, VR};
+    let failed = |path: &Path, message: String| MedicalError::Dicom {
+        path: path.to_path_buf(),
+        message,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| failed(dir, e.to_string()))?;
+    let (columns, rows, files) = data.dim();
+    let ds = |v: f64| {
+        format!("{:.6}", v + 0.0)
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+    };
+    let uid = identity.uid;
+    for k in 0..files {
+        let path = dir.join(format!("IM{:04}.dcm", k + 1));
+        let position: [f64; 3] =
+            std::array::from_fn(|i| geometry.origin[i] + k as f64 * geometry.step[i]);
+        let orientation: Vec<String> = geometry
+            .row_direction
+            .iter()
+            .chain(&geometry.column_direction)
+            .map(|v| ds(*v))
+            .collect();
+        let mut pixels = Vec::with_capacity(rows * columns);
+        for row in 0..rows {
+            for column in 0..columns {
+                pixels.push(data[[column, row, k]]);
+            }
+        }
+        let text = |tag, vr, value: &str| DataElement::new(tag, vr, PrimitiveValue::from(value));
+        let strings = |tag, vr, values: Vec<String>| {
+            DataElement::new(tag, vr, PrimitiveValue::Strs(values.into_iter().collect()))
+        };
+        let object = dicom_object::InMemDicomObject::from_element_iter([
+            text(tags::SOP_CLASS_UID, VR::UI, "1.2.840.10008.5.1.4.1.1.4"),
+            text(
+                tags::SOP_INSTANCE_UID,
+                VR::UI,
+                &format!("{uid}.4.{}", k + 1),
+            ),
+            text(tags::STUDY_INSTANCE_UID, VR::UI, &format!("{uid}.1")),
+            text(tags::SERIES_INSTANCE_UID, VR::UI, &format!("{uid}.2")),
+            text(tags::FRAME_OF_REFERENCE_UID, VR::UI, &format!("{uid}.3")),
+            text(tags::MODALITY, VR::CS, "MR"),
+            text(tags::PATIENT_NAME, VR::PN, "PHANTOM"),
+            text(tags::PATIENT_ID, VR::LO, "PHANTOM"),
+            text(tags::SERIES_DESCRIPTION, VR::LO, identity.description),
+            text(tags::SERIES_NUMBER, VR::IS, "1"),
+            text(tags::INSTANCE_NUMBER, VR::IS, &(k + 1).to_string()),
+            strings(
+                tags::IMAGE_POSITION_PATIENT,
+                VR::DS,
+                position.iter().map(|v| ds(*v)).collect(),
+            ),
+            strings(tags::IMAGE_ORIENTATION_PATIENT, VR::DS, orientation),
+            strings(
+                tags::PIXEL_SPACING,
+                VR::DS,
+                geometry.spacing.iter().map(|v| ds(*v)).collect(),
+            ),
+            text(
+                tags::SLICE_THICKNESS,
+                VR::DS,
+                &ds(geometry.step.iter().map(|v| v * v).sum::<f64>().sqrt()),
+            ),
+            DataElement::new(tags::SAMPLES_PER_PIXEL, VR::US, dicom_value!(U16, 1)),
+            text(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2"),
+            DataElement::new(tags::ROWS, VR::US, dicom_value!(U16, rows as u16)),
+            DataElement::new(tags::COLUMNS, VR::US, dicom_value!(U16, columns as u16)),
+            DataElement::new(tags::BITS_ALLOCATED, VR::US, dicom_value!(U16, 16)),
+            DataElement::new(tags::BITS_STORED, VR::US, dicom_value!(U16, 16)),
+            DataElement::new(tags::HIGH_BIT, VR::US, dicom_value!(U16, 15)),
+            DataElement::new(tags::PIXEL_REPRESENTATION, VR::US, dicom_value!(U16, 0)),
+            DataElement::new(tags::PIXEL_DATA, VR::OW, PrimitiveValue::U16(pixels.into())),
+        ]);
+        let file = object
+            .with_meta(
+                dicom_object::FileMetaTableBuilder::new().transfer_syntax("1.2.840.10008.1.2.1"),
+            )
+            .map_err(|e| failed(&path, e.to_string()))?;
+        file.write_to_file(&path)
+            .map_err(|e| failed(&path, e.to_string()))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -48,6 +48,8 @@ pub struct Slice {
     pub image: GrayImage,
     /// A volume's slice: its plane and index (to put results back in the volume); `None` for a DICOM frame.
     pub position: Option<(Plane, usize)>,
+    /// A volume's slice: the volume's geometry.
+    pub geometry: Option<std::sync::Arc<nifti::VolumeGeometry>>,
 }
 
 /// A grayscale slice as the three equal channels every image becomes (torchvision's `convert("RGB")`).
@@ -151,6 +153,8 @@ pub struct VolumeOptions {
     pub slices: SliceSelection,
     /// Which volume of a 4-D NIfTI (counted from 0).
     pub volume: usize,
+    /// Read each folder's single-frame DICOM files of one series as one volume (sliced like a NIfTI).
+    pub dicom_series: bool,
 }
 
 thread_local! {

@@ -40,6 +40,13 @@ impl VolumeGeometry {
         Ok(VolumeGeometry { header, dims, axes })
     }
 
+    /// The geometry a header describes.
+    pub fn from_header(header: NiftiHeader) -> VolumeGeometry {
+        let dims = [1, 2, 3].map(|i| usize::from(header.dim[i].max(1)));
+        let axes = orientation(&affine(&header));
+        VolumeGeometry { header, dims, axes }
+    }
+
     /// The size of the RAS+ volume along RAS+ axis `world`.
     fn canonical_size(&self, world: usize) -> usize {
         self.axes
@@ -140,49 +147,200 @@ impl VolumeGeometry {
         Ok(())
     }
 
+    /// `data` (in the file's voxel order) turned into RAS+ voxel order — the order every reader's canonical view
+    /// shares — with the voxel sizes (mm) along its axes.
+    pub fn to_canonical<T: Clone>(&self, data: &Array3<T>) -> (Array3<T>, [f64; 3]) {
+        let mut cube = data.view();
+        for (j, (_, flipped)) in self.axes.iter().enumerate() {
+            if *flipped {
+                cube.invert_axis(Axis(j));
+            }
+        }
+        let mut permutation = [0usize; 3];
+        for (j, (world, _)) in self.axes.iter().enumerate() {
+            permutation[*world] = j;
+        }
+        let spacing = self.spacing();
+        (
+            cube.permuted_axes(permutation)
+                .as_standard_layout()
+                .to_owned(),
+            permutation.map(|j| spacing[j]),
+        )
+    }
+
+    /// The voxel-to-world affine of the RAS+ view [`Self::to_canonical`] gives: two files whose canonical affines
+    /// and shapes agree hold the same grid, whatever their voxel orders.
+    pub fn canonical_affine(&self) -> [[f64; 4]; 3] {
+        let a = affine(&self.header);
+        let mut out = [[0f64; 4]; 3];
+        for (j, (world, flipped)) in self.axes.iter().enumerate() {
+            let sign = if *flipped { -1.0 } else { 1.0 };
+            for i in 0..3 {
+                out[i][*world] = sign * a[i][j];
+            }
+        }
+        // The canonical origin is the file voxel at the far end of every reversed axis.
+        let origin: [f64; 3] = std::array::from_fn(|j| {
+            if self.axes[j].1 {
+                (self.dims[j] - 1) as f64
+            } else {
+                0.0
+            }
+        });
+        for (i, row) in out.iter_mut().enumerate() {
+            row[3] = a[i][3] + (0..3).map(|j| a[i][j] * origin[j]).sum::<f64>();
+        }
+        out
+    }
+
+    /// Voxel sizes (mm) along the file's x, y, z.
+    pub fn spacing(&self) -> [f64; 3] {
+        std::array::from_fn(|i| f64::from(self.header.pixdim[i + 1]).abs())
+    }
+
     /// The volume of one voxel in millilitres (from the header's voxel sizes in millimetres).
     pub fn voxel_ml(&self) -> f64 {
         let pix = self.header.pixdim;
         (1..4).map(|i| f64::from(pix[i]).abs()).product::<f64>() / 1000.0
     }
 
+    /// The geometry of a NIfTI file held in memory (`.nii` or gzip-compressed bytes), `name` naming it in errors.
+    pub fn from_bytes(name: &Path, bytes: &[u8]) -> Result<VolumeGeometry, MedicalError> {
+        let header = if bytes.starts_with(&[0x1f, 0x8b]) {
+            NiftiHeader::from_reader(flate2::read::GzDecoder::new(bytes))
+        } else {
+            NiftiHeader::from_reader(bytes)
+        }
+        .map_err(|e| MedicalError::Nifti {
+            path: name.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let dims = [1, 2, 3].map(|i| usize::from(header.dim[i].max(1)));
+        let axes = orientation(&affine(&header));
+        Ok(VolumeGeometry { header, dims, axes })
+    }
+
     /// Write a label volume (indexed by the file's own voxel order, shaped as [`Self::dims`]) as a NIfTI-1 file
     /// with the input's header: its sform, qform, voxel sizes and units (`.nii.gz` is compressed).
     pub fn write_labels(&self, path: &Path, data: &Array3<u8>) -> Result<(), MedicalError> {
-        let header = self.output_header();
-        nifti::writer::WriterOptions::new(path)
-            .reference_header(&header)
-            .write_nifti(data)
-            .map_err(|e| self.write_error(path, e))
+        let bytes = self.nifti_bytes(2, 8, data, |v| vec![*v]);
+        write_file(path, bytes)
     }
 
     /// [`Self::write_labels`] for a float volume (a heatmap).
     pub fn write_values(&self, path: &Path, data: &Array3<f32>) -> Result<(), MedicalError> {
-        let header = self.output_header();
-        nifti::writer::WriterOptions::new(path)
-            .reference_header(&header)
-            .write_nifti(data)
-            .map_err(|e| self.write_error(path, e))
+        let bytes = self.nifti_bytes(16, 32, data, |v| v.to_le_bytes().to_vec());
+        write_file(path, bytes)
     }
 
-    fn write_error(&self, path: &Path, error: nifti::NiftiError) -> MedicalError {
-        MedicalError::Nifti {
-            path: path.to_path_buf(),
-            message: format!("writing: {error}"),
-        }
+    /// A label volume as `.nii.gz` bytes, in memory (what the server answers with).
+    pub fn labels_nii_gz(&self, data: &Array3<u8>) -> Result<Vec<u8>, std::io::Error> {
+        gzip(&self.nifti_bytes(2, 8, data, |v| vec![*v]))
     }
 
-    /// The input's header for an output volume (the data type, scaling and dimensions come from the data).
-    fn output_header(&self) -> NiftiHeader {
-        let mut header = self.header.clone();
-        header.dim = [3, 1, 1, 1, 1, 1, 1, 1];
+    /// A NIfTI-1 single file (`.nii`), little-endian: the input's header with this data type, unit scaling and
+    /// the volume's dimensions, then the voxels with x fastest.
+    fn nifti_bytes<T>(
+        &self,
+        datatype: i16,
+        bitpix: i16,
+        data: &Array3<T>,
+        encode: impl Fn(&T) -> Vec<u8>,
+    ) -> Vec<u8> {
+        let h = &self.header;
+        let mut out: Vec<u8> =
+            Vec::with_capacity(352 + data.len() * usize::from(bitpix as u16 / 8));
+        let i16s = |out: &mut Vec<u8>, v: i16| out.extend_from_slice(&v.to_le_bytes());
+        let f32s = |out: &mut Vec<u8>, v: f32| out.extend_from_slice(&v.to_le_bytes());
+        out.extend_from_slice(&348i32.to_le_bytes());
+        out.extend_from_slice(&h.data_type);
+        out.extend_from_slice(&h.db_name);
+        out.extend_from_slice(&h.extents.to_le_bytes());
+        i16s(&mut out, h.session_error);
+        out.extend_from_slice(&[h.regular, h.dim_info]);
+        let mut dim = [3u16, 1, 1, 1, 1, 1, 1, 1];
         for (i, d) in self.dims.iter().enumerate() {
-            header.dim[i + 1] = u16::try_from(*d).unwrap_or(u16::MAX);
+            dim[i + 1] = u16::try_from(*d).unwrap_or(u16::MAX);
         }
-        header.cal_min = 0.0;
-        header.cal_max = 0.0;
-        header
+        dim.iter()
+            .for_each(|d| out.extend_from_slice(&d.to_le_bytes()));
+        [h.intent_p1, h.intent_p2, h.intent_p3]
+            .iter()
+            .for_each(|v| f32s(&mut out, *v));
+        [h.intent_code, datatype, bitpix, h.slice_start]
+            .iter()
+            .for_each(|v| i16s(&mut out, *v));
+        h.pixdim.iter().for_each(|v| f32s(&mut out, *v));
+        // vox_offset, scl_slope, scl_inter
+        [352.0, 1.0, 0.0].iter().for_each(|v| f32s(&mut out, *v));
+        i16s(&mut out, h.slice_end);
+        out.extend_from_slice(&[h.slice_code, h.xyzt_units]);
+        // cal_max, cal_min, slice_duration, toffset
+        [0.0, 0.0, h.slice_duration, h.toffset]
+            .iter()
+            .for_each(|v| f32s(&mut out, *v));
+        out.extend_from_slice(&h.glmax.to_le_bytes());
+        out.extend_from_slice(&h.glmin.to_le_bytes());
+        let mut descrip = [0u8; 80];
+        let n = h.descrip.len().min(80);
+        descrip[..n].copy_from_slice(&h.descrip[..n]);
+        out.extend_from_slice(&descrip);
+        out.extend_from_slice(&h.aux_file);
+        [h.qform_code, h.sform_code]
+            .iter()
+            .for_each(|v| i16s(&mut out, *v));
+        [
+            h.quatern_b,
+            h.quatern_c,
+            h.quatern_d,
+            h.quatern_x,
+            h.quatern_y,
+            h.quatern_z,
+        ]
+        .iter()
+        .chain(&h.srow_x)
+        .chain(&h.srow_y)
+        .chain(&h.srow_z)
+        .for_each(|v| f32s(&mut out, *v));
+        out.extend_from_slice(&h.intent_name);
+        out.extend_from_slice(b"n+1\0");
+        // No extensions.
+        out.extend_from_slice(&[0, 0, 0, 0]);
+        let [nx, ny, nz] = self.dims;
+        for z in 0..nz {
+            for y in 0..ny {
+                for x in 0..nx {
+                    out.extend_from_slice(&encode(&data[[x, y, z]]));
+                }
+            }
+        }
+        out
     }
+}
+
+fn gzip(bytes: &[u8]) -> Result<Vec<u8>, std::io::Error> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes)?;
+    encoder.finish()
+}
+
+/// Write `bytes` (a `.nii`) to `path`, gzip-compressed when the name ends in `.gz`.
+fn write_file(path: &Path, bytes: Vec<u8>) -> Result<(), MedicalError> {
+    let error = |e: std::io::Error| MedicalError::Nifti {
+        path: path.to_path_buf(),
+        message: format!("writing: {e}"),
+    };
+    let gz = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gz"));
+    let bytes = if gz {
+        gzip(&bytes).map_err(error)?
+    } else {
+        bytes
+    };
+    std::fs::write(path, bytes).map_err(error)
 }
 
 /// Per-slice results of NIfTI inputs gathered back into one volume per input file, in the file's voxel order.
@@ -198,21 +356,21 @@ impl<T: Clone + Default> SliceVolumes<T> {
         }
     }
 
-    /// Put slice `index` along `plane` of the NIfTI file `input` (a result of `size` = (width, height), the
-    /// slice's size) into its volume: each voxel gets `value(row, column)` where it gives something.
+    /// Put slice `index` along `plane` of the volume `input` (a NIfTI file or a DICOM series' folder, of that
+    /// `geometry`; a result of `size` = (width, height), the slice's size) into its volume: each voxel gets `value(row, column)` where it gives something.
     pub fn add(
         &mut self,
         input: &Path,
+        geometry: &VolumeGeometry,
         plane: Plane,
         index: usize,
         size: (usize, usize),
         value: impl Fn(usize, usize) -> Option<T>,
     ) -> Result<(), String> {
         if !self.volumes.contains_key(input) {
-            let geometry = VolumeGeometry::read(input).map_err(|e| e.to_string())?;
             let empty = geometry.empty();
             self.volumes
-                .insert(input.to_path_buf(), (geometry, empty, 0));
+                .insert(input.to_path_buf(), (geometry.clone(), empty, 0));
         }
         let Some((geometry, volume, slices)) = self.volumes.get_mut(input) else {
             return Ok(());
@@ -234,6 +392,82 @@ impl<T: Clone + Default> SliceVolumes<T> {
             .into_iter()
             .map(|(path, (geometry, volume, slices))| (path, geometry, volume, slices))
     }
+}
+
+/// The true mask of the NIfTI input `input`: `truth` itself when it is a file, else the one NIfTI file under the
+/// folder `truth` (searched recursively) with the input's stem.
+pub fn find_truth(truth: &Path, input: &Path) -> Result<std::path::PathBuf, String> {
+    if truth.is_file() {
+        return Ok(truth.to_path_buf());
+    }
+    let stem = volume_stem(input);
+    let mut found = Vec::new();
+    let mut folders = vec![truth.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        let entries = std::fs::read_dir(&folder)
+            .map_err(|e| format!("reading the truth folder {}: {e}", folder.display()))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if super::kind_by_name(&path) == Some(super::MedicalKind::Nifti)
+                && volume_stem(&path) == stem
+            {
+                found.push(path);
+            }
+        }
+    }
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(format!(
+            "no {stem}.nii or {stem}.nii.gz under {}",
+            truth.display()
+        )),
+        n => Err(format!(
+            "{n} files named {stem}.nii(.gz) under {}",
+            truth.display()
+        )),
+    }
+}
+
+/// A mask volume (non-zero inside) in RAS+ voxel order, which must lie on the same grid as a volume of
+/// `geometry` (same shape and voxel positions within 0.01 mm, in whatever voxel order).
+pub fn read_mask_on(path: &Path, geometry: &VolumeGeometry) -> Result<Array3<bool>, MedicalError> {
+    let (header, data) = read_object(path, None)?;
+    let error = |message: String| MedicalError::Nifti {
+        path: path.to_path_buf(),
+        message,
+    };
+    let shape = data.shape().to_vec();
+    if shape.len() < 3 {
+        return Err(error(format!(
+            "{}-D data; a mask needs 3 dimensions",
+            shape.len()
+        )));
+    }
+    let cube = data
+        .as_standard_layout()
+        .to_owned()
+        .into_shape_with_order((shape[0], shape[1], shape[2], shape[3..].iter().product()))
+        .map_err(|e| error(e.to_string()))?
+        .index_axis(Axis(3), 0)
+        .mapv(|v| v > 0.5);
+    let own = VolumeGeometry::from_header(header);
+    let (canonical, _) = own.to_canonical(&cube);
+    let (want, _) = geometry.to_canonical(&geometry.empty::<u8>());
+    let (a, b) = (own.canonical_affine(), geometry.canonical_affine());
+    let same_grid = a
+        .iter()
+        .flatten()
+        .zip(b.iter().flatten())
+        .all(|(x, y)| (x - y).abs() < 0.01);
+    if canonical.shape() != want.shape() || !same_grid {
+        return Err(error(format!(
+            "the mask's voxel grid ({:?} voxels) is not the volume's ({:?}): resample it onto the volume first",
+            own.dims, geometry.dims
+        )));
+    }
+    Ok(canonical)
 }
 
 /// A NIfTI file's name without `.nii` or `.nii.gz`, for the volumes made from it.
@@ -339,20 +573,12 @@ pub fn orientation(affine: &[[f64; 4]; 3]) -> [(usize, bool); 3] {
     out
 }
 
-/// Read a NIfTI file's `volume`-th 3-D volume, with scaling applied, reoriented to RAS+. A malformed file that
-/// makes the nifti crate panic (a fuzzing find in nifti 0.18.0: a data size inconsistent with the header) is
-/// reported as an error naming the file; only the crate's calls are guarded, TumorNet's own code is not.
-pub fn read_canonical(path: &Path, volume: usize) -> Result<CanonicalVolume, MedicalError> {
-    read_canonical_in(path, None, volume)
-}
-
-/// [`read_canonical`] of the file at `path`, or of `in_memory` (`.nii` or gzip-compressed `.nii.gz` bytes) named
-/// `path`, which is then never written to disk.
-pub fn read_canonical_in(
+/// The header and the voxels (scaling applied, in the file's order) of the NIfTI file at `path` or of `in_memory`
+/// named `path`; a panic of the nifti crate on a malformed file is reported as an error naming the file.
+fn read_object(
     path: &Path,
     in_memory: Option<&[u8]>,
-    volume: usize,
-) -> Result<CanonicalVolume, MedicalError> {
+) -> Result<(NiftiHeader, ndarray::ArrayD<f32>), MedicalError> {
     let error = |message: String| MedicalError::Nifti {
         path: path.to_path_buf(),
         message,
@@ -373,11 +599,66 @@ pub fn read_canonical_in(
             .map_err(|e| error(e.to_string()))?;
         Ok((header, data))
     };
-    let (header, data) = super::guarded(read).unwrap_or_else(|reason| {
+    super::guarded(read).unwrap_or_else(|reason| {
         Err(error(format!(
             "malformed file: the NIfTI reader failed ({reason})"
         )))
-    })?;
+    })
+}
+
+/// The first 3-D volume of a NIfTI file in its own voxel order, with the header's voxel-to-world affine (as
+/// [`affine`] chooses it).
+pub fn read_with_affine(path: &Path) -> Result<(Array3<f32>, [[f64; 4]; 3]), MedicalError> {
+    let (header, data) = read_object(path, None)?;
+    let shape = data.shape().to_vec();
+    if shape.len() < 3 {
+        return Err(MedicalError::Nifti {
+            path: path.to_path_buf(),
+            message: format!("{}-D data; a volume needs 3 dimensions", shape.len()),
+        });
+    }
+    let cube = data
+        .as_standard_layout()
+        .to_owned()
+        .into_shape_with_order((shape[0], shape[1], shape[2], shape[3..].iter().product()))
+        .map_err(|e| MedicalError::Nifti {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?
+        .index_axis(Axis(3), 0)
+        .to_owned();
+    Ok((cube, affine(&header)))
+}
+
+/// Read a NIfTI file's `volume`-th 3-D volume, with scaling applied, reoriented to RAS+. A malformed file that
+/// makes the nifti crate panic (a fuzzing find in nifti 0.18.0: a data size inconsistent with the header) is
+/// reported as an error naming the file; only the crate's calls are guarded, TumorNet's own code is not.
+pub fn read_canonical(path: &Path, volume: usize) -> Result<CanonicalVolume, MedicalError> {
+    read_canonical_in(path, None, volume)
+}
+
+/// [`read_canonical`] of the file at `path`, or of `in_memory` (`.nii` or gzip-compressed `.nii.gz` bytes) named
+/// `path`, which is then never written to disk.
+pub fn read_canonical_in(
+    path: &Path,
+    in_memory: Option<&[u8]>,
+    volume: usize,
+) -> Result<CanonicalVolume, MedicalError> {
+    let (header, data) = read_object(path, in_memory)?;
+    canonical(path, &header, data, volume)
+}
+
+/// Volume `volume` of `data` (in the file's voxel order, as `header` describes it) reoriented to RAS+.
+fn canonical(
+    path: &Path,
+    header: &NiftiHeader,
+    data: ndarray::ArrayD<f32>,
+    volume: usize,
+) -> Result<CanonicalVolume, MedicalError> {
+    let error = |message: String| MedicalError::Nifti {
+        path: path.to_path_buf(),
+        message,
+    };
     let shape = data.shape().to_vec();
     if shape.len() < 3 {
         return Err(error(format!(
@@ -402,7 +683,7 @@ pub fn read_canonical_in(
         .into_shape_with_order((nx, ny, nz, volumes))
         .map_err(|e| error(e.to_string()))?;
     let mut cube = flat.index_axis(Axis(3), volume).to_owned();
-    let axes = orientation(&affine(&header));
+    let axes = orientation(&affine(header));
     // Flip voxel axes that point backwards, then permute so that axis k runs along world axis k.
     for (j, (_, flipped)) in axes.iter().enumerate() {
         if *flipped {
@@ -457,7 +738,23 @@ pub fn read_slices(
     in_memory: Option<&[u8]>,
     options: &VolumeOptions,
 ) -> Result<Vec<Slice>, MedicalError> {
-    let volume = read_canonical_in(path, in_memory, options.volume)?;
+    let (header, data) = read_object(path, in_memory)?;
+    volume_slices(path, header, data, options, None)
+}
+
+/// The chosen slices of a volume read from `path` (a NIfTI file, or a DICOM series' folder): `data` in the
+/// voxel order `header` describes, reoriented to RAS+, cut along the plane and windowed by `window` (centre,
+/// width) or else the volume's robust percentile window. Each slice carries the geometry that puts its pixels
+/// back on their voxels.
+pub fn volume_slices(
+    path: &Path,
+    header: NiftiHeader,
+    data: ndarray::ArrayD<f32>,
+    options: &VolumeOptions,
+    window: Option<(f64, f64)>,
+) -> Result<Vec<Slice>, MedicalError> {
+    let volume = canonical(path, &header, data, options.volume)?;
+    let geometry = std::sync::Arc::new(VolumeGeometry::from_header(header));
     let count = volume.count(options.plane);
     let indices = options
         .slices
@@ -473,7 +770,7 @@ pub fn read_slices(
     if flat_volume {
         super::warn_if_flat(&format!("{}: the volume", path.display()), all);
     }
-    let (center, width) = percentile_window(all);
+    let (center, width) = window.unwrap_or_else(|| percentile_window(all));
     Ok(indices
         .into_iter()
         .map(|index| {
@@ -489,6 +786,7 @@ pub fn read_slices(
                 image: GrayImage::from_raw(w as u32, h as u32, bytes)
                     .unwrap_or_else(|| GrayImage::new(w as u32, h as u32)),
                 position: Some((options.plane, index)),
+                geometry: Some(geometry.clone()),
             }
         })
         .collect())

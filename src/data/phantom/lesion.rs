@@ -182,6 +182,81 @@ impl Lesion {
     }
 }
 
+/// A lesion as a slice cuts it: the whole lesion on the slice it was placed on, and on a slice `offset` mm away
+/// (in a 3-D phantom) the same lesion shrunk about its anchor by √(1 − (offset / semi-axis)²) — an ellipsoidal
+/// taper along the slice's normal. The anchor is a meningioma's dural base (it stays attached as it narrows) and
+/// the centre of the others.
+pub struct Section<'a> {
+    lesion: &'a Lesion,
+    anchor: [f32; 2],
+    scale: f32,
+}
+
+impl<'a> Section<'a> {
+    /// The lesion on the slice it was placed on.
+    pub fn full(lesion: &'a Lesion) -> Section<'a> {
+        Section {
+            lesion,
+            anchor: lesion.record.centre_mm,
+            scale: 1.0,
+        }
+    }
+
+    /// The lesion `offset` mm from its centre slice, for a lesion of that `semi_axis` (mm) along the normal;
+    /// `None` beyond its end.
+    pub fn at(lesion: &'a Lesion, offset: f32, semi_axis: f32) -> Option<Section<'a>> {
+        let fraction = offset / semi_axis.max(1e-3);
+        let scale = (1.0 - fraction * fraction).max(0.0).sqrt();
+        let anchor = match &lesion.shape {
+            Shape::Meningioma { dura, .. } => *dura,
+            _ => lesion.record.centre_mm,
+        };
+        (scale >= 0.1).then_some(Section {
+            lesion,
+            anchor,
+            scale,
+        })
+    }
+
+    /// Point `p` of the slice in the lesion's own (centre-slice) frame.
+    fn inside(&self, p: [f32; 2]) -> [f32; 2] {
+        if self.scale == 1.0 {
+            return p;
+        }
+        let a = self.anchor;
+        [
+            a[0] + (p[0] - a[0]) / self.scale,
+            a[1] + (p[1] - a[1]) / self.scale,
+        ]
+    }
+
+    /// Mass effect: where the anatomy shown at `p` comes from.
+    pub fn source(&self, p: [f32; 2]) -> [f32; 2] {
+        if self.scale == 1.0 {
+            return self.lesion.warp.source(p);
+        }
+        let q = self.lesion.warp.source(self.inside(p));
+        let a = self.anchor;
+        [
+            a[0] + (q[0] - a[0]) * self.scale,
+            a[1] + (q[1] - a[1]) * self.scale,
+        ]
+    }
+
+    /// [`Lesion::paint`] of this cross-section.
+    pub fn paint(
+        &self,
+        p: [f32; 2],
+        tissue: f32,
+        brain: f32,
+        intracranial: f32,
+        sequence: Sequence,
+    ) -> (f32, f32) {
+        self.lesion
+            .paint(self.inside(p), tissue, brain, intracranial, sequence)
+    }
+}
+
 /// Tissue value of a T1 grey level on a sequence (before lesions). `intracranial` is 1 inside the skull.
 pub fn tissue_value(t1: f32, intracranial: f32, sequence: Sequence) -> f32 {
     let t1_value = t1 / WHITE_LEVEL;

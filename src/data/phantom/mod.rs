@@ -9,16 +9,21 @@
 mod anatomy;
 mod geometry;
 mod lesion;
+mod volume;
 
 pub use anatomy::{Anatomy, Plane};
 pub use lesion::LesionRecord;
+pub use volume::{
+    generate_volumes, render_volume, RenderedVolume, VolumeConfig, VolumeManifest, VolumeRecord,
+    VOLUME_MANIFEST,
+};
 
 use crate::data::scan::Split;
 use crate::data::Class;
 use crate::rng;
 use geometry::bilinear;
 use image::{GrayImage, ImageEncoder};
-use lesion::{lerp, tissue_value, Lesion, SliceMaps};
+use lesion::{lerp, tissue_value, Lesion, Section, SliceMaps};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
@@ -50,6 +55,9 @@ pub struct SynthConfig {
     /// the lesion or on something else.
     #[serde(default)]
     pub without_lesions: bool,
+    /// A T1 head in MNI space to use as the anatomy instead of the built-in Colin27 (see [`Anatomy::from_mni`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anatomy: Option<PathBuf>,
 }
 
 fn unit_scale() -> f32 {
@@ -67,6 +75,7 @@ impl Default for SynthConfig {
             jpeg_quality: 90,
             lesion_scale: 1.0,
             without_lesions: false,
+            anatomy: None,
         }
     }
 }
@@ -208,7 +217,7 @@ impl SynthConfig {
 
 /// Render one image and its mask. Deterministic in (`config.seed`, `id`).
 pub fn render(config: &SynthConfig, id: ImageId) -> Result<Rendered, PhantomError> {
-    let anatomy = Anatomy::colin27()?;
+    let anatomy = Anatomy::named(config.anatomy.as_deref())?;
     let mut rng = rng::stream(
         config.seed,
         "phantom",
@@ -249,37 +258,16 @@ pub fn render(config: &SynthConfig, id: ImageId) -> Result<Rendered, PhantomErro
     };
     let gland = lesion::normal_gland(anatomy, &slice);
 
-    // Compose the 1 mm canvas: warped anatomy, tissue contrast, lesion, gland; then bias field and gamma.
+    let section = lesion.as_ref().map(Section::full);
+    let (canvas, cover) = compose(
+        &slice,
+        &maps,
+        section.as_ref(),
+        gland.as_ref(),
+        sequence,
+        &look,
+    );
     let (w, h) = (slice.width, slice.height);
-    let mut canvas = vec![0f32; w * h];
-    let mut cover = vec![0f32; w * h];
-    for y in 0..h {
-        for x in 0..w {
-            let p = [x as f32, y as f32];
-            let q = lesion.as_ref().map_or(p, |l| l.warp.source(p));
-            let t1 = bilinear(&slice.t1, w, h, q[0], q[1]);
-            let brain = bilinear(&slice.brain, w, h, q[0], q[1]);
-            let intracranial = bilinear(&maps.intracranial, w, h, q[0], q[1]);
-            let mut value = tissue_value(t1, intracranial, sequence);
-            if let (Some(gland), Sequence::T1Contrast) = (&gland, sequence) {
-                value = lerp(
-                    value,
-                    1.3,
-                    geometry::smooth_inside(gland.rho(p), gland.radius),
-                );
-            }
-            if let Some(lesion) = &lesion {
-                let (painted, covered) = lesion.paint(p, value, brain, intracranial, sequence);
-                value = painted * look.texture(p, covered);
-                cover[y * w + x] = covered;
-            }
-            let (u, v) = (
-                2.0 * x as f32 / w as f32 - 1.0,
-                2.0 * y as f32 / h as f32 - 1.0,
-            );
-            canvas[y * w + x] = (value.max(0.0) * look.bias(u, v)).powf(look.gamma);
-        }
-    }
 
     // Sample the output through the view's rotation, scale and shift, add Rician noise, quantise.
     let head = head_box(&slice);
@@ -341,6 +329,49 @@ pub fn render(config: &SynthConfig, id: ImageId) -> Result<Rendered, PhantomErro
     })
 }
 
+/// Compose a slice's 1 mm canvas: warped anatomy, tissue contrast, lesion, gland; then bias field and gamma.
+/// Returns the values and the lesion's coverage (0–1) per pixel.
+fn compose(
+    slice: &anatomy::Slice,
+    maps: &SliceMaps,
+    lesion: Option<&Section>,
+    gland: Option<&geometry::Blob>,
+    sequence: Sequence,
+    look: &Look,
+) -> (Vec<f32>, Vec<f32>) {
+    let (w, h) = (slice.width, slice.height);
+    let mut canvas = vec![0f32; w * h];
+    let mut cover = vec![0f32; w * h];
+    for y in 0..h {
+        for x in 0..w {
+            let p = [x as f32, y as f32];
+            let q = lesion.map_or(p, |l| l.source(p));
+            let t1 = bilinear(&slice.t1, w, h, q[0], q[1]);
+            let brain = bilinear(&slice.brain, w, h, q[0], q[1]);
+            let intracranial = bilinear(&maps.intracranial, w, h, q[0], q[1]);
+            let mut value = tissue_value(t1, intracranial, sequence);
+            if let (Some(gland), Sequence::T1Contrast) = (gland, sequence) {
+                value = lerp(
+                    value,
+                    1.3,
+                    geometry::smooth_inside(gland.rho(p), gland.radius),
+                );
+            }
+            if let Some(lesion) = lesion {
+                let (painted, covered) = lesion.paint(p, value, brain, intracranial, sequence);
+                value = painted * look.texture(p, covered);
+                cover[y * w + x] = covered;
+            }
+            let (u, v) = (
+                2.0 * x as f32 / w as f32 - 1.0,
+                2.0 * y as f32 / h as f32 - 1.0,
+            );
+            canvas[y * w + x] = (value.max(0.0) * look.bias(u, v)).powf(look.gamma);
+        }
+    }
+    (canvas, cover)
+}
+
 /// Generate the whole set into `out`, calling `progress` after each image. Returns the manifest, which is also
 /// written to `out/phantom.json`. Same config ⇒ byte-identical files.
 pub fn generate(
@@ -349,7 +380,7 @@ pub fn generate(
     progress: &(dyn Fn() + Sync),
 ) -> Result<Manifest, PhantomError> {
     config.validate()?;
-    Anatomy::colin27()?;
+    Anatomy::named(config.anatomy.as_deref())?;
     let records: Vec<PhantomRecord> = config
         .ids()
         .into_par_iter()
