@@ -491,6 +491,10 @@ pub struct SegmentArgs {
     /// in millimetres and tumour volume in millilitres, per class (the input's folder name) with intervals.
     #[arg(long, value_name = "FILE|DIR")]
     pub truth: Option<PathBuf>,
+    /// Keep every connected part of a mask volume (by default only its largest 6-connected component is kept: a
+    /// tumour is one body, and slices the classifier wrongly calls tumour far from it fall away).
+    #[arg(long)]
+    pub all_components: bool,
     /// Keep the mask of an image the classifier calls no-tumour (by default it is emptied).
     #[arg(long)]
     pub no_gate: bool,

@@ -143,6 +143,16 @@ pub fn otsu(values: &[f32]) -> f32 {
 
 /// Keep only the largest 4-connected component of `mask` (`width`×`height`, row-major).
 pub fn keep_largest_component(mask: &mut [bool], width: usize, height: usize) {
+    keep_largest_component_nd(mask, &[height, width]);
+}
+
+/// Keep only the largest face-connected component (4-connected in 2-D, 6-connected in 3-D) of `mask`, flat and
+/// row-major over `dims` (the last axis fastest); on a tie, the one met first.
+pub fn keep_largest_component_nd(mask: &mut [bool], dims: &[usize]) {
+    let mut strides = vec![1usize; dims.len()];
+    for axis in (0..dims.len().saturating_sub(1)).rev() {
+        strides[axis] = strides[axis + 1] * dims[axis + 1];
+    }
     let mut label = vec![0u32; mask.len()];
     let mut sizes = vec![0usize];
     let mut queue = VecDeque::new();
@@ -156,10 +166,15 @@ pub fn keep_largest_component(mask: &mut [bool], width: usize, height: usize) {
         queue.push_back(start);
         while let Some(i) = queue.pop_front() {
             sizes[id as usize] += 1;
-            for j in neighbours(i, width, height) {
-                if mask[j] && label[j] == 0 {
-                    label[j] = id;
-                    queue.push_back(j);
+            for (&size, &stride) in dims.iter().zip(&strides) {
+                let coordinate = (i / stride) % size;
+                let before = (coordinate > 0).then(|| i - stride);
+                let after = (coordinate + 1 < size).then(|| i + stride);
+                for j in [before, after].into_iter().flatten() {
+                    if mask[j] && label[j] == 0 {
+                        label[j] = id;
+                        queue.push_back(j);
+                    }
                 }
             }
         }
@@ -174,6 +189,18 @@ pub fn keep_largest_component(mask: &mut [bool], width: usize, height: usize) {
     };
     for (m, l) in mask.iter_mut().zip(&label) {
         *m = *l == largest as u32;
+    }
+}
+
+/// Keep the largest 6-connected component of a label volume (non-zero inside); the rest becomes 0.
+pub fn keep_largest_volume_component(labels: &mut ndarray::Array3<u8>) {
+    let (x, y, z) = labels.dim();
+    let mut inside: Vec<bool> = labels.iter().map(|v| *v > 0).collect();
+    keep_largest_component_nd(&mut inside, &[x, y, z]);
+    for (label, keep) in labels.iter_mut().zip(inside) {
+        if !keep {
+            *label = 0;
+        }
     }
 }
 
@@ -395,6 +422,44 @@ mod tests {
         fill_holes(&mut mask, 6, 5);
         assert!(mask[6 + 1]);
         assert_eq!(mask.iter().filter(|m| **m).count(), 9);
+    }
+
+    #[test]
+    fn the_largest_component_in_3d_joins_through_faces_only() {
+        // 3×3×3, z fastest: a column of 3 voxels along z at (0, 0), two voxels touching it only by an edge
+        // ((1, 1, 0) and (1, 1, 1)), and a pair of voxels elsewhere ((2, 2, 1), (2, 2, 2)).
+        let dims = [3, 3, 3];
+        let at = |x: usize, y: usize, z: usize| (x * 3 + y) * 3 + z;
+        let mut mask = vec![false; 27];
+        for index in [
+            at(0, 0, 0),
+            at(0, 0, 1),
+            at(0, 0, 2),
+            at(1, 1, 0),
+            at(1, 1, 1),
+        ] {
+            mask[index] = true;
+        }
+        mask[at(2, 2, 1)] = true;
+        mask[at(2, 2, 2)] = true;
+        keep_largest_component_nd(&mut mask, &dims);
+        let kept: Vec<usize> = (0..27).filter(|i| mask[*i]).collect();
+        assert_eq!(kept, vec![at(0, 0, 0), at(0, 0, 1), at(0, 0, 2)]);
+        // Joined by a face, the edge-touching pair grows it to 5.
+        let mut joined = vec![false; 27];
+        for index in [
+            at(0, 0, 0),
+            at(0, 0, 1),
+            at(0, 0, 2),
+            at(0, 1, 1),
+            at(1, 1, 1),
+        ] {
+            joined[index] = true;
+        }
+        joined[at(2, 2, 2)] = true;
+        keep_largest_component_nd(&mut joined, &dims);
+        assert_eq!(joined.iter().filter(|m| **m).count(), 5);
+        assert!(!joined[at(2, 2, 2)]);
     }
 
     #[test]

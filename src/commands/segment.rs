@@ -60,6 +60,8 @@ pub struct SegmentReport {
     pub dice_interval: Option<(f64, f64)>,
     /// NIfTI inputs: one mask volume each, aligned to the input.
     pub volumes: Vec<VolumeMask>,
+    /// Whether each mask volume was cut down to its largest connected component (`--all-components` not given).
+    pub volume_largest_component: bool,
     /// With `--truth`: the mask volumes scored against the true ones, per class (the inputs' folder names) and
     /// `all`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -137,7 +139,7 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<()> {
             e.map_or_else(|| "–".to_string(), |e| e.display(places))
         };
         println!(
-            "Volumes, {class} ({}): Dice {}, HD95 {} mm, |volume error| {} ml = {} %, missed {}, empty correct {}/{}",
+            "Volumes, {class} ({}): Dice {}, HD95 {} mm, |volume error| {} ml = {} %, missed {}, empty correct {}/{} (false tumour {} ml)",
             summary.volumes,
             show(&summary.dice, 3),
             show(&summary.hd95_mm, 1),
@@ -145,7 +147,8 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<()> {
             show(&summary.abs_error_percent, 0),
             summary.missed,
             summary.empty_correct,
-            summary.empty_volumes
+            summary.empty_volumes,
+            show(&summary.false_ml, 1)
         );
     }
     for error in &report.errors {
@@ -284,12 +287,16 @@ pub fn segment(args: &SegmentArgs) -> anyhow::Result<SegmentReport> {
     let volumes = write_volumes(
         volumes,
         &args.out.join("volumes"),
-        args.truth.as_deref(),
+        VolumeRule {
+            truth: args.truth.as_deref(),
+            largest_component: !args.all_components,
+        },
         &mut errors,
     )?;
     let volume_scores = summarise_volumes(&volumes);
     let dice: Vec<f64> = images.iter().filter_map(|i| i.dice).collect();
     let report = SegmentReport {
+        volume_largest_component: !args.all_components,
         volumes,
         volume_scores,
         segrun: args.segrun.clone(),
@@ -311,9 +318,10 @@ pub fn segment(args: &SegmentArgs) -> anyhow::Result<SegmentReport> {
 fn write_volumes(
     volumes: SliceVolumes<u8>,
     dir: &Path,
-    truth: Option<&Path>,
+    rule: VolumeRule,
     errors: &mut Vec<String>,
 ) -> anyhow::Result<Vec<VolumeMask>> {
+    let truth = rule.truth;
     if volumes.is_empty() {
         if truth.is_some() {
             errors.push("--truth was given but no input is a NIfTI volume".into());
@@ -323,7 +331,10 @@ fn write_volumes(
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut names = HashSet::new();
     let mut written = Vec::new();
-    for (input, geometry, labels, slices) in volumes.into_volumes() {
+    for (input, geometry, mut labels, slices) in volumes.into_volumes() {
+        if rule.largest_component {
+            crate::cam::pseudo::keep_largest_volume_component(&mut labels);
+        }
         let stem = volume_stem(&input);
         let mut name = stem.clone();
         let mut n = 2;
@@ -358,6 +369,13 @@ fn write_volumes(
         });
     }
     Ok(written)
+}
+
+/// How mask volumes are finished and scored.
+#[derive(Debug, Clone, Copy)]
+struct VolumeRule<'a> {
+    truth: Option<&'a Path>,
+    largest_component: bool,
 }
 
 /// The mask volume `labels` of `input` against its true mask found through `truth`.

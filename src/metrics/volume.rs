@@ -111,9 +111,10 @@ pub struct VolumeSummary {
     pub abs_error_percent: Option<Estimate>,
     /// Signed error (ml): the bias.
     pub error_ml: Option<Estimate>,
-    /// No-tumour volumes, and how many of them were predicted empty.
+    /// No-tumour volumes, how many of them were predicted empty, and the tumour volume predicted in them (ml).
     pub empty_volumes: usize,
     pub empty_correct: usize,
+    pub false_ml: Option<Estimate>,
 }
 
 impl VolumeSummary {
@@ -136,6 +137,7 @@ impl VolumeSummary {
             error_ml: collect(&|s| Some(s.error_ml)),
             empty_volumes: empty.len(),
             empty_correct: empty.iter().filter(|s| s.predicted_ml == 0.0).count(),
+            false_ml: Estimate::of(&empty.iter().map(|s| s.predicted_ml).collect::<Vec<_>>()),
         }
     }
 }
@@ -206,5 +208,7 @@ mod tests {
         assert_eq!(summary.dice.unwrap().n, 1);
         assert!(summary.hd95_mm.is_none());
         assert!((summary.abs_error_percent.unwrap().mean - 100.0).abs() < 1e-9);
+        // The wrongly predicted no-tumour volume: 8 voxels of 1 mm³, the right one 0: mean 0.004 ml.
+        assert!((summary.false_ml.unwrap().mean - 0.004).abs() < 1e-12);
     }
 }

@@ -677,7 +677,6 @@ fn volume_mask(
         medical::nifti::VolumeGeometry::from_bytes(named, bytes).map_err(|e| bad(e.to_string()))?;
     let mut labels = geometry.empty_labels();
     let side = seg.config.side;
-    let mut tumour_slices = 0;
     for chunk in slices.chunks(32) {
         let images: Vec<image::RgbImage> = chunk
             .iter()
@@ -692,7 +691,6 @@ fn volume_mask(
             if !mask.iter().any(|m| *m) {
                 continue;
             }
-            tumour_slices += 1;
             let small =
                 image::GrayImage::from_raw(side, side, crate::cam::pseudo::to_stored(&mask))
                     .ok_or_else(|| internal("mask size"))?;
@@ -704,6 +702,13 @@ fn volume_mask(
                 .map_err(|e| bad(format!("{name}: {e}")))?;
         }
     }
+    // As `segment` finishes a mask volume: its largest connected component.
+    crate::cam::pseudo::keep_largest_volume_component(&mut labels);
+    let (canonical, _) = geometry.to_canonical(&labels);
+    let tumour_slices = canonical
+        .axis_iter(ndarray::Axis(medical::nifti::CanonicalVolume::axis(plane)))
+        .filter(|s| s.iter().any(|v| *v > 0))
+        .count();
     let tumour_voxels = labels.iter().filter(|v| **v > 0).count();
     let nii_gz = geometry.labels_nii_gz(&labels).map_err(internal)?;
     Ok(VolumeAnswer {

@@ -1383,7 +1383,13 @@ fn segment_volumes_align_with_their_inputs(segrun: &Path, out: &Path) {
         .args(&inputs)
         .arg("--out")
         .arg(out)
-        .args(["--no-gate", "--never-empty", "--plane", "coronal"])
+        .args([
+            "--no-gate",
+            "--never-empty",
+            "--all-components",
+            "--plane",
+            "coronal",
+        ])
         .output()
         .expect("segment volumes"));
     let report = json(&out.join("segment.json"));
@@ -1554,8 +1560,9 @@ fn segment_scores_phantom_volumes_against_their_truth(segrun: &Path, dir: &Path)
         assert!((score["true_ml"].as_f64().expect("true ml") - t as f64 / 1000.0).abs() < 1e-9);
         assert!((score["predicted_ml"].as_f64().expect("ml") - p as f64 / 1000.0).abs() < 1e-9);
         assert_eq!(record["tumour_voxels"].as_u64(), Some(t as u64));
-        // Never-empty masks on 4 slices: every volume has a predicted tumour, only there.
+        // Never-empty masks on 4 slices: every volume has a predicted tumour, cut to one connected body.
         assert!(p > 0, "{class}");
+        assert_eq!(components_6(&predicted, [181, 217, 181]), 1, "{class}");
         if class == "notumor" {
             assert!(score["dice"].is_null() && score["error_percent"].is_null());
         } else {
@@ -1620,4 +1627,38 @@ fn segment_scores_phantom_volumes_against_their_truth(segrun: &Path, dir: &Path)
     assert!(dir
         .join("segment-no-truth/volumes/vol-gl_0001.mask.nii.gz")
         .is_file());
+}
+
+/// Number of 6-connected components of a flat `[x, y, z]` mask (z fastest).
+fn components_6(mask: &[bool], dims: [usize; 3]) -> usize {
+    let mut seen = vec![false; mask.len()];
+    let strides = [dims[1] * dims[2], dims[2], 1];
+    let mut count = 0;
+    for start in 0..mask.len() {
+        if !mask[start] || seen[start] {
+            continue;
+        }
+        count += 1;
+        seen[start] = true;
+        let mut stack = vec![start];
+        while let Some(i) = stack.pop() {
+            for axis in 0..3 {
+                let coordinate = (i / strides[axis]) % dims[axis];
+                let mut next = Vec::new();
+                if coordinate > 0 {
+                    next.push(i - strides[axis]);
+                }
+                if coordinate + 1 < dims[axis] {
+                    next.push(i + strides[axis]);
+                }
+                for j in next {
+                    if mask[j] && !seen[j] {
+                        seen[j] = true;
+                        stack.push(j);
+                    }
+                }
+            }
+        }
+    }
+    count
 }

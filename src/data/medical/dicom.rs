@@ -585,28 +585,31 @@ pub fn read_series(
             first.position[i],
         ]
     });
-    let mut header = ::nifti::NiftiHeader::default();
-    header.dim = [3, columns as u16, rows as u16, count as u16, 1, 1, 1, 1];
-    header.pixdim = [
-        1.0,
-        column_gap as f32,
-        row_gap as f32,
-        slice_gap as f32,
-        1.0,
-        1.0,
-        1.0,
-        1.0,
-    ];
-    header.xyzt_units = 2;
-    header.qform_code = 0;
-    header.sform_code = 1;
     let ras = |i: usize| -> [f32; 4] {
         let sign = if i < 2 { -1.0 } else { 1.0 };
         lps[i].map(|v| (sign * v) as f32)
     };
-    header.srow_x = ras(0);
-    header.srow_y = ras(1);
-    header.srow_z = ras(2);
+    let header = ::nifti::NiftiHeader {
+        dim: [3, columns as u16, rows as u16, count as u16, 1, 1, 1, 1],
+        pixdim: [
+            1.0,
+            column_gap as f32,
+            row_gap as f32,
+            slice_gap as f32,
+            1.0,
+            1.0,
+            1.0,
+            1.0,
+        ],
+        // Millimetres; the affine in the sform (scanner coordinates), no qform.
+        xyzt_units: 2,
+        qform_code: 0,
+        sform_code: 1,
+        srow_x: ras(0),
+        srow_y: ras(1),
+        srow_z: ras(2),
+        ..Default::default()
+    };
     super::nifti::volume_slices(folder, header, data.into_dyn(), options, window)
 }
 

@@ -438,20 +438,7 @@ pub fn read_mask_on(path: &Path, geometry: &VolumeGeometry) -> Result<Array3<boo
         path: path.to_path_buf(),
         message,
     };
-    let shape = data.shape().to_vec();
-    if shape.len() < 3 {
-        return Err(error(format!(
-            "{}-D data; a mask needs 3 dimensions",
-            shape.len()
-        )));
-    }
-    let cube = data
-        .as_standard_layout()
-        .to_owned()
-        .into_shape_with_order((shape[0], shape[1], shape[2], shape[3..].iter().product()))
-        .map_err(|e| error(e.to_string()))?
-        .index_axis(Axis(3), 0)
-        .mapv(|v| v > 0.5);
+    let cube = volume_of(path, data, 0)?.mapv(|v| v > 0.5);
     let own = VolumeGeometry::from_header(header);
     let (canonical, _) = own.to_canonical(&cube);
     let (want, _) = geometry.to_canonical(&geometry.empty::<u8>());
@@ -610,23 +597,7 @@ fn read_object(
 /// [`affine`] chooses it).
 pub fn read_with_affine(path: &Path) -> Result<(Array3<f32>, [[f64; 4]; 3]), MedicalError> {
     let (header, data) = read_object(path, None)?;
-    let shape = data.shape().to_vec();
-    if shape.len() < 3 {
-        return Err(MedicalError::Nifti {
-            path: path.to_path_buf(),
-            message: format!("{}-D data; a volume needs 3 dimensions", shape.len()),
-        });
-    }
-    let cube = data
-        .as_standard_layout()
-        .to_owned()
-        .into_shape_with_order((shape[0], shape[1], shape[2], shape[3..].iter().product()))
-        .map_err(|e| MedicalError::Nifti {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?
-        .index_axis(Axis(3), 0)
-        .to_owned();
+    let cube = volume_of(path, data, 0)?;
     Ok((cube, affine(&header)))
 }
 
@@ -655,6 +626,17 @@ fn canonical(
     data: ndarray::ArrayD<f32>,
     volume: usize,
 ) -> Result<CanonicalVolume, MedicalError> {
+    let cube = volume_of(path, data, volume)?;
+    let (data, _) = VolumeGeometry::from_header(header.clone()).to_canonical(&cube);
+    Ok(CanonicalVolume { data })
+}
+
+/// Volume `index` of a NIfTI file's data (dimensions past the third flattened) in the file's voxel order.
+fn volume_of(
+    path: &Path,
+    data: ndarray::ArrayD<f32>,
+    index: usize,
+) -> Result<Array3<f32>, MedicalError> {
     let error = |message: String| MedicalError::Nifti {
         path: path.to_path_buf(),
         message,
@@ -667,38 +649,21 @@ fn canonical(
         )));
     }
     let volumes: usize = shape[3..].iter().product();
-    if volume >= volumes {
+    if index >= volumes {
         return Err(MedicalError::NoSuchSlice {
             path: path.to_path_buf(),
-            index: volume,
+            index,
             count: volumes,
             what: "volumes",
         });
     }
-    // Higher dimensions flattened; take one 3-D volume.
-    let (nx, ny, nz) = (shape[0], shape[1], shape[2]);
-    let flat = data
+    Ok(data
         .as_standard_layout()
         .into_owned()
-        .into_shape_with_order((nx, ny, nz, volumes))
-        .map_err(|e| error(e.to_string()))?;
-    let mut cube = flat.index_axis(Axis(3), volume).to_owned();
-    let axes = orientation(&affine(header));
-    // Flip voxel axes that point backwards, then permute so that axis k runs along world axis k.
-    for (j, (_, flipped)) in axes.iter().enumerate() {
-        if *flipped {
-            cube.invert_axis(Axis(j));
-        }
-    }
-    let mut permutation = [0usize; 3];
-    for (j, (world, _)) in axes.iter().enumerate() {
-        permutation[*world] = j;
-    }
-    let data = cube
-        .permuted_axes(permutation)
-        .as_standard_layout()
-        .to_owned();
-    Ok(CanonicalVolume { data })
+        .into_shape_with_order((shape[0], shape[1], shape[2], volumes))
+        .map_err(|e| error(e.to_string()))?
+        .index_axis(Axis(3), index)
+        .to_owned())
 }
 
 impl CanonicalVolume {

@@ -253,8 +253,8 @@ fn invert_affine(a: &[[f64; 4]; 3]) -> Option<[[f64; 4]; 3]> {
             *value = cofactor(i, j) / det;
         }
     }
-    for i in 0..3 {
-        inverse[i][3] = -(0..3).map(|k| inverse[i][k] * a[k][3]).sum::<f64>();
+    for row in &mut inverse {
+        row[3] = -(0..3).map(|k| row[k] * a[k][3]).sum::<f64>();
     }
     Some(inverse)
 }
