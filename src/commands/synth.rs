@@ -44,6 +44,10 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
 
 /// `synth OUT --volumes N`: whole 3-D volumes with their true masks.
 fn volumes(args: &SynthArgs, per_class: usize) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !args.without_lesions,
+        "--without-lesions applies to 2-D images only (--volumes writes no-tumour heads of their own)"
+    );
     let config = VolumeConfig {
         per_class,
         seed: args.seed,
