@@ -486,9 +486,10 @@ pub struct SegmentArgs {
     /// Output folder (masks/, overlays/, segment.json, gallery.png).
     #[arg(long, default_value = "segment-out")]
     pub out: PathBuf,
-    /// True mask volumes for NIfTI inputs: a file (one input volume) or a folder searched for a file with each
-    /// input's name (`synth --volumes` writes them to `truth/`); scores each mask volume by Dice, HD95 and ASD
-    /// in millimetres and tumour volume in millilitres, per class (the input's folder name) with intervals.
+    /// True mask volumes for NIfTI and DICOM-series inputs: a file (one input volume) or a folder searched for a
+    /// file with each input's name (`synth --volumes` writes them to `truth/`); scores each mask volume by Dice,
+    /// HD95 and ASD in millimetres and tumour volume in millilitres, per class (the input's folder name) with
+    /// intervals.
     #[arg(long, value_name = "FILE|DIR")]
     pub truth: Option<PathBuf>,
     /// Keep every connected part of a mask volume (by default only its largest 6-connected component is kept: a
