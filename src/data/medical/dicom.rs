@@ -553,6 +553,15 @@ pub fn read_series(
         let Some((_, frame)) = frames.into_iter().next() else {
             return Err(MedicalError::NoPixelData(file.clone()));
         };
+        if (frame.rows, frame.columns) != (first.rows, first.columns) {
+            return Err(MedicalError::Dicom {
+                path: file.clone(),
+                message: format!(
+                    "its pixel data is {}×{}, its header and series say {}×{}",
+                    frame.rows, frame.columns, first.rows, first.columns
+                ),
+            });
+        }
         if k == 0 {
             window = frame.window;
         }
