@@ -283,10 +283,7 @@ pub fn render(config: &SynthConfig, id: ImageId) -> Result<Rendered, PhantomErro
         for u in 0..size {
             let [x, y] = view.to_canvas(u, v, head);
             let clean = bilinear(&canvas, w, h, x, y);
-            let n1: f32 = noise_rng.sample(StandardNormal);
-            let n2: f32 = noise_rng.sample(StandardNormal);
-            let noisy = ((clean + look.noise * n1).powi(2) + (look.noise * n2).powi(2)).sqrt();
-            values[(v * size + u) as usize] = noisy;
+            values[(v * size + u) as usize] = look.rician(clean, &mut noise_rng);
             if lesion.is_some() && bilinear(&cover, w, h, x, y) >= 0.5 {
                 mask.put_pixel(u, v, image::Luma([255]));
                 mask_pixels += 1;
@@ -297,8 +294,7 @@ pub fn render(config: &SynthConfig, id: ImageId) -> Result<Rendered, PhantomErro
     let image = GrayImage::from_raw(
         size,
         size,
-        // Round half up by truncation (values are non-negative; `as u8` saturates at 255).
-        values.iter().map(|v| (v * gain + 0.5) as u8).collect(),
+        values.iter().map(|v| quantise(*v, gain)).collect(),
     )
     .ok_or_else(|| PhantomError::Encode {
         what: "image".into(),
@@ -531,6 +527,13 @@ impl Look {
         }
     }
 
+    /// A clean value seen through Rician noise of this look's σ (two normal draws from `rng`, in that order).
+    fn rician(&self, clean: f32, rng: &mut ChaCha8Rng) -> f32 {
+        let n1: f32 = rng.sample(StandardNormal);
+        let n2: f32 = rng.sample(StandardNormal);
+        ((clean + self.noise * n1).powi(2) + (self.noise * n2).powi(2)).sqrt()
+    }
+
     fn bias(&self, u: f32, v: f32) -> f32 {
         let b = &self.bias;
         (b[0] * u + b[1] * v + b[2] * u * u + b[3] * v * v + b[4] * u * v).exp()
@@ -575,6 +578,12 @@ fn head_box(slice: &anatomy::Slice) -> [f32; 3] {
         (y0 + y1 + 1) as f32 / 2.0,
         extent,
     ]
+}
+
+/// An output grey level: `value × gain`, rounded half up by truncation (values are non-negative; `as u8`
+/// saturates at 255).
+fn quantise(value: f32, gain: f32) -> u8 {
+    (value * gain + 0.5) as u8
 }
 
 /// The `q` quantile of `values` from a 1024-bin histogram over their range.

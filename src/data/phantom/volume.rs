@@ -8,12 +8,11 @@
 
 use super::anatomy::{Anatomy, Plane, SELLA_VOXEL};
 use super::lesion::{normal_gland, Lesion, LesionRecord, Section, SliceMaps};
-use super::{compose, percentile, Look, PhantomError, Sequence};
+use super::{compose, percentile, quantise, Look, PhantomError, Sequence};
 use crate::data::Class;
 use crate::rng;
 use ndarray::Array3;
 use rand::Rng;
-use rand_distr::StandardNormal;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -134,11 +133,7 @@ pub fn render_volume(
             );
             let values = canvas
                 .iter()
-                .map(|clean| {
-                    let n1: f32 = noise.sample(StandardNormal);
-                    let n2: f32 = noise.sample(StandardNormal);
-                    ((clean + look.noise * n1).powi(2) + (look.noise * n2).powi(2)).sqrt()
-                })
+                .map(|clean| look.rician(*clean, &mut noise))
                 .collect();
             (values, cover.iter().map(|c| *c >= 0.5).collect())
         })
@@ -154,8 +149,7 @@ pub fn render_volume(
             for col in 0..nx {
                 let i = row * nx + col;
                 let voxel = [nx - 1 - col, ny - 1 - row, z];
-                // Round half up by truncation (values are non-negative; `as u8` saturates at 255).
-                image[voxel] = (values[i] * gain + 0.5) as u8;
+                image[voxel] = quantise(values[i], gain);
                 truth[voxel] = u8::from(inside[i]);
             }
         }
