@@ -96,6 +96,11 @@ pub(crate) fn write_checkpoint(
         ));
     }
     edit(&mut tensors);
+    write_tensors(path, &tensors);
+}
+
+/// Write (name, shape, little-endian bytes, is i64) tensors as a safetensors file with the `safetensors` crate.
+pub(crate) fn write_tensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<u8>, bool)]) {
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
         .iter()
         .map(|(name, shape, bytes, int)| {

@@ -1298,22 +1298,8 @@ fn the_unet_reads_and_writes_segmentation_models_pytorch_names() {
             }
         })
         .collect();
-    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
-        .iter()
-        .map(|(name, shape, bytes, int)| {
-            let dtype = if *int {
-                safetensors::Dtype::I64
-            } else {
-                safetensors::Dtype::F32
-            };
-            (
-                name.clone(),
-                safetensors::tensor::TensorView::new(dtype, shape.clone(), bytes).expect("view"),
-            )
-        })
-        .collect();
     let smp_file = dir.path().join("smp.safetensors");
-    safetensors::serialize_to_file(views, None, &smp_file).expect("write");
+    crate::model::write_tensors(&smp_file, &tensors);
 
     let device = tumornet::device::inference();
     let unet = load_unet(&smp_file, 4, &device).expect("an smp-named U-Net loads");

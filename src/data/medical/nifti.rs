@@ -47,6 +47,11 @@ impl VolumeGeometry {
         VolumeGeometry { header, dims, axes }
     }
 
+    /// The shape of the RAS+ view [`Self::to_canonical`] gives.
+    pub fn canonical_dims(&self) -> [usize; 3] {
+        [0, 1, 2].map(|world| self.canonical_size(world))
+    }
+
     /// The size of the RAS+ volume along RAS+ axis `world`.
     fn canonical_size(&self, world: usize) -> usize {
         self.axes
@@ -441,14 +446,13 @@ pub fn read_mask_on(path: &Path, geometry: &VolumeGeometry) -> Result<Array3<boo
     let cube = volume_of(path, data, 0)?.mapv(|v| v > 0.5);
     let own = VolumeGeometry::from_header(header);
     let (canonical, _) = own.to_canonical(&cube);
-    let (want, _) = geometry.to_canonical(&geometry.empty::<u8>());
     let (a, b) = (own.canonical_affine(), geometry.canonical_affine());
     let same_grid = a
         .iter()
         .flatten()
         .zip(b.iter().flatten())
         .all(|(x, y)| (x - y).abs() < 0.01);
-    if canonical.shape() != want.shape() || !same_grid {
+    if own.canonical_dims() != geometry.canonical_dims() || !same_grid {
         return Err(error(format!(
             "the mask's voxel grid ({:?} voxels) is not the volume's ({:?}): resample it onto the volume first",
             own.dims, geometry.dims
@@ -718,8 +722,9 @@ pub fn volume_slices(
     options: &VolumeOptions,
     window: Option<(f64, f64)>,
 ) -> Result<Vec<Slice>, MedicalError> {
-    let volume = canonical(path, &header, data, options.volume)?;
     let geometry = std::sync::Arc::new(VolumeGeometry::from_header(header));
+    let (data, _) = geometry.to_canonical(&volume_of(path, data, options.volume)?);
+    let volume = CanonicalVolume { data };
     let count = volume.count(options.plane);
     let indices = options
         .slices
