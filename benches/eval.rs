@@ -1,4 +1,5 @@
-//! Benchmark: ResNet18 inference (eval mode, 224×224) images/s at several batch sizes, median of 5 timed
+//! Benchmark: ResNet18 inference (eval mode, 224×224) images/s at several batch sizes, through burn's own layers
+//! and through the folded path `predict` uses (BatchNorm in the convolutions), median of 5 timed
 //! passes after 2 warm-up passes (the same measurement as `tumornet bench --mode eval`). Run:
 //! `cargo bench --bench eval [-- 16 64]`. Compare with `tools/bench_torch_eval.py` on the same machine.
 
@@ -14,12 +15,15 @@ fn main() -> anyhow::Result<()> {
         batches
     };
     for batch in batches {
-        let r = tumornet::commands::bench::bench_eval(batch, 2, 5)?;
-        println!(
-            "burn flex eval batch={batch}: median {:.1} ms, {:.1} images/s",
-            r.median_step_s * 1e3,
-            r.images_per_s
-        );
+        let layers = tumornet::commands::bench::bench_eval_layers(batch, 2, 5)?;
+        let folded = tumornet::commands::bench::bench_eval(batch, 2, 5)?;
+        for (name, r) in [("burn layers", layers), ("folded", folded)] {
+            println!(
+                "{name} eval batch={batch}: median {:.1} ms, {:.1} images/s",
+                r.median_step_s * 1e3,
+                r.images_per_s
+            );
+        }
     }
     Ok(())
 }

@@ -85,8 +85,11 @@ pub struct BenchArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BenchMode {
-    /// Forward pass in eval mode.
+    /// Forward pass in eval mode, as `predict` and `evaluate` run it (on the CPU: BatchNorm folded into the
+    /// convolutions).
     Eval,
+    /// Forward pass in eval mode through burn's own layers (BatchNorm a pass of its own): the reference for `eval`.
+    EvalLayers,
     /// Forward, cross-entropy, backward and an Adam step, all layers learning.
     Train,
     /// A U-Net training step at 128×128 (encoder frozen, as `train-seg` runs it): forward, BCE + soft Dice,

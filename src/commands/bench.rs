@@ -6,7 +6,7 @@
 
 use crate::cli::{BenchArgs, BenchMode};
 use crate::model::classifier::Trainable;
-use crate::model::inference::values;
+use crate::model::inference::{values, Predictor};
 use crate::model::ResNet18;
 use crate::train::stage::loss_and_correct;
 use anyhow::Context;
@@ -39,6 +39,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     for &batch in &args.batch {
         let result = match args.mode {
             BenchMode::Eval => bench_eval(batch, args.warmup, args.steps),
+            BenchMode::EvalLayers => bench_eval_layers(batch, args.warmup, args.steps),
             BenchMode::Train => bench_train(batch, args.warmup, args.steps),
             BenchMode::Seg => bench_seg(batch, args.warmup, args.steps),
             BenchMode::Prefix => bench_prefix(batch, args.warmup, args.steps),
@@ -102,17 +103,28 @@ fn measure<S>(
     })
 }
 
-/// Inference images/s at `batch` (also what `cargo bench --bench eval` reports).
+/// Inference images/s at `batch` as `predict` and `evaluate` run it (on the CPU with BatchNorm folded; also
+/// what `cargo bench --bench eval` reports).
 pub fn bench_eval(batch: usize, warmup: usize, steps: usize) -> anyhow::Result<BenchResult> {
+    let mut predictor = None;
     bench_inference(BenchMode::Eval, batch, warmup, steps, |model, x| {
-        model.forward(x)
+        let predictor = predictor.get_or_insert_with(|| Predictor::new(model));
+        Ok(predictor.logits(x)?)
+    })
+}
+
+/// Inference images/s at `batch` through burn's own layers (BatchNorm as a pass of its own): the reference
+/// the folded path is measured against.
+pub fn bench_eval_layers(batch: usize, warmup: usize, steps: usize) -> anyhow::Result<BenchResult> {
+    bench_inference(BenchMode::EvalLayers, batch, warmup, steps, |model, x| {
+        Ok(model.forward(x))
     })
 }
 
 /// Images/s through the frozen prefix (conv1 … layer3, eval mode): the cache pass of `train`.
 pub fn bench_prefix(batch: usize, warmup: usize, steps: usize) -> anyhow::Result<BenchResult> {
     bench_inference(BenchMode::Prefix, batch, warmup, steps, |model, x| {
-        model.to_layer3(x)
+        Ok(model.to_layer3(x))
     })
 }
 
@@ -153,7 +165,7 @@ fn bench_inference<const D: usize>(
     batch: usize,
     warmup: usize,
     steps: usize,
-    run: impl Fn(&ResNet18, Tensor<4>) -> Tensor<D>,
+    mut run: impl FnMut(&ResNet18, Tensor<4>) -> anyhow::Result<Tensor<D>>,
 ) -> anyhow::Result<BenchResult> {
     let device = crate::device::inference();
     device.seed(0);
@@ -161,7 +173,7 @@ fn bench_inference<const D: usize>(
     let x = random_batch([batch, 3, 224, 224], &device);
     // Reading the output back waits for the device, so a step's time is its whole work.
     measure(mode, batch, warmup, steps, (), |()| {
-        values(run(&model, x.clone()))?;
+        values(run(&model, x.clone())?)?;
         Ok(())
     })
 }

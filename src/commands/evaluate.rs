@@ -70,8 +70,9 @@ pub fn evaluate(args: &EvaluateArgs) -> anyhow::Result<ClassificationReport> {
         );
     }
     let mut probabilities = Vec::with_capacity(prepared.len());
+    let predictor = inference::Predictor::new(&model);
     for chunk in prepared.images.chunks(args.batch_size.max(1)) {
-        probabilities.extend(inference::probabilities(&model, chunk, &device)?);
+        probabilities.extend(predictor.probabilities(chunk, &device)?);
     }
     let report = classification_report(
         &config.classes,

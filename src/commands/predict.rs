@@ -89,6 +89,7 @@ pub fn predict(args: &PredictArgs) -> anyhow::Result<Vec<Outcome>> {
     let inputs = shard.select(&expand(&files, &args.volume.options()));
     let bar = progress_bar(inputs.len() as u64, "predict");
     let mut outcomes = Vec::with_capacity(inputs.len());
+    let predictor = inference::Predictor::new(&model);
     for chunk in inputs.chunks(args.batch_size.max(1)) {
         let prepared: Vec<Result<(&Input, image::RgbImage), String>> = chunk
             .par_iter()
@@ -107,7 +108,7 @@ pub fn predict(args: &PredictArgs) -> anyhow::Result<Vec<Outcome>> {
         let mut rows = if ready.is_empty() {
             Vec::new()
         } else {
-            inference::probabilities(&model, &ready, &device)?
+            predictor.probabilities(&ready, &device)?
         }
         .into_iter();
         for prepared in prepared {

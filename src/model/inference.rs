@@ -1,5 +1,6 @@
 //! Class probabilities for preprocessed images.
 
+use super::folded::FoldedResNet18;
 use super::resnet::ResNet18;
 use crate::data::batcher::{images_to_tensor, BatchError};
 use burn::tensor::activation::softmax;
@@ -23,14 +24,71 @@ pub fn values<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, InferenceEr
         .map_err(|e| InferenceError::Readback(format!("{e:?}")))
 }
 
-/// Softmax probabilities for each image (already resized to the model's input size), one row per image.
+/// A classifier ready for inference, prepared once: on the CPU its BatchNorms folded into the convolutions
+/// ([`FoldedResNet18`]); on a GPU backend, or for a model on a training device, burn's own layers.
+pub struct Predictor {
+    model: ResNet18,
+    folded: Option<FoldedResNet18>,
+}
+
+impl Predictor {
+    /// Prepare `model` for inference.
+    pub fn new(model: &ResNet18) -> Self {
+        let on_host = crate::device::backend() == crate::device::Backend::Cpu
+            && !model.conv1.weight.val().is_autodiff();
+        let folded = on_host
+            .then(|| FoldedResNet18::new(model))
+            .and_then(|folded| {
+                folded
+                    .map_err(|e| tracing::debug!("inference keeps burn's layers: {e}"))
+                    .ok()
+            });
+        Self {
+            model: model.clone(),
+            folded,
+        }
+    }
+
+    /// The model it predicts with.
+    pub fn model(&self) -> &ResNet18 {
+        &self.model
+    }
+
+    /// Logits for a normalised image batch (`[N, 3, H, W]` → `[N, classes]`).
+    pub fn logits(&self, x: Tensor<4>) -> Result<Tensor<2>, InferenceError> {
+        match &self.folded {
+            Some(folded) => Ok(self.model.head(folded.through(x, 4)?)),
+            None => Ok(self.model.forward(x)),
+        }
+    }
+
+    /// conv1 … layer3 (`[N, 3, H, W]` → `[N, 256, H/16, W/16]`): what a `layer4` fine-tune caches.
+    pub fn to_layer3(&self, x: Tensor<4>) -> Result<Tensor<4>, InferenceError> {
+        match &self.folded {
+            Some(folded) => folded.through(x, 3),
+            None => Ok(self.model.to_layer3(x)),
+        }
+    }
+
+    /// Softmax probabilities for each image (already resized to the model's input size), one row per image.
+    pub fn probabilities(
+        &self,
+        images: &[RgbImage],
+        device: &Device,
+    ) -> Result<Vec<Vec<f32>>, InferenceError> {
+        let classes = self.model.num_classes();
+        let x = images_to_tensor(images, device)?; // [N, 3, 224, 224]
+        let p = softmax(self.logits(x)?, 1); // [N, classes]
+        Ok(values(p)?.chunks(classes).map(<[f32]>::to_vec).collect())
+    }
+}
+
+/// Softmax probabilities for each image with `model` (a [`Predictor`] made for this one call: build one to
+/// classify many batches).
 pub fn probabilities(
     model: &ResNet18,
     images: &[RgbImage],
     device: &Device,
 ) -> Result<Vec<Vec<f32>>, InferenceError> {
-    let classes = model.num_classes();
-    let x = images_to_tensor(images, device)?; // [N, 3, 224, 224]
-    let p = softmax(model.forward(x), 1); // [N, classes]
-    Ok(values(p)?.chunks(classes).map(<[f32]>::to_vec).collect())
+    Predictor::new(model).probabilities(images, device)
 }

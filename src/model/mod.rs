@@ -5,6 +5,7 @@ pub mod backbone;
 pub mod classifier;
 pub mod conv;
 pub mod fetch;
+pub mod folded;
 pub mod inference;
 pub mod pool;
 pub mod resnet;

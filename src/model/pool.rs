@@ -33,8 +33,15 @@ pub fn max_pool_3x3_s2(x: Tensor<4>) -> Tensor<4> {
     let Some(input) = input else {
         return max_pool_module().forward(x);
     };
+    let (output, [ho, wo]) = max_pool_planes(&input, [h, w]);
+    Tensor::<4>::from_data(TensorData::new(output, [n, c, ho, wo]), &x.device())
+}
+
+/// Max-pool 3×3 / 2 / padding 1 of every `[H, W]` plane in `input` (`H, W > 0`), one plane per rayon task; returns
+/// the pooled planes and their size `[⌈H/2⌉, ⌈W/2⌉]`.
+pub(crate) fn max_pool_planes(input: &[f32], [h, w]: [usize; 2]) -> (Vec<f32>, [usize; 2]) {
     let (ho, wo) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
-    let mut output = vec![0.0f32; n * c * ho * wo];
+    let mut output = vec![0.0f32; input.len() / (h * w) * ho * wo];
     output
         .par_chunks_mut(ho * wo)
         .zip(input.par_chunks(h * w))
@@ -43,7 +50,7 @@ pub fn max_pool_3x3_s2(x: Tensor<4>) -> Tensor<4> {
             || vec![0.0f32; h * wo],
             |rows, (out, plane)| pool_plane(plane, [h, w], rows, out, [ho, wo]),
         );
-    Tensor::<4>::from_data(TensorData::new(output, [n, c, ho, wo]), &x.device())
+    (output, [ho, wo])
 }
 
 /// NaN-propagating maximum (`f32::max` would drop a NaN).

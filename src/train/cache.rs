@@ -3,7 +3,7 @@
 
 use super::data::Prepared;
 use crate::data::batcher::images_to_tensor;
-use crate::model::inference::{values, InferenceError};
+use crate::model::inference::{values, InferenceError, Predictor};
 use crate::model::ResNet18;
 use burn::tensor::{Device, Tensor, TensorData};
 
@@ -80,12 +80,13 @@ pub fn layer3_maps(
             }
         })
         .collect();
+    let predictor = Predictor::new(model);
     for chunk in copies.chunks(batch_size.max(1)) {
         let images: Vec<_> = chunk
             .iter()
             .map(|(i, flip)| data.image(*i, *flip))
             .collect();
-        let maps = model.to_layer3(images_to_tensor(&images, device)?); // [B, 256, H/16, W/16]
+        let maps = predictor.to_layer3(images_to_tensor(&images, device)?)?; // [B, 256, H/16, W/16]
         if cache.item_shape.is_empty() {
             cache.item_shape = maps.dims()[1..].to_vec();
         }

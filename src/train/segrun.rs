@@ -86,7 +86,8 @@ impl SegRun {
 /// A segmentation run loaded for prediction.
 pub struct SegModel {
     pub unet: UNet,
-    pub classifier: crate::model::ResNet18,
+    /// The classifier, prepared for inference.
+    pub classifier: inference::Predictor,
     pub classifier_config: run::RunConfig,
     pub config: SegRun,
 }
@@ -111,7 +112,7 @@ pub fn load_segrun(dir: &Path) -> anyhow::Result<SegModel> {
     )?;
     Ok(SegModel {
         unet,
-        classifier,
+        classifier: inference::Predictor::new(&classifier),
         classifier_config,
         config,
     })
@@ -138,7 +139,7 @@ pub fn segment_images(
         .collect::<anyhow::Result<Vec<_>>>()?
         .into_iter()
         .unzip();
-    let probabilities = inference::probabilities(&model.classifier, &for_classifier, &device)?;
+    let probabilities = model.classifier.probabilities(&for_classifier, &device)?;
     let logits = predict_logits(&model.unet, &for_unet, 32, rule.flip)?;
     Ok(probabilities
         .into_iter()
