@@ -8,8 +8,7 @@
 
 use crate::cam::refine::prior;
 use crate::data::preprocess::black_out;
-use crate::model::inference::{probabilities, InferenceError};
-use crate::model::ResNet18;
+use crate::model::inference::{InferenceError, Predictor};
 use burn::tensor::Device;
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
@@ -101,7 +100,7 @@ fn blacked_out(image: &RgbImage, covered: impl Fn(usize, usize) -> bool) -> RgbI
 /// `p(target | image)`, which the caller has from its CAM pass. Row-major, `side × side`. `batch` windows go
 /// through the model at a time (on a device without autodiff).
 pub fn occlusion_map(
-    model: &ResNet18,
+    model: &Predictor,
     image: &RgbImage,
     target: usize,
     base: f32,
@@ -130,7 +129,7 @@ pub fn occlusion_map(
                 blacked_out(image, |x, y| ys.contains(&y) && xs.contains(&x))
             })
             .collect();
-        let probs = probabilities(model, &occluded, device)?;
+        let probs = model.probabilities(&occluded, device)?;
         for (&(y0, x0), p) in chunk.iter().zip(&probs) {
             let drop = base - p.get(target).copied().unwrap_or(0.0);
             for y in y0 as usize..(y0 + patch) as usize {
@@ -188,7 +187,7 @@ pub fn sharpened(map: &[f32], exponent: f32) -> Vec<f32> {
 /// removal lowers the probability most. Empty candidates never win against a non-empty one. Returns the index
 /// and the probability after each removal.
 pub fn confirmed_by_deletion(
-    model: &ResNet18,
+    model: &Predictor,
     image: &RgbImage,
     target: usize,
     base: f32,
@@ -205,7 +204,8 @@ pub fn confirmed_by_deletion(
         .iter()
         .map(|mask| blacked_out(image, |x, y| mask[source[y] * side + source[x]]))
         .collect();
-    let after: Vec<f32> = probabilities(model, &removed, device)?
+    let after: Vec<f32> = model
+        .probabilities(&removed, device)?
         .iter()
         .map(|p| p.get(target).copied().unwrap_or(0.0))
         .collect();

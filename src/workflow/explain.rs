@@ -428,8 +428,9 @@ fn deletion_drops(
         by_chance.push(remove(image, &random));
     }
     let device = crate::device::inference();
-    let p_cam = inference::probabilities(model, &by_cam, &device)?;
-    let p_chance = inference::probabilities(model, &by_chance, &device)?;
+    let predictor = inference::Predictor::new(model);
+    let p_cam = predictor.probabilities(&by_cam, &device)?;
+    let p_chance = predictor.probabilities(&by_chance, &device)?;
     Ok((0..inputs.len())
         .map(|i| {
             let t = cams.targets[i];

@@ -14,6 +14,7 @@ use crate::data::scan::{Sample, Split};
 use crate::data::shard::Shard;
 use crate::data::Class;
 use crate::metrics::segmentation::{MaskCounts, SegmentationSums};
+use crate::model::inference::Predictor;
 use crate::model::run::{self, RunConfig};
 use crate::model::ResNet18;
 use crate::progress::{load_batch, progress_bar};
@@ -131,14 +132,14 @@ fn load(sample: &Sample) -> Result<Loaded, String> {
 /// (the occlusion's forward passes need no gradients).
 struct Models {
     cam: ResNet18,
-    frozen: Option<ResNet18>,
+    frozen: Option<Predictor>,
     config: RunConfig,
 }
 
 fn load_models(settings: &PseudoSettings) -> anyhow::Result<Models> {
     let (model, config) = run::load_run(&settings.run, &crate::device::inference())
         .with_context(|| format!("loading {}", settings.run.display()))?;
-    let frozen = settings.recipe.occlusion.map(|_| model.clone());
+    let frozen = settings.recipe.occlusion.map(|_| Predictor::new(&model));
     let cam = model.train().fork(&crate::device::training());
     Ok(Models {
         cam,
@@ -245,7 +246,7 @@ fn make_one(
 
 /// The deletion check of one tumour image.
 struct DeletionCheck<'a> {
-    model: &'a ResNet18,
+    model: &'a Predictor,
     /// The image at the classifier's input size.
     input: &'a RgbImage,
     target: usize,

@@ -164,6 +164,12 @@ fn forward_pass_matches_pytorch_on_a_torchvision_checkpoint() {
         apart > 100.0 * 1e-6,
         "the inputs' logits differ by only {apart}"
     );
+    // The folded CPU path (`predict`, `evaluate`) against the same reference.
+    let predictor = tumornet::model::inference::Predictor::new(&model);
+    let folded = values(predictor.logits(input(&device)).expect("folded")).expect("logits");
+    let difference = max_abs_difference(&folded, &expected);
+    eprintln!("folded logits max |Δ| vs PyTorch: {difference:.2e}");
+    assert!(difference <= 1e-6, "folded: max |Δ| {difference}");
 }
 
 #[test]
