@@ -430,33 +430,24 @@ mod tests {
         // ((1, 1, 0) and (1, 1, 1)), and a pair of voxels elsewhere ((2, 2, 1), (2, 2, 2)).
         let dims = [3, 3, 3];
         let at = |x: usize, y: usize, z: usize| (x * 3 + y) * 3 + z;
-        let mut mask = vec![false; 27];
-        for index in [
-            at(0, 0, 0),
-            at(0, 0, 1),
-            at(0, 0, 2),
-            at(1, 1, 0),
-            at(1, 1, 1),
-        ] {
-            mask[index] = true;
-        }
-        mask[at(2, 2, 1)] = true;
-        mask[at(2, 2, 2)] = true;
+        let of = |voxels: &[usize]| {
+            let mut mask = vec![false; 27];
+            voxels.iter().for_each(|&i| mask[i] = true);
+            mask
+        };
+        let column = [at(0, 0, 0), at(0, 0, 1), at(0, 0, 2)];
+        let mut mask = of(&[
+            column.as_slice(),
+            &[at(1, 1, 0), at(1, 1, 1)],
+            &[at(2, 2, 1), at(2, 2, 2)],
+        ]
+        .concat());
         keep_largest_component_nd(&mut mask, &dims);
         let kept: Vec<usize> = (0..27).filter(|i| mask[*i]).collect();
         assert_eq!(kept, vec![at(0, 0, 0), at(0, 0, 1), at(0, 0, 2)]);
         // Joined by a face, the edge-touching pair grows it to 5.
-        let mut joined = vec![false; 27];
-        for index in [
-            at(0, 0, 0),
-            at(0, 0, 1),
-            at(0, 0, 2),
-            at(0, 1, 1),
-            at(1, 1, 1),
-        ] {
-            joined[index] = true;
-        }
-        joined[at(2, 2, 2)] = true;
+        let mut joined =
+            of(&[column.as_slice(), &[at(0, 1, 1), at(1, 1, 1), at(2, 2, 2)]].concat());
         keep_largest_component_nd(&mut joined, &dims);
         assert_eq!(joined.iter().filter(|m| **m).count(), 5);
         assert!(!joined[at(2, 2, 2)]);

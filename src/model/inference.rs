@@ -49,11 +49,6 @@ impl Predictor {
         }
     }
 
-    /// The model it predicts with.
-    pub fn model(&self) -> &ResNet18 {
-        &self.model
-    }
-
     /// Logits for a normalised image batch (`[N, 3, H, W]` → `[N, classes]`).
     pub fn logits(&self, x: Tensor<4>) -> Result<Tensor<2>, InferenceError> {
         match &self.folded {
