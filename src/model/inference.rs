@@ -77,13 +77,3 @@ impl Predictor {
         Ok(values(p)?.chunks(classes).map(<[f32]>::to_vec).collect())
     }
 }
-
-/// Softmax probabilities for each image with `model` (a [`Predictor`] made for this one call: build one to
-/// classify many batches).
-pub fn probabilities(
-    model: &ResNet18,
-    images: &[RgbImage],
-    device: &Device,
-) -> Result<Vec<Vec<f32>>, InferenceError> {
-    Predictor::new(model).probabilities(images, device)
-}

@@ -11,7 +11,7 @@ use crate::data::medical::nifti::{volume_stem, SliceVolumes};
 use crate::data::medical::VolumeOptions;
 use crate::data::preprocess::{resize_rgb, IMAGENET_MEAN};
 use crate::data::Class;
-use crate::model::{inference, run, ResNet18};
+use crate::model::{inference, run};
 use crate::progress::{load_batch, progress_bar};
 use crate::viz::{self, colormap, grid};
 use anyhow::Context;
@@ -137,7 +137,8 @@ pub fn cam(args: &CamSettings) -> anyhow::Result<CamReport> {
     let device = crate::device::training();
     let (model, config) = run::load_run(&args.run, &crate::device::inference())
         .with_context(|| format!("loading {}", args.run.display()))?;
-    let evaluator = model.clone();
+    // The deletion check's classifier, prepared once for every batch and method.
+    let evaluator = inference::Predictor::new(&model);
     let model = model.train().fork(&device);
     let (items, mut errors) = gather(&args.inputs, &args.volume)?;
     let overlays = args.out.join("overlays");
@@ -402,7 +403,7 @@ fn load(item: &Item, size: u32) -> Result<Loaded, String> {
 /// For each image of `cams`: (target confidence − confidence with the map's top pixels set to the ImageNet mean
 /// colour, the same with as many random pixels, drawn from the stream of `(seed, chunk)`).
 fn deletion_drops(
-    model: &ResNet18,
+    model: &inference::Predictor,
     inputs: &[RgbImage],
     maps: &[Vec<f32>],
     cams: &CamBatch,
@@ -428,9 +429,8 @@ fn deletion_drops(
         by_chance.push(remove(image, &random));
     }
     let device = crate::device::inference();
-    let predictor = inference::Predictor::new(model);
-    let p_cam = predictor.probabilities(&by_cam, &device)?;
-    let p_chance = predictor.probabilities(&by_chance, &device)?;
+    let p_cam = model.probabilities(&by_cam, &device)?;
+    let p_chance = model.probabilities(&by_chance, &device)?;
     Ok((0..inputs.len())
         .map(|i| {
             let t = cams.targets[i];
