@@ -8,6 +8,7 @@
 
 use crate::cam::refine::prior;
 use crate::data::preprocess::black_out;
+use crate::model::folded::Rect;
 use crate::model::inference::{InferenceError, Predictor};
 use burn::tensor::Device;
 use image::RgbImage;
@@ -118,25 +119,30 @@ pub fn occlusion_map(
     let mut sum = vec![0f32; n * n];
     let mut covered = vec![0u32; n * n];
     let patch = occlusion.patch.min(side);
-    for chunk in windows.chunks(batch.max(1)) {
-        let occluded: Vec<RgbImage> = chunk
-            .iter()
-            .map(|&(y0, x0)| {
-                let (ys, xs) = (
-                    y0 as usize..(y0 + patch) as usize,
-                    x0 as usize..(x0 + patch) as usize,
-                );
-                blacked_out(image, |x, y| ys.contains(&y) && xs.contains(&x))
-            })
-            .collect();
-        let probs = model.probabilities(&occluded, device)?;
-        for (&(y0, x0), p) in chunk.iter().zip(&probs) {
-            let drop = base - p.get(target).copied().unwrap_or(0.0);
-            for y in y0 as usize..(y0 + patch) as usize {
-                for x in x0 as usize..(x0 + patch) as usize {
-                    sum[y * n + x] += drop;
-                    covered[y * n + x] += 1;
-                }
+    let occluded: Vec<RgbImage> = windows
+        .iter()
+        .map(|&(y0, x0)| {
+            let (ys, xs) = (
+                y0 as usize..(y0 + patch) as usize,
+                x0 as usize..(x0 + patch) as usize,
+            );
+            blacked_out(image, |x, y| ys.contains(&y) && xs.contains(&x))
+        })
+        .collect();
+    let regions: Vec<Rect> = windows
+        .iter()
+        .map(|&(y0, x0)| Rect {
+            y: [y0 as usize, (y0 + patch) as usize],
+            x: [x0 as usize, (x0 + patch) as usize],
+        })
+        .collect();
+    let probs = model.probabilities_of_edits(image, &occluded, &regions, batch, device)?;
+    for (&(y0, x0), p) in windows.iter().zip(&probs) {
+        let drop = base - p.get(target).copied().unwrap_or(0.0);
+        for y in y0 as usize..(y0 + patch) as usize {
+            for x in x0 as usize..(x0 + patch) as usize {
+                sum[y * n + x] += drop;
+                covered[y * n + x] += 1;
             }
         }
     }

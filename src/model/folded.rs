@@ -13,7 +13,7 @@
 //! Grad-CAM's backward pass and the GPU backends keep burn's layers.
 
 use super::inference::{values, InferenceError};
-use super::pool::max_pool_planes;
+use super::pool::{max_pool_at, max_pool_planes};
 use super::resnet::{BasicBlock, ResNet18};
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, PaddingConfig2d};
@@ -166,7 +166,7 @@ impl FoldedConv {
                 let rhs: &[f32] = if pointwise {
                     image
                 } else {
-                    self.im2col(image, [h, w], [ho, wo], cols);
+                    self.im2col(image, [h, w], Rect::full([ho, wo]), cols);
                     cols
                 };
                 accumulate_product([co, pixels, rows], out, &self.weight, rhs, parallel);
@@ -183,24 +183,31 @@ impl FoldedConv {
         }
     }
 
-    /// The patches of one image as `[C_in·k², H_out·W_out]`: row `(c·k + i)·k + j` holds tap `(i, j)` of channel
-    /// `c` for every output pixel, zero where the tap falls in the padding.
-    fn im2col(&self, image: &[f32], [h, w]: [usize; 2], [ho, wo]: [usize; 2], cols: &mut Vec<f32>) {
+    /// The patches of one image for the output pixels of `region`, as `[C_in·k², rows·columns of the region]`:
+    /// row `(c·k + i)·k + j` holds tap `(i, j)` of channel `c` for each of those pixels, zero where the tap falls in
+    /// the padding.
+    fn im2col(&self, image: &[f32], [h, w]: [usize; 2], region: Rect, cols: &mut Vec<f32>) {
         let (k, s, p) = (self.kernel, self.stride, self.padding);
-        cols.resize(self.channels[0] * k * k * ho * wo, 0.0);
-        for (r, row) in cols.chunks_mut(ho * wo).enumerate() {
+        let [rh, rw] = region.size();
+        cols.resize(self.channels[0] * k * k * rh * rw, 0.0);
+        if rh == 0 || rw == 0 {
+            return;
+        }
+        for (r, row) in cols.chunks_mut(rh * rw).enumerate() {
             let (channel, i, j) = (r / (k * k), (r / k) % k, r % k);
             let plane = &image[channel * h * w..(channel + 1) * h * w];
-            // Output columns whose tap lands inside the image: ox·s + j − p ∈ [0, w).
-            let first = p.saturating_sub(j).div_ceil(s).min(wo);
-            let end = if w + p > j {
-                ((w + p - j - 1) / s + 1).min(wo)
+            // Output columns whose tap lands inside the image, ox·s + j − p ∈ [0, w), as offsets in the region.
+            let inside_from = p.saturating_sub(j).div_ceil(s);
+            let inside_to = if w + p > j {
+                (w + p - j - 1) / s + 1
             } else {
                 0
-            }
-            .max(first);
-            for (oy, line) in row.chunks_mut(wo).enumerate() {
-                let y = oy * s + i;
+            };
+            let [x0, x1] = region.x;
+            let first = inside_from.clamp(x0, x1) - x0;
+            let end = (inside_to.clamp(x0, x1) - x0).max(first);
+            for (dy, line) in row.chunks_mut(rw).enumerate() {
+                let y = (region.y[0] + dy) * s + i;
                 if y < p || y - p >= h {
                     line.fill(0.0);
                     continue;
@@ -208,7 +215,7 @@ impl FoldedConv {
                 let source = &plane[(y - p) * w..(y - p + 1) * w];
                 line[..first].fill(0.0);
                 line[end..].fill(0.0);
-                let start = first * s + j - p;
+                let start = (x0 + first) * s + j - p;
                 if s == 1 {
                     line[first..end].copy_from_slice(&source[start..start + end - first]);
                 } else {
@@ -217,6 +224,127 @@ impl FoldedConv {
                         .zip(source[start..].iter().step_by(s))
                         .for_each(|(v, x)| *v = *x);
                 }
+            }
+        }
+    }
+
+    /// The output pixels whose taps read a pixel of `changed`: where a change of the input shows in the output
+    /// (of size `out`).
+    fn reach(&self, changed: Rect, out: [usize; 2]) -> Rect {
+        changed.reach([self.kernel, self.stride, self.padding], out)
+    }
+
+    /// `relu?(conv(x) + bias + residual?)` of one image at the output pixels of `region` only, as
+    /// `[C_out, pixels of the region]`; `residual` has that shape too.
+    fn region_values(
+        &self,
+        image: &[f32],
+        size: [usize; 2],
+        region: Rect,
+        residual: Option<&[f32]>,
+        relu: bool,
+        cols: &mut Vec<f32>,
+    ) -> Vec<f32> {
+        let [_, co] = self.channels;
+        let pixels = region.pixels();
+        let mut out: Vec<f32> = match residual {
+            Some(r) => r
+                .chunks(pixels.max(1))
+                .zip(&self.bias)
+                .flat_map(|(plane, b)| plane.iter().map(move |v| v + b))
+                .collect(),
+            None => self
+                .bias
+                .iter()
+                .flat_map(|b| std::iter::repeat_n(*b, pixels))
+                .collect(),
+        };
+        self.im2col(image, size, region, cols);
+        let rows = self.channels[0] * self.kernel * self.kernel;
+        accumulate_product(
+            [co, pixels, rows],
+            &mut out,
+            &self.weight,
+            cols,
+            gemm::Parallelism::None,
+        );
+        if relu {
+            out.iter_mut()
+                .for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v });
+        }
+        out
+    }
+}
+
+/// Rows `y[0]..y[1]` and columns `x[0]..x[1]` of a feature map (or an image).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rect {
+    pub y: [usize; 2],
+    pub x: [usize; 2],
+}
+
+impl Rect {
+    /// The whole of a map of `[h, w]`.
+    pub fn full([h, w]: [usize; 2]) -> Self {
+        Rect {
+            y: [0, h],
+            x: [0, w],
+        }
+    }
+
+    fn size(&self) -> [usize; 2] {
+        [
+            self.y[1].saturating_sub(self.y[0]),
+            self.x[1].saturating_sub(self.x[0]),
+        ]
+    }
+
+    fn pixels(&self) -> usize {
+        let [h, w] = self.size();
+        h * w
+    }
+
+    /// Under a sliding window of `[kernel, stride, padding]` with an output of `out`: the output pixels whose
+    /// window holds a pixel of `self` (output `o` reads inputs `o·s − p … o·s − p + k − 1`).
+    fn reach(&self, [k, s, p]: [usize; 3], [ho, wo]: [usize; 2]) -> Rect {
+        let span = |[a, b]: [usize; 2], n: usize| -> [usize; 2] {
+            if a >= b || n == 0 {
+                return [0, 0];
+            }
+            let first = (a + p).saturating_sub(k - 1).div_ceil(s);
+            let last = ((b - 1 + p) / s).min(n - 1);
+            if first > last {
+                [0, 0]
+            } else {
+                [first, last + 1]
+            }
+        };
+        Rect {
+            y: span(self.y, ho),
+            x: span(self.x, wo),
+        }
+    }
+
+    /// The values of `map` (`channels` planes of `[h, w]`) inside this region, as `[channels, pixels]`.
+    fn gather(&self, map: &[f32], [h, w]: [usize; 2]) -> Vec<f32> {
+        map.chunks(h * w)
+            .flat_map(|plane| {
+                (self.y[0]..self.y[1])
+                    .flat_map(move |y| &plane[y * w + self.x[0]..y * w + self.x[1]])
+                    .copied()
+            })
+            .collect()
+    }
+
+    /// Write `values` (`[channels, pixels]` of this region) into `map` (`channels` planes of `[h, w]`).
+    fn scatter(&self, values: &[f32], map: &mut [f32], [h, w]: [usize; 2]) {
+        let [_, rw] = self.size();
+        if self.pixels() == 0 {
+            return;
+        }
+        for (plane, part) in map.chunks_mut(h * w).zip(values.chunks(self.pixels())) {
+            for (y, line) in (self.y[0]..self.y[1]).zip(part.chunks(rw)) {
+                plane[y * w + self.x[0]..y * w + self.x[1]].copy_from_slice(line);
             }
         }
     }
@@ -286,14 +414,62 @@ impl FoldedBlock {
     }
 
     fn forward(&self, x: &Maps) -> Maps {
-        let out = self.conv1.forward(x, None, true);
-        match &self.downsample {
+        self.forward_traced(x).1
+    }
+
+    /// conv1's output and the block's.
+    fn forward_traced(&self, x: &Maps) -> (Maps, Maps) {
+        let mid = self.conv1.forward(x, None, true);
+        let out = match &self.downsample {
             Some(d) => self
                 .conv2
-                .forward(&out, Some(&d.forward(x, None, false)), true),
-            None => self.conv2.forward(&out, Some(x), true),
-        }
+                .forward(&mid, Some(&d.forward(x, None, false)), true),
+            None => self.conv2.forward(&mid, Some(x), true),
+        };
+        (mid, out)
     }
+
+    /// The block on one image `x` (planes of `size`) that differs from the input `base` was traced on only
+    /// inside `changed`: a copy of `base`'s output with the pixels the change reaches recomputed, and that region.
+    fn forward_changed(
+        &self,
+        x: &[f32],
+        size: [usize; 2],
+        changed: Rect,
+        base: &(Maps, Maps),
+        cols: &mut Vec<f32>,
+    ) -> (Vec<f32>, Rect, [usize; 2]) {
+        let mid_size = self.conv1.out_size(size);
+        let reached = self.conv1.reach(changed, mid_size);
+        let mut mid = base.0.data.clone();
+        let values = self.conv1.region_values(x, size, reached, None, true, cols);
+        reached.scatter(&values, &mut mid, mid_size);
+        let out_size = self.conv2.out_size(mid_size);
+        // conv2's reach covers the shortcut's: a 3×3 window reaches further than a 1×1 one or the identity.
+        let reached = self.conv2.reach(reached, out_size);
+        let residual = match &self.downsample {
+            Some(d) => d.region_values(x, size, reached, None, false, cols),
+            None => reached.gather(x, size),
+        };
+        let mut out = base.1.data.clone();
+        let values = self
+            .conv2
+            .region_values(&mid, mid_size, reached, Some(&residual), true, cols);
+        reached.scatter(&values, &mut out, out_size);
+        (out, reached, out_size)
+    }
+}
+
+/// One image's feature maps through the network, kept so that edited copies of the image recompute only what
+/// their edit reaches ([`FoldedResNet18::through_edited`]).
+pub struct Trace {
+    /// conv1's output (before the max-pool) and the max-pool's.
+    stem: Maps,
+    pooled: Maps,
+    /// Each BasicBlock's conv1 output and its own, layer1 … layer4 in order.
+    blocks: Vec<(Maps, Maps)>,
+    /// The image's `[channels, height, width]`.
+    input: [usize; 3],
 }
 
 /// ResNet18's convolutional part (conv1 … layer4) with BatchNorm folded, for inference on the CPU. Built once
@@ -323,6 +499,94 @@ impl FoldedResNet18 {
 
     fn stage(&self, k: usize, x: Maps) -> Maps {
         self.layers[k].iter().fold(x, |x, block| block.forward(&x))
+    }
+
+    /// Every feature map of one normalised image (`[1, 3, H, W]`), for [`FoldedResNet18::through_edited`].
+    pub fn trace(&self, x: Tensor<4>) -> Result<Trace, InferenceError> {
+        let x = Maps::of(x)?;
+        let [_, c, h, w] = x.dims;
+        let stem = self.conv1.forward(&x, None, true); // [1, 64, H/2, W/2]
+        let pooled = stem.max_pool(); // [1, 64, H/4, W/4]
+        let mut blocks = Vec::new();
+        let mut current = pooled.clone();
+        for block in self.layers.iter().flatten() {
+            let (mid, out) = block.forward_traced(&current);
+            current = out.clone();
+            blocks.push((mid, out));
+        }
+        Ok(Trace {
+            stem,
+            pooled,
+            blocks,
+            input: [c, h, w],
+        })
+    }
+
+    /// layer4's output (`[N, 512, H/32, W/32]`) for `edited` (`[N, 3, H, W]`), copies of the traced image each
+    /// changed only inside `changed[i]` (input pixels): per layer only the pixels a change reaches are
+    /// recomputed, the rest is the trace's (an occlusion window of a fifth of the side: about half the work of a
+    /// whole pass). The same function as [`FoldedResNet18::through`], to float rounding.
+    pub fn through_edited(
+        &self,
+        trace: &Trace,
+        edited: Tensor<4>,
+        changed: &[Rect],
+    ) -> Result<Tensor<4>, InferenceError> {
+        let device = edited.device();
+        let x = Maps::of(edited)?;
+        let [n, c, h, w] = x.dims;
+        if [c, h, w] != trace.input || changed.len() != n {
+            return Err(InferenceError::Readback(format!(
+                "edited images {:?} with {} regions do not match the traced image {:?}",
+                x.dims,
+                changed.len(),
+                trace.input
+            )));
+        }
+        let outputs: Vec<(Vec<f32>, [usize; 2])> = x
+            .data
+            .par_chunks(x.image_len())
+            .zip(changed)
+            .map_init(Vec::new, |cols, (image, changed)| {
+                self.edited_one(trace, image, *changed, cols)
+            })
+            .collect();
+        let [ho, wo] = outputs.first().map_or([0, 0], |o| o.1);
+        let channels = self.layers[3].last().map_or(0, |b| b.conv2.channels[1]);
+        let data: Vec<f32> = outputs.into_iter().flat_map(|o| o.0).collect();
+        Ok(Maps {
+            data,
+            dims: [n, channels, ho, wo],
+        }
+        .into_tensor(&device))
+    }
+
+    /// One edited image through every layer, recomputing what its change reaches.
+    fn edited_one(
+        &self,
+        trace: &Trace,
+        image: &[f32],
+        changed: Rect,
+        cols: &mut Vec<f32>,
+    ) -> (Vec<f32>, [usize; 2]) {
+        let [_, h, w] = trace.input;
+        let [.., sh, sw] = trace.stem.dims;
+        let reached = self.conv1.reach(changed, [sh, sw]);
+        let mut stem = trace.stem.data.clone();
+        let values = self
+            .conv1
+            .region_values(image, [h, w], reached, None, true, cols);
+        reached.scatter(&values, &mut stem, [sh, sw]);
+        let [.., ph, pw] = trace.pooled.dims;
+        let reached = reached.reach([3, 2, 1], [ph, pw]);
+        let mut x = trace.pooled.data.clone();
+        let values = max_pool_at(&stem, [sh, sw], reached.y, reached.x);
+        reached.scatter(&values, &mut x, [ph, pw]);
+        let (mut changed, mut size) = (reached, [ph, pw]);
+        for (block, base) in self.layers.iter().flatten().zip(&trace.blocks) {
+            (x, changed, size) = block.forward_changed(&x, size, changed, base, cols);
+        }
+        (x, size)
     }
 
     /// The output of stage `last` (1 = layer1 … 4 = layer4) for a normalised image batch `x` (`[N, 3, H, W]`):
@@ -402,6 +666,98 @@ mod tests {
             let d = (logits - reference).abs().max().into_scalar::<f32>();
             assert!(d < 1e-4, "logits {dims:?}: max |Δ| {d}");
         }
+    }
+
+    #[test]
+    fn edited_copies_recompute_what_their_change_reaches_and_match_whole_passes() {
+        let device = Device::flex();
+        let model = model(&device);
+        let folded = FoldedResNet18::new(&model).expect("folds");
+        let [h, w] = [96usize, 80];
+        let x = Tensor::<4>::random([1, 3, h, w], Distribution::Normal(0.0, 1.0), &device);
+        let trace = folded.trace(x.clone()).expect("trace");
+        let image = super::values(x).expect("values");
+        // Corners, an odd interior window, the whole image, and a region of no pixels (nothing changed).
+        let regions = [
+            Rect {
+                y: [0, 20],
+                x: [0, 20],
+            },
+            Rect {
+                y: [41, 62],
+                x: [33, 50],
+            },
+            Rect {
+                y: [90, 96],
+                x: [71, 80],
+            },
+            Rect::full([h, w]),
+            Rect {
+                y: [10, 10],
+                x: [5, 9],
+            },
+        ];
+        let edit = |region: &Rect| -> Vec<f32> {
+            let mut copy = image.clone();
+            for plane in copy.chunks_mut(h * w) {
+                for y in region.y[0]..region.y[1] {
+                    plane[y * w + region.x[0]..y * w + region.x[1]].fill(-1.7);
+                }
+            }
+            copy
+        };
+        let edited: Vec<f32> = regions.iter().flat_map(edit).collect();
+        let edited =
+            Tensor::<4>::from_data(TensorData::new(edited, [regions.len(), 3, h, w]), &device);
+        let ours = folded
+            .through_edited(&trace, edited.clone(), &regions)
+            .expect("edited");
+        let whole = folded.through(edited.clone(), 4).expect("whole");
+        assert_eq!(ours.dims(), whole.dims());
+        let d = relative_difference(ours, whole.clone());
+        assert!(d < 1e-5, "relative max |Δ| {d}");
+        // Told that nothing changed, an edited copy keeps the traced maps: the edit is missed.
+        let missed = folded
+            .through_edited(&trace, edited, &[regions[4]; 5])
+            .expect("edited");
+        assert!(relative_difference(missed, whole) > 1e-2);
+    }
+
+    #[test]
+    fn the_reach_of_a_change_follows_the_window() {
+        let one = Rect {
+            y: [5, 6],
+            x: [5, 6],
+        };
+        // 3×3, stride 1, padding 1: the pixel and its neighbours.
+        assert_eq!(
+            one.reach([3, 1, 1], [10, 10]),
+            Rect {
+                y: [4, 7],
+                x: [4, 7]
+            }
+        );
+        // 7×7, stride 2, padding 3: outputs 1…4 read input 5 (o·2 − 3 ≤ 5 ≤ o·2 + 3).
+        assert_eq!(
+            one.reach([7, 2, 3], [5, 5]),
+            Rect {
+                y: [1, 5],
+                x: [1, 5]
+            }
+        );
+        // 1×1, stride 2: an odd pixel is read by no output; clamped at the far edge.
+        assert_eq!(one.reach([1, 2, 0], [5, 5]).pixels(), 0);
+        let edge = Rect {
+            y: [8, 10],
+            x: [0, 1],
+        };
+        assert_eq!(
+            edge.reach([3, 2, 1], [5, 5]),
+            Rect {
+                y: [4, 5],
+                x: [0, 1]
+            }
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Class probabilities for preprocessed images.
 
-use super::folded::FoldedResNet18;
+use super::folded::{FoldedResNet18, Rect};
 use super::resnet::ResNet18;
 use crate::data::batcher::{images_to_tensor, BatchError};
 use burn::tensor::activation::softmax;
@@ -63,6 +63,40 @@ impl Predictor {
             Some(folded) => folded.through(x, 3),
             None => Ok(self.model.to_layer3(x)),
         }
+    }
+
+    /// Softmax probabilities of `edited`, copies of `image` each changed only inside `changed[i]` (pixels of the
+    /// image, which is at the model's input size), `batch` at a time. On the CPU each copy recomputes only the
+    /// parts of the feature maps its change reaches and takes the rest from `image`'s own pass
+    /// ([`FoldedResNet18::through_edited`]); elsewhere each copy is a whole pass.
+    pub fn probabilities_of_edits(
+        &self,
+        image: &RgbImage,
+        edited: &[RgbImage],
+        changed: &[Rect],
+        batch: usize,
+        device: &Device,
+    ) -> Result<Vec<Vec<f32>>, InferenceError> {
+        let Some(folded) = &self.folded else {
+            return edited
+                .chunks(batch.max(1))
+                .map(|chunk| self.probabilities(chunk, device))
+                .collect::<Result<Vec<_>, _>>()
+                .map(|parts| parts.concat());
+        };
+        let classes = self.model.num_classes();
+        let trace = folded.trace(images_to_tensor(std::slice::from_ref(image), device)?)?;
+        let mut out = Vec::with_capacity(edited.len());
+        for (chunk, regions) in edited
+            .chunks(batch.max(1))
+            .zip(changed.chunks(batch.max(1)))
+        {
+            let x = images_to_tensor(chunk, device)?; // [B, 3, H, W]
+            let layer4 = folded.through_edited(&trace, x, regions)?;
+            let p = softmax(self.model.head(layer4), 1); // [B, classes]
+            out.extend(values(p)?.chunks(classes).map(<[f32]>::to_vec));
+        }
+        Ok(out)
     }
 
     /// Softmax probabilities for each image (already resized to the model's input size), one row per image.

@@ -53,6 +53,30 @@ pub(crate) fn max_pool_planes(input: &[f32], [h, w]: [usize; 2]) -> (Vec<f32>, [
     (output, [ho, wo])
 }
 
+/// Max-pool 3×3 / 2 / padding 1 of `input` (planes of `[H, W]`) at the output rows `ys[0]..ys[1]` and columns
+/// `xs[0]..xs[1]` only, as `[planes, pixels]`: the same values as [`max_pool_planes`] there.
+pub(crate) fn max_pool_at(
+    input: &[f32],
+    [h, w]: [usize; 2],
+    ys: [usize; 2],
+    xs: [usize; 2],
+) -> Vec<f32> {
+    if h == 0 || w == 0 {
+        return Vec::new();
+    }
+    input
+        .chunks(h * w)
+        .flat_map(|plane| {
+            (ys[0]..ys[1]).flat_map(move |oy| {
+                (xs[0]..xs[1]).map(move |ox| {
+                    // Row maxima first, then the column's: the order of `pool_plane`.
+                    window_max(oy, h, |y| window_max(ox, w, |x| plane[y * w + x]))
+                })
+            })
+        })
+        .collect()
+}
+
 /// NaN-propagating maximum (`f32::max` would drop a NaN).
 fn max_nan(a: f32, b: f32) -> f32 {
     if a.is_nan() || a > b {
