@@ -14,7 +14,7 @@
 
 use super::inference::{values, InferenceError};
 use super::pool::{max_pool_at, max_pool_planes};
-use super::resnet::{BasicBlock, ResNet18};
+use super::resnet::{BasicBlock, Features, ResNet18};
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -66,6 +66,11 @@ impl Maps {
             dims: [n, c, ho, wo],
         }
     }
+}
+
+thread_local! {
+    /// One im2col buffer per thread, kept between convolutions: resized, not reallocated and zeroed, each time.
+    static COLUMNS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// A convolution with its BatchNorm folded in: `weight` `[C_out, C_in·k²]` row-major, `bias` `[C_out]`.
@@ -146,30 +151,45 @@ impl FoldedConv {
             gemm::Parallelism::None
         };
         let in_len = x.image_len();
-        let mut data = vec![0.0f32; n * co * pixels];
-        data.par_chunks_mut(co * pixels.max(1))
+        let len = n * co * pixels;
+        // Every value is written (bias or residual) before the product reads it, so the buffer is not zeroed
+        // first: at batch 16 that zeroing was a tenth of the pass.
+        let mut data: Vec<f32> = Vec::with_capacity(len);
+        data.spare_capacity_mut()[..len]
+            .par_chunks_mut(co * pixels.max(1))
             .enumerate()
-            .for_each_init(Vec::new, |cols, (b, out)| {
-                let image = &x.data[b * in_len..(b + 1) * in_len];
+            .for_each(|(b, out)| {
                 for (o, plane) in out.chunks_mut(pixels.max(1)).enumerate() {
+                    let bias = self.bias[o];
                     match residual {
                         Some(r) => {
                             let from = (b * co + o) * pixels;
-                            plane
-                                .iter_mut()
-                                .zip(&r.data[from..from + pixels])
-                                .for_each(|(v, r)| *v = r + self.bias[o]);
+                            plane.iter_mut().zip(&r.data[from..from + pixels]).for_each(
+                                |(v, r)| {
+                                    v.write(r + bias);
+                                },
+                            );
                         }
-                        None => plane.fill(self.bias[o]),
+                        None => plane.iter_mut().for_each(|v| {
+                            v.write(bias);
+                        }),
                     }
                 }
+                // SAFETY: the loop above wrote every element of `out` (its planes tile it), and
+                // `MaybeUninit<f32>` has the layout of `f32`.
+                let out: &mut [f32] = unsafe { &mut *(std::ptr::from_mut(out) as *mut [f32]) };
+                let image = &x.data[b * in_len..(b + 1) * in_len];
+                // Taken out while in use: a nested rayon task on this thread (the product's own, or another
+                // caller's) finds an empty buffer and makes its own.
+                let mut cols = COLUMNS.take();
                 let rhs: &[f32] = if pointwise {
                     image
                 } else {
-                    self.im2col(image, [h, w], Rect::full([ho, wo]), cols);
-                    cols
+                    self.im2col(image, [h, w], Rect::full([ho, wo]), &mut cols);
+                    &cols
                 };
                 accumulate_product([co, pixels, rows], out, &self.weight, rhs, parallel);
+                COLUMNS.set(cols);
                 if relu {
                     // `max(0)` would turn a NaN into 0; burn's and PyTorch's ReLU keep it. A select, not a
                     // branch, so that it vectorises.
@@ -177,6 +197,8 @@ impl FoldedConv {
                         .for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v });
                 }
             });
+        // SAFETY: every one of the `len` elements was written above (the chunks tile `..len`).
+        unsafe { data.set_len(len) };
         Maps {
             data,
             dims: [n, co, ho, wo],
@@ -501,6 +523,24 @@ impl FoldedResNet18 {
         self.layers[k].iter().fold(x, |x, block| block.forward(&x))
     }
 
+    /// Every feature map the U-Net's decoder takes (stem before the max-pool, layer1 … layer4) for a normalised
+    /// image batch `x` (`[N, 3, H, W]`), as tensors on `device`: a frozen encoder's output, computed once here
+    /// instead of through burn's layers.
+    pub fn features(&self, x: Tensor<4>, device: &Device) -> Result<Features, InferenceError> {
+        let stem = self.conv1.forward(&Maps::of(x)?, None, true); // [N, 64, H/2, W/2]
+        let layer1 = self.stage(0, stem.max_pool()); // [N, 64, H/4, W/4]
+        let layer2 = self.stage(1, layer1.clone()); // [N, 128, H/8, W/8]
+        let layer3 = self.stage(2, layer2.clone()); // [N, 256, H/16, W/16]
+        let layer4 = self.stage(3, layer3.clone()); // [N, 512, H/32, W/32]
+        Ok(Features {
+            stem: stem.into_tensor(device),
+            layer1: layer1.into_tensor(device),
+            layer2: layer2.into_tensor(device),
+            layer3: layer3.into_tensor(device),
+            layer4: layer4.into_tensor(device),
+        })
+    }
+
     /// Every feature map of one normalised image (`[1, 3, H, W]`), for [`FoldedResNet18::through_edited`].
     pub fn trace(&self, x: Tensor<4>) -> Result<Trace, InferenceError> {
         let x = Maps::of(x)?;
@@ -660,6 +700,16 @@ mod tests {
                 assert_eq!(a.dims(), b.dims(), "layer{} {dims:?}", last + 1);
                 let d = relative_difference(a, b);
                 assert!(d < 1e-4, "layer{} {dims:?}: relative max |Δ| {d}", last + 1);
+            }
+            let ours = folded.features(x.clone(), &device).expect("features");
+            let theirs = model.features(x.clone());
+            for (name, a, b) in [
+                ("stem", ours.stem, theirs.stem),
+                ("layer2", ours.layer2, theirs.layer2),
+                ("layer4", ours.layer4, theirs.layer4),
+            ] {
+                let d = relative_difference(a, b);
+                assert!(d < 1e-4, "features {name} {dims:?}: relative max |Δ| {d}");
             }
             let logits = model.head(folded.through(x.clone(), 4).expect("layer4"));
             let reference = model.forward(x);

@@ -4,7 +4,7 @@
 //! last), and two 3×3 conv–BN–ReLU; decoder channels (256, 128, 64, 32, 16); a 3×3 head to one channel of mask
 //! logits. Input sides must be multiples of 32 (128×128 → 128×128).
 
-use super::resnet::{ResNet18, FEATURE_CHANNELS};
+use super::resnet::{Features, ResNet18, FEATURE_CHANNELS};
 use super::weights::{self, WeightsError};
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -108,7 +108,11 @@ impl UNet {
 
     /// Mask logits `[N, 1, H, W]` for a normalised batch `[N, 3, H, W]` (H and W multiples of 32).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let f = self.encoder.features(x);
+        self.decode(self.encoder.features(x))
+    }
+
+    /// Mask logits `[N, 1, H, W]` from the encoder's feature maps (of an `[N, 3, H, W]` batch).
+    pub fn decode(&self, f: Features) -> Tensor<4> {
         let skips = [
             Some(f.layer3),
             Some(f.layer2),

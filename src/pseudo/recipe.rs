@@ -119,7 +119,7 @@ impl Default for OcclusionRecipe {
     fn default() -> Self {
         OcclusionRecipe {
             patch: 48,
-            stride: 24,
+            stride: 32,
             weight: Occlusion::DEFAULT_WEIGHT,
             confirm_by_deletion: false,
         }

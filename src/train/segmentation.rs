@@ -9,6 +9,7 @@ use crate::cam::pseudo::{keep_largest_filled, IGNORE};
 use crate::data::batcher::images_to_tensor;
 use crate::data::preprocess::hflip;
 use crate::metrics::segmentation::{bce_with_logits, MaskCounts, SegmentationSums};
+use crate::model::folded::FoldedResNet18;
 use crate::model::inference::{values, InferenceError};
 use crate::model::unet::UNet;
 use burn::module::Module;
@@ -133,6 +134,9 @@ pub struct RoundConfig {
     pub threshold: f32,
     /// The loss's Dice term.
     pub dice_loss: DiceLoss,
+    /// The encoder is frozen (no gradients, eval-mode BatchNorm): on the CPU its maps then come from the folded
+    /// network, and only the decoder runs on the training device.
+    pub frozen_encoder: bool,
 }
 
 /// One epoch of one round. JSON has no NaN (serde_json writes it as `null`, e.g. the loss of an empty
@@ -171,6 +175,10 @@ pub fn train_round(
 ) -> anyhow::Result<UNet> {
     let device = crate::device::training();
     let mut optimizer = AdamConfig::new().with_epsilon(1e-8).init();
+    // The frozen encoder gives the same function every step: fold it once (its weights do not change).
+    let folded = (config.frozen_encoder && crate::device::backend() == crate::device::Backend::Cpu)
+        .then(|| FoldedResNet18::new(&unet.encoder))
+        .transpose()?;
     let mut best: Option<(f64, f64, UNet)> = None;
     for epoch in 0..config.epochs {
         let start = Instant::now();
@@ -187,7 +195,11 @@ pub fn train_round(
             let items: Vec<usize> = batch.iter().map(|i| train[*i]).collect();
             let flips: Vec<bool> = batch.iter().map(|i| augments[*i].flip).collect();
             let (x, target, weight) = data.batch(&items, &flips, &device)?;
-            let loss = segmentation_loss(unet.forward(x), target, weight, config.dice_loss);
+            let logits = match &folded {
+                Some(encoder) => unet.decode(encoder.features(x, &device)?),
+                None => unet.forward(x),
+            };
+            let loss = segmentation_loss(logits, target, weight, config.dice_loss);
             loss_sum += f64::from(values(loss.clone())?.first().copied().unwrap_or(f32::NAN))
                 * items.len() as f64;
             seen += items.len();

@@ -187,6 +187,7 @@ pub fn train_unet(settings: &UnetSettings) -> anyhow::Result<SegRun> {
             seed: settings.seed,
             threshold: config.threshold,
             dice_loss: config.dice_loss,
+            frozen_encoder: !config.train_encoder,
         };
         model = train_round(
             unet,
