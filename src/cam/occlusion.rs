@@ -119,16 +119,6 @@ pub fn occlusion_map(
     let mut sum = vec![0f32; n * n];
     let mut covered = vec![0u32; n * n];
     let patch = occlusion.patch.min(side);
-    let occluded: Vec<RgbImage> = windows
-        .iter()
-        .map(|&(y0, x0)| {
-            let (ys, xs) = (
-                y0 as usize..(y0 + patch) as usize,
-                x0 as usize..(x0 + patch) as usize,
-            );
-            blacked_out(image, |x, y| ys.contains(&y) && xs.contains(&x))
-        })
-        .collect();
     let regions: Vec<Rect> = windows
         .iter()
         .map(|&(y0, x0)| Rect {
@@ -136,11 +126,15 @@ pub fn occlusion_map(
             x: [x0 as usize, (x0 + patch) as usize],
         })
         .collect();
+    let occluded: Vec<RgbImage> = regions
+        .iter()
+        .map(|r| blacked_out(image, |x, y| r.contains(y, x)))
+        .collect();
     let probs = model.probabilities_of_edits(image, &occluded, &regions, batch, device)?;
-    for (&(y0, x0), p) in windows.iter().zip(&probs) {
+    for (r, p) in regions.iter().zip(&probs) {
         let drop = base - p.get(target).copied().unwrap_or(0.0);
-        for y in y0 as usize..(y0 + patch) as usize {
-            for x in x0 as usize..(x0 + patch) as usize {
+        for y in r.y[0]..r.y[1] {
+            for x in r.x[0]..r.x[1] {
                 sum[y * n + x] += drop;
                 covered[y * n + x] += 1;
             }

@@ -314,6 +314,11 @@ impl Rect {
         }
     }
 
+    /// Whether pixel (`y`, `x`) lies inside.
+    pub fn contains(&self, y: usize, x: usize) -> bool {
+        (self.y[0]..self.y[1]).contains(&y) && (self.x[0]..self.x[1]).contains(&x)
+    }
+
     fn size(&self) -> [usize; 2] {
         [
             self.y[1].saturating_sub(self.y[0]),
