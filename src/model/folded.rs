@@ -581,8 +581,8 @@ impl FoldedResNet18 {
         let x = Maps::of(edited)?;
         let [n, c, h, w] = x.dims;
         if [c, h, w] != trace.input || changed.len() != n {
-            return Err(InferenceError::Readback(format!(
-                "edited images {:?} with {} regions do not match the traced image {:?}",
+            return Err(InferenceError::Mismatch(format!(
+                "edited images {:?} with {} regions against a traced image of {:?}",
                 x.dims,
                 changed.len(),
                 trace.input
@@ -780,39 +780,16 @@ mod tests {
 
     #[test]
     fn the_reach_of_a_change_follows_the_window() {
-        let one = Rect {
-            y: [5, 6],
-            x: [5, 6],
-        };
+        let rect = |y, x| Rect { y, x };
+        let one = rect([5, 6], [5, 6]);
         // 3×3, stride 1, padding 1: the pixel and its neighbours.
-        assert_eq!(
-            one.reach([3, 1, 1], [10, 10]),
-            Rect {
-                y: [4, 7],
-                x: [4, 7]
-            }
-        );
+        assert_eq!(one.reach([3, 1, 1], [10, 10]), rect([4, 7], [4, 7]));
         // 7×7, stride 2, padding 3: outputs 1…4 read input 5 (o·2 − 3 ≤ 5 ≤ o·2 + 3).
-        assert_eq!(
-            one.reach([7, 2, 3], [5, 5]),
-            Rect {
-                y: [1, 5],
-                x: [1, 5]
-            }
-        );
+        assert_eq!(one.reach([7, 2, 3], [5, 5]), rect([1, 5], [1, 5]));
         // 1×1, stride 2: an odd pixel is read by no output; clamped at the far edge.
         assert_eq!(one.reach([1, 2, 0], [5, 5]).pixels(), 0);
-        let edge = Rect {
-            y: [8, 10],
-            x: [0, 1],
-        };
-        assert_eq!(
-            edge.reach([3, 2, 1], [5, 5]),
-            Rect {
-                y: [4, 5],
-                x: [0, 1]
-            }
-        );
+        let edge = rect([8, 10], [0, 1]);
+        assert_eq!(edge.reach([3, 2, 1], [5, 5]), rect([4, 5], [0, 1]));
     }
 
     #[test]

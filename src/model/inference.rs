@@ -14,6 +14,8 @@ pub enum InferenceError {
     Batch(#[from] BatchError),
     #[error("reading results back from the device: {0}")]
     Readback(String),
+    #[error("inputs that do not fit together: {0}")]
+    Mismatch(String),
 }
 
 /// A tensor's values as f32, in row-major order.
