@@ -216,14 +216,9 @@ pub fn bench_seg(batch: usize, warmup: usize, steps: usize) -> anyhow::Result<Be
     let target = Tensor::<4>::random([batch, 1, 128, 128], Distribution::Bernoulli(0.05), &train);
     let weight = Tensor::<4>::ones([batch, 1, 128, 128], &train);
     // As `train-seg` runs a frozen encoder on the CPU: folded once, its maps fed to the decoder every step.
-    let folded = (crate::device::backend() == crate::device::Backend::Cpu)
-        .then(|| crate::model::folded::FoldedResNet18::new(&unet.encoder))
-        .transpose()?;
+    let folded = crate::model::folded::FoldedResNet18::on_cpu(&unet.encoder)?;
     measure(BenchMode::Seg, batch, warmup, steps, unet, |unet| {
-        let logits = match &folded {
-            Some(encoder) => unet.decode(encoder.features(x.clone(), &train)?),
-            None => unet.forward(x.clone()),
-        };
+        let logits = unet.forward_folded(x.clone(), folded.as_ref())?;
         let loss = segmentation_loss(logits, target.clone(), weight.clone(), DiceLoss::Batch);
         let grads = GradientsParams::from_grads(loss.backward(), &unet);
         let unet = optim.step(1e-3, unet, grads);

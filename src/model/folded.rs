@@ -13,7 +13,7 @@
 //! Grad-CAM's backward pass and the GPU backends keep burn's layers.
 
 use super::inference::{values, InferenceError};
-use super::pool::{max_pool_at, max_pool_planes};
+use super::pool::{max_pool_at, max_pool_planes, MAX_POOL};
 use super::resnet::{BasicBlock, Features, ResNet18};
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, PaddingConfig2d};
@@ -138,12 +138,10 @@ impl FoldedConv {
 
     /// `relu?(conv(x) + bias + residual?)`.
     fn forward(&self, x: &Maps, residual: Option<&Maps>, relu: bool) -> Maps {
-        let [n, c, h, w] = x.dims;
+        let [n, _, h, w] = x.dims;
         let [ho, wo] = self.out_size([h, w]);
         let [_, co] = self.channels;
-        let pixels = ho * wo;
-        let rows = c * self.kernel * self.kernel;
-        let pointwise = self.kernel == 1 && self.stride == 1 && self.padding == 0;
+        let out_len = co * ho * wo;
         // Few images for many threads: parallelise inside each product instead.
         let parallel = if n < rayon::current_num_threads() {
             gemm::Parallelism::Rayon(0)
@@ -151,57 +149,121 @@ impl FoldedConv {
             gemm::Parallelism::None
         };
         let in_len = x.image_len();
-        let len = n * co * pixels;
-        // Every value is written (bias or residual) before the product reads it, so the buffer is not zeroed
-        // first: at batch 16 that zeroing was a tenth of the pass.
-        let mut data: Vec<f32> = Vec::with_capacity(len);
-        data.spare_capacity_mut()[..len]
-            .par_chunks_mut(co * pixels.max(1))
+        let mut data: Vec<f32> = Vec::with_capacity(n * out_len);
+        data.spare_capacity_mut()[..n * out_len]
+            .par_chunks_mut(out_len.max(1))
             .enumerate()
             .for_each(|(b, out)| {
-                for (o, plane) in out.chunks_mut(pixels.max(1)).enumerate() {
-                    let bias = self.bias[o];
-                    match residual {
-                        Some(r) => {
-                            let from = (b * co + o) * pixels;
-                            plane.iter_mut().zip(&r.data[from..from + pixels]).for_each(
-                                |(v, r)| {
-                                    v.write(r + bias);
-                                },
-                            );
-                        }
-                        None => plane.iter_mut().for_each(|v| {
-                            v.write(bias);
-                        }),
-                    }
-                }
-                // SAFETY: the loop above wrote every element of `out` (its planes tile it), and
-                // `MaybeUninit<f32>` has the layout of `f32`.
-                let out: &mut [f32] = unsafe { &mut *(std::ptr::from_mut(out) as *mut [f32]) };
                 let image = &x.data[b * in_len..(b + 1) * in_len];
+                let residual = residual.map(|r| &r.data[b * out_len..(b + 1) * out_len]);
                 // Taken out while in use: a nested rayon task on this thread (the product's own, or another
                 // caller's) finds an empty buffer and makes its own.
                 let mut cols = COLUMNS.take();
-                let rhs: &[f32] = if pointwise {
-                    image
-                } else {
-                    self.im2col(image, [h, w], Rect::full([ho, wo]), &mut cols);
-                    &cols
-                };
-                accumulate_product([co, pixels, rows], out, &self.weight, rhs, parallel);
+                let region = Rect::full([ho, wo]);
+                self.write_region(
+                    image,
+                    [h, w],
+                    region,
+                    residual,
+                    relu,
+                    out,
+                    &mut cols,
+                    parallel,
+                );
                 COLUMNS.set(cols);
-                if relu {
-                    // `max(0)` would turn a NaN into 0; burn's and PyTorch's ReLU keep it. A select, not a
-                    // branch, so that it vectorises.
-                    out.iter_mut()
-                        .for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v });
-                }
             });
-        // SAFETY: every one of the `len` elements was written above (the chunks tile `..len`).
-        unsafe { data.set_len(len) };
+        // SAFETY: `write_region` wrote every element of each chunk, and the chunks tile `..n · out_len`.
+        unsafe { data.set_len(n * out_len) };
         Maps {
             data,
             dims: [n, co, ho, wo],
+        }
+    }
+
+    /// `relu?(conv(x) + bias + residual?)` of one image at the output pixels of `region` only, as
+    /// `[C_out, pixels of the region]`; `residual` has that shape too.
+    fn region_values(
+        &self,
+        image: &[f32],
+        size: [usize; 2],
+        region: Rect,
+        residual: Option<&[f32]>,
+        relu: bool,
+        cols: &mut Vec<f32>,
+    ) -> Vec<f32> {
+        let len = self.channels[1] * region.pixels();
+        let mut out = Vec::with_capacity(len);
+        let spare = &mut out.spare_capacity_mut()[..len];
+        self.write_region(
+            image,
+            size,
+            region,
+            residual,
+            relu,
+            spare,
+            cols,
+            gemm::Parallelism::None,
+        );
+        // SAFETY: `write_region` wrote all `len` elements.
+        unsafe { out.set_len(len) };
+        out
+    }
+
+    /// Write `relu?(conv(x) + bias + residual?)` of one image (planes of `size`) at the output pixels of `region`
+    /// into every element of `out` (`[C_out, pixels of the region]`, as is `residual`). The buffer is not zeroed
+    /// first: bias or residual go in before the product adds to them (at batch 16 the zeroing was a tenth of
+    /// the pass).
+    #[allow(clippy::too_many_arguments)]
+    fn write_region(
+        &self,
+        image: &[f32],
+        size: [usize; 2],
+        region: Rect,
+        residual: Option<&[f32]>,
+        relu: bool,
+        out: &mut [std::mem::MaybeUninit<f32>],
+        cols: &mut Vec<f32>,
+        parallel: gemm::Parallelism,
+    ) {
+        let pixels = region.pixels();
+        for (o, plane) in out.chunks_mut(pixels.max(1)).enumerate() {
+            let bias = self.bias[o];
+            match residual {
+                Some(r) => plane
+                    .iter_mut()
+                    .zip(&r[o * pixels..(o + 1) * pixels])
+                    .for_each(|(v, r)| {
+                        v.write(r + bias);
+                    }),
+                None => plane.iter_mut().for_each(|v| {
+                    v.write(bias);
+                }),
+            }
+        }
+        // SAFETY: the loop above wrote every element of `out` (its planes tile it), and `MaybeUninit<f32>` has
+        // the layout of `f32`.
+        let out: &mut [f32] = unsafe { &mut *(std::ptr::from_mut(out) as *mut [f32]) };
+        // A 1×1 convolution of stride 1 over the whole map reads the image as it is.
+        let whole = region == Rect::full(size);
+        let rhs: &[f32] = if whole && self.kernel == 1 && self.stride == 1 && self.padding == 0 {
+            image
+        } else {
+            self.im2col(image, size, region, cols);
+            cols
+        };
+        let rows = self.channels[0] * self.kernel * self.kernel;
+        accumulate_product(
+            [self.channels[1], pixels, rows],
+            out,
+            &self.weight,
+            rhs,
+            parallel,
+        );
+        if relu {
+            // `max(0)` would turn a NaN into 0; burn's and PyTorch's ReLU keep it. A select, not a branch, so
+            // that it vectorises.
+            out.iter_mut()
+                .for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v });
         }
     }
 
@@ -254,47 +316,6 @@ impl FoldedConv {
     /// (of size `out`).
     fn reach(&self, changed: Rect, out: [usize; 2]) -> Rect {
         changed.reach([self.kernel, self.stride, self.padding], out)
-    }
-
-    /// `relu?(conv(x) + bias + residual?)` of one image at the output pixels of `region` only, as
-    /// `[C_out, pixels of the region]`; `residual` has that shape too.
-    fn region_values(
-        &self,
-        image: &[f32],
-        size: [usize; 2],
-        region: Rect,
-        residual: Option<&[f32]>,
-        relu: bool,
-        cols: &mut Vec<f32>,
-    ) -> Vec<f32> {
-        let [_, co] = self.channels;
-        let pixels = region.pixels();
-        let mut out: Vec<f32> = match residual {
-            Some(r) => r
-                .chunks(pixels.max(1))
-                .zip(&self.bias)
-                .flat_map(|(plane, b)| plane.iter().map(move |v| v + b))
-                .collect(),
-            None => self
-                .bias
-                .iter()
-                .flat_map(|b| std::iter::repeat_n(*b, pixels))
-                .collect(),
-        };
-        self.im2col(image, size, region, cols);
-        let rows = self.channels[0] * self.kernel * self.kernel;
-        accumulate_product(
-            [co, pixels, rows],
-            &mut out,
-            &self.weight,
-            cols,
-            gemm::Parallelism::None,
-        );
-        if relu {
-            out.iter_mut()
-                .for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v });
-        }
-        out
     }
 }
 
@@ -524,6 +545,13 @@ impl FoldedResNet18 {
         })
     }
 
+    /// `model` folded when this process computes on the CPU; `None` on a GPU backend, where burn's layers run.
+    pub fn on_cpu(model: &ResNet18) -> Result<Option<Self>, FoldError> {
+        (crate::device::backend() == crate::device::Backend::Cpu)
+            .then(|| Self::new(model))
+            .transpose()
+    }
+
     fn stage(&self, k: usize, x: Maps) -> Maps {
         self.layers[k].iter().fold(x, |x, block| block.forward(&x))
     }
@@ -623,7 +651,7 @@ impl FoldedResNet18 {
             .region_values(image, [h, w], reached, None, true, cols);
         reached.scatter(&values, &mut stem, [sh, sw]);
         let [.., ph, pw] = trace.pooled.dims;
-        let reached = reached.reach([3, 2, 1], [ph, pw]);
+        let reached = reached.reach(MAX_POOL, [ph, pw]);
         let mut x = trace.pooled.data.clone();
         let values = max_pool_at(&stem, [sh, sw], reached.y, reached.x);
         reached.scatter(&values, &mut x, [ph, pw]);

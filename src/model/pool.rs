@@ -10,6 +10,9 @@ use burn::nn::PaddingConfig2d;
 use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
+/// torchvision's `maxpool` as `[kernel, stride, padding]`.
+pub(crate) const MAX_POOL: [usize; 3] = [3, 2, 1];
+
 /// torchvision's `maxpool` (3×3, stride 2, padding 1), as burn builds it.
 pub fn max_pool_module() -> MaxPool2d {
     MaxPool2dConfig::new([3, 3])

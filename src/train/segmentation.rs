@@ -176,9 +176,11 @@ pub fn train_round(
     let device = crate::device::training();
     let mut optimizer = AdamConfig::new().with_epsilon(1e-8).init();
     // The frozen encoder gives the same function every step: fold it once (its weights do not change).
-    let folded = (config.frozen_encoder && crate::device::backend() == crate::device::Backend::Cpu)
-        .then(|| FoldedResNet18::new(&unet.encoder))
-        .transpose()?;
+    let folded = if config.frozen_encoder {
+        FoldedResNet18::on_cpu(&unet.encoder)?
+    } else {
+        None
+    };
     let mut best: Option<(f64, f64, UNet)> = None;
     for epoch in 0..config.epochs {
         let start = Instant::now();
@@ -195,10 +197,7 @@ pub fn train_round(
             let items: Vec<usize> = batch.iter().map(|i| train[*i]).collect();
             let flips: Vec<bool> = batch.iter().map(|i| augments[*i].flip).collect();
             let (x, target, weight) = data.batch(&items, &flips, &device)?;
-            let logits = match &folded {
-                Some(encoder) => unet.decode(encoder.features(x, &device)?),
-                None => unet.forward(x),
-            };
+            let logits = unet.forward_folded(x, folded.as_ref())?;
             let loss = segmentation_loss(logits, target, weight, config.dice_loss);
             loss_sum += f64::from(values(loss.clone())?.first().copied().unwrap_or(f32::NAN))
                 * items.len() as f64;
