@@ -4,8 +4,6 @@
 //! last), and two 3×3 conv–BN–ReLU; decoder channels (256, 128, 64, 32, 16); a 3×3 head to one channel of mask
 //! logits. Input sides must be multiples of 32 (128×128 → 128×128).
 
-use super::folded::FoldedResNet18;
-use super::inference::InferenceError;
 use super::resnet::{Features, ResNet18, FEATURE_CHANNELS};
 use super::weights::{self, WeightsError};
 use burn::module::Module;
@@ -111,22 +109,6 @@ impl UNet {
     /// Mask logits `[N, 1, H, W]` for a normalised batch `[N, 3, H, W]` (H and W multiples of 32).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         self.decode(self.encoder.features(x))
-    }
-
-    /// [`UNet::forward`] with the encoder's maps from `frozen`, this U-Net's encoder folded, when given (a frozen
-    /// encoder on the CPU: its maps need no gradient, and the folded network makes them faster).
-    pub fn forward_folded(
-        &self,
-        x: Tensor<4>,
-        frozen: Option<&FoldedResNet18>,
-    ) -> Result<Tensor<4>, InferenceError> {
-        Ok(match frozen {
-            Some(encoder) => {
-                let device = x.device();
-                self.decode(encoder.features(x, &device)?)
-            }
-            None => self.forward(x),
-        })
     }
 
     /// Mask logits `[N, 1, H, W]` from the encoder's feature maps (of an `[N, 3, H, W]` batch).

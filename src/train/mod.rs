@@ -9,6 +9,7 @@ pub mod cache;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod decoder;
 pub mod history;
 pub mod hyper;
 pub mod segmentation;

@@ -4,6 +4,7 @@
 //! the caller: [`predict_logits`] gives the masks of the next round.
 
 use super::config::Schedule;
+use super::decoder::{HostDecoder, HostFeatures};
 use super::stage::epoch_draws;
 use crate::cam::pseudo::{keep_largest_filled, IGNORE};
 use crate::data::batcher::images_to_tensor;
@@ -20,6 +21,9 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
+/// burn's Adam ε as the U-Net is trained with it.
+pub const ADAM_EPSILON: f32 = 1e-8;
+
 /// Images and their current targets (all `side`×`side`).
 pub struct SegData {
     pub side: usize,
@@ -29,12 +33,9 @@ pub struct SegData {
 }
 
 impl SegData {
-    fn batch(
-        &self,
-        items: &[usize],
-        flips: &[bool],
-        device: &Device,
-    ) -> Result<(Tensor<4>, Tensor<4>, Tensor<4>), InferenceError> {
+    /// The images of `items` (mirrored where `flips` says) with their targets and weights `[N, side, side]`:
+    /// target 1 on foreground, weight 0 on ignored pixels.
+    fn host_batch(&self, items: &[usize], flips: &[bool]) -> (Vec<RgbImage>, Vec<f32>, Vec<f32>) {
         let side = self.side;
         let images: Vec<RgbImage> = items
             .iter()
@@ -47,8 +48,6 @@ impl SegData {
                 }
             })
             .collect();
-        let x = images_to_tensor(&images, device)
-            .map_err(|e| InferenceError::Readback(e.to_string()))?;
         let mut target = Vec::with_capacity(items.len() * side * side);
         let mut weight = Vec::with_capacity(items.len() * side * side);
         for (i, f) in items.iter().zip(flips) {
@@ -62,7 +61,19 @@ impl SegData {
                 }
             }
         }
-        let shape = [items.len(), 1, side, side];
+        (images, target, weight)
+    }
+
+    fn batch(
+        &self,
+        items: &[usize],
+        flips: &[bool],
+        device: &Device,
+    ) -> Result<(Tensor<4>, Tensor<4>, Tensor<4>), InferenceError> {
+        let (images, target, weight) = self.host_batch(items, flips);
+        let x = images_to_tensor(&images, device)
+            .map_err(|e| InferenceError::Readback(e.to_string()))?;
+        let shape = [items.len(), 1, self.side, self.side];
         Ok((
             x,
             Tensor::from_data(TensorData::new(target, shape), device),
@@ -106,7 +117,8 @@ pub fn segmentation_loss(
             let per_image = |x: Tensor<4>| x.sum_dims_squeeze::<1, usize>(&[1, 2, 3]); // [B]
             let intersection = per_image(p.clone() * t.clone());
             let (p, t) = (per_image(p), per_image(t));
-            let has_lesion = t.clone().greater_elem(0.0).float(); // [B]
+            // In the loss's own float type (`float()` gives the default one).
+            let has_lesion = t.clone().greater_elem(0.0).float().cast(t.dtype()); // [B]
             let losses = soft_dice_loss(intersection, p, t) * has_lesion.clone(); // [B]
             losses.sum() / has_lesion.sum().clamp_min(1.0) // [1]
         }
@@ -174,12 +186,15 @@ pub fn train_round(
     progress: &dyn Fn(u64),
 ) -> anyhow::Result<UNet> {
     let device = crate::device::training();
-    let mut optimizer = AdamConfig::new().with_epsilon(1e-8).init();
-    // The frozen encoder gives the same function every step: fold it once (its weights do not change).
-    let folded = if config.frozen_encoder {
-        FoldedResNet18::on_cpu(&unet.encoder)?
-    } else {
-        None
+    let mut optimizer = AdamConfig::new().with_epsilon(ADAM_EPSILON).init();
+    // A frozen encoder on the CPU gives the same function every step: fold it once (its weights do not change),
+    // and train the decoder on the host without autodiff.
+    let mut host = match config.frozen_encoder {
+        true => match FoldedResNet18::on_cpu(&unet.encoder)? {
+            Some(encoder) => Some((encoder, HostDecoder::of(&unet, ADAM_EPSILON)?)),
+            None => None,
+        },
+        false => None,
     };
     let mut best: Option<(f64, f64, UNet)> = None;
     for epoch in 0..config.epochs {
@@ -196,19 +211,35 @@ pub fn train_round(
         for (step, batch) in order.chunks(config.batch_size.max(1)).enumerate() {
             let items: Vec<usize> = batch.iter().map(|i| train[*i]).collect();
             let flips: Vec<bool> = batch.iter().map(|i| augments[*i].flip).collect();
-            let (x, target, weight) = data.batch(&items, &flips, &device)?;
-            let logits = unet.forward_folded(x, folded.as_ref())?;
-            let loss = segmentation_loss(logits, target, weight, config.dice_loss);
-            loss_sum += f64::from(values(loss.clone())?.first().copied().unwrap_or(f32::NAN))
-                * items.len() as f64;
-            seen += items.len();
-            let grads = GradientsParams::from_grads(loss.backward(), &unet);
             let rate =
                 config
                     .schedule
                     .rate(config.learning_rate, config.epochs, epoch, step, steps);
-            unet = optimizer.step(rate, unet, grads);
+            let loss = match &mut host {
+                Some((encoder, decoder)) => {
+                    let (images, target, weight) = data.host_batch(&items, &flips);
+                    let inference = crate::device::inference();
+                    let x = images_to_tensor(&images, &inference)
+                        .map_err(|e| InferenceError::Readback(e.to_string()))?;
+                    let features = HostFeatures::of(encoder.features(x, &inference)?)?;
+                    decoder.step(&features, &target, &weight, config.dice_loss, rate)
+                }
+                None => {
+                    let (x, target, weight) = data.batch(&items, &flips, &device)?;
+                    let logits = unet.forward(x);
+                    let loss = segmentation_loss(logits, target, weight, config.dice_loss);
+                    let value = values(loss.clone())?.first().copied().unwrap_or(f32::NAN);
+                    let grads = GradientsParams::from_grads(loss.backward(), &unet);
+                    unet = optimizer.step(rate, unet, grads);
+                    value
+                }
+            };
+            loss_sum += f64::from(loss) * items.len() as f64;
+            seen += items.len();
             progress(items.len() as u64);
+        }
+        if let Some((_, decoder)) = &host {
+            unet = decoder.write_into(unet);
         }
         let model = unet.clone().valid();
         let (validation_loss, sums) = evaluate(&model, data, validation, config.threshold)?;
