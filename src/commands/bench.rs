@@ -201,44 +201,29 @@ fn bench_step(
     })
 }
 
-/// U-Net training-step images/s at `batch`, 128×128, encoder frozen, as `train-seg` trains by default: on the
-/// CPU the folded encoder and the host decoder (hand-written backward pass), on a GPU burn's autodiff.
+/// U-Net training-step images/s at `batch`, 128×128, encoder frozen, as `train-seg` trains by default (its
+/// [`SegTrainer`]: on the CPU the folded encoder and the host-trained decoder, on a GPU burn's autodiff).
 pub fn bench_seg(batch: usize, warmup: usize, steps: usize) -> anyhow::Result<BenchResult> {
     use crate::model::unet::UNet;
-    use crate::train::decoder::{HostDecoder, HostFeatures};
-    use crate::train::segmentation::{segmentation_loss, DiceLoss, ADAM_EPSILON};
+    use crate::train::segmentation::{DiceLoss, SegTrainer};
     use burn::module::Module;
+    use rand::Rng;
     let device = crate::device::inference();
     device.seed(0);
     let mut unet = UNet::new(ResNet18::new(4, &device), &device).train();
     unet.encoder = unet.encoder.freeze();
-    let train = crate::device::training();
-    let x = random_batch([batch, 3, 128, 128], &device);
-    let target = Tensor::<4>::random([batch, 1, 128, 128], Distribution::Bernoulli(0.05), &train);
-    let weight = Tensor::<4>::ones([batch, 1, 128, 128], &train);
-    if let Some(encoder) = crate::model::folded::FoldedResNet18::on_cpu(&unet.encoder)? {
-        let decoder = HostDecoder::of(&unet, ADAM_EPSILON)?;
-        let (target, weight) = (values(target)?, values(weight)?);
-        return measure(
-            BenchMode::Seg,
-            batch,
-            warmup,
-            steps,
-            decoder,
-            |mut decoder| {
-                let features = HostFeatures::of(encoder.features(x.clone(), &device)?)?;
-                decoder.step(&features, &target, &weight, DiceLoss::Batch, 1e-3);
-                Ok(decoder)
-            },
-        );
-    }
-    let mut optim = AdamConfig::new().with_epsilon(ADAM_EPSILON).init();
-    let x = Tensor::<4>::from_data(x.into_data(), &train);
+    let mut trainer = SegTrainer::new(&unet, true)?;
+    let mut draws = crate::rng::stream(0, "bench seg", &[]);
+    let images: Vec<image::RgbImage> = (0..batch)
+        .map(|_| image::RgbImage::from_fn(128, 128, |_, _| image::Rgb(draws.random())))
+        .collect();
+    let target: Vec<f32> = (0..batch * 128 * 128)
+        .map(|_| f32::from(draws.random_bool(0.05)))
+        .collect();
+    let weight = vec![1.0f32; target.len()];
     measure(BenchMode::Seg, batch, warmup, steps, unet, |unet| {
-        let logits = unet.forward(x.clone());
-        let loss = segmentation_loss(logits, target.clone(), weight.clone(), DiceLoss::Batch);
-        let grads = GradientsParams::from_grads(loss.backward(), &unet);
-        let unet = optim.step(1e-3, unet, grads);
+        let (unet, _) = trainer.step(unet, &images, &target, &weight, DiceLoss::Batch, 1e-3)?;
+        // Reading a weight back waits for the step to finish (on a GPU).
         values(unet.head.weight.val())?;
         Ok(unet)
     })

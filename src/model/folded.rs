@@ -13,6 +13,7 @@
 //! Grad-CAM's backward pass and the GPU backends keep burn's layers.
 
 use super::inference::{values, InferenceError};
+use super::matmul::{product, View};
 use super::pool::{max_pool_at, max_pool_planes, MAX_POOL};
 use super::resnet::{BasicBlock, Features, ResNet18};
 use burn::nn::conv::Conv2d;
@@ -252,11 +253,12 @@ impl FoldedConv {
             cols
         };
         let rows = self.channels[0] * self.kernel * self.kernel;
-        accumulate_product(
+        product(
             [self.channels[1], pixels, rows],
             out,
-            &self.weight,
-            rhs,
+            View::rows(&self.weight, rows),
+            View::rows(rhs, pixels),
+            true,
             parallel,
         );
         if relu {
@@ -395,48 +397,6 @@ impl Rect {
                 plane[y * w + self.x[0]..y * w + self.x[1]].copy_from_slice(line);
             }
         }
-    }
-}
-
-/// `dst[m×n] += lhs[m×k] · rhs[k×n]`, all row-major.
-fn accumulate_product(
-    [m, n, k]: [usize; 3],
-    dst: &mut [f32],
-    lhs: &[f32],
-    rhs: &[f32],
-    parallelism: gemm::Parallelism,
-) {
-    // The shapes come from the convolution that made these buffers; a mismatch is a bug here, and these checks
-    // are what keeps the raw-pointer product below inside the slices.
-    assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= k * n);
-    if m == 0 || n == 0 || k == 0 {
-        return;
-    }
-    // SAFETY: every index the product touches, row·stride + column with the strides given, lies below m·n in
-    // `dst`, m·k in `lhs` and k·n in `rhs`, which the assert checked; `dst` is borrowed mutably, so it aliases
-    // neither input.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            true,
-            lhs.as_ptr(),
-            1,
-            k as isize,
-            rhs.as_ptr(),
-            1,
-            n as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
     }
 }
 

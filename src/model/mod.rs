@@ -7,6 +7,7 @@ pub mod conv;
 pub mod fetch;
 pub mod folded;
 pub mod inference;
+pub mod matmul;
 pub mod pool;
 pub mod resnet;
 pub mod run;

@@ -18,6 +18,7 @@
 
 use super::segmentation::DiceLoss;
 use crate::model::inference::{values, InferenceError};
+use crate::model::matmul::{product, View};
 use crate::model::resnet::Features;
 use crate::model::unet::{DecoderBlock, UNet};
 use burn::module::Param;
@@ -153,80 +154,6 @@ fn replaced<const D: usize>(param: Param<Tensor<D>>, value: &[f32]) -> Param<Ten
         let (dims, device) = (t.dims(), t.device());
         Tensor::from_data(TensorData::new(value.to_vec(), dims), &device)
     })
-}
-
-/// An operand of [`product`]: values with their row and column strides.
-#[derive(Clone, Copy)]
-struct View<'a> {
-    data: &'a [f32],
-    row: usize,
-    column: usize,
-}
-
-impl<'a> View<'a> {
-    fn rows(data: &'a [f32], columns: usize) -> Self {
-        View {
-            data,
-            row: columns,
-            column: 1,
-        }
-    }
-
-    /// The transpose of a row-major matrix with `columns` columns.
-    fn transposed(data: &'a [f32], columns: usize) -> Self {
-        View {
-            data,
-            row: 1,
-            column: columns,
-        }
-    }
-
-    fn fits(&self, rows: usize, columns: usize) -> bool {
-        rows == 0
-            || columns == 0
-            || (rows - 1) * self.row + (columns - 1) * self.column < self.data.len()
-    }
-}
-
-/// `dst[m×n] = lhs[m×k] · rhs[k×n]` (row-major `dst`), or `+=` with `accumulate`.
-fn product([m, n, k]: [usize; 3], dst: &mut [f32], lhs: View, rhs: View, accumulate: bool) {
-    // These checks keep the raw-pointer product inside the slices; the shapes come from the layers that made
-    // the buffers, so a mismatch is a bug here.
-    assert!(dst.len() >= m * n && lhs.fits(m, k) && rhs.fits(k, n));
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            dst[..m * n].fill(0.0);
-        }
-        return;
-    }
-    // SAFETY: every index the product reads or writes, row·row stride + column·column stride, lies inside its
-    // slice (checked above); `dst` is borrowed mutably, so it aliases neither input.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.data.as_ptr(),
-            lhs.column as isize,
-            lhs.row as isize,
-            rhs.data.as_ptr(),
-            rhs.column as isize,
-            rhs.row as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::Rayon(0),
-        );
-    }
 }
 
 /// The transpose of a row-major `rows`×`columns` matrix.
@@ -378,6 +305,7 @@ impl Conv {
             View::rows(&self.weight.value, input * 9),
             View::rows(cols, run),
             false,
+            gemm::Parallelism::Rayon(0),
         );
         if let Some(bias) = &self.bias {
             data.par_chunks_mut(run.max(1))
@@ -412,6 +340,7 @@ impl Conv {
             View::rows(cols, run),
             View::rows(&dy_t, out),
             false,
+            gemm::Parallelism::Rayon(0),
         );
         self.weight.grad = transpose(&grad_t, input * 9, out);
         if let Some(bias) = &mut self.bias {
@@ -428,6 +357,7 @@ impl Conv {
             View::transposed(&self.weight.value, input * 9),
             View::rows(&dy.data, run),
             false,
+            gemm::Parallelism::Rayon(0),
         );
         Some(col2im(cols, channels, x.dims))
     }
@@ -992,38 +922,31 @@ mod tests {
         let g1 = |p: &Param<Tensor<1>>| values(p.val().grad(grads).expect("grad")).expect("values");
         let mut pairs = Vec::new();
         for (k, (ours, theirs)) in host.blocks.iter().zip(&unet.blocks).enumerate() {
-            pairs.extend([
-                (
-                    format!("block {k} conv1"),
-                    &ours.conv1.weight.grad[..],
-                    g4(&theirs.conv1.weight),
-                ),
-                (
-                    format!("block {k} conv2"),
-                    &ours.conv2.weight.grad[..],
-                    g4(&theirs.conv2.weight),
-                ),
-                (
-                    format!("block {k} bn1.gamma"),
-                    &ours.bn1.gamma.grad[..],
-                    g1(&theirs.bn1.gamma),
-                ),
-                (
-                    format!("block {k} bn1.beta"),
-                    &ours.bn1.beta.grad[..],
-                    g1(&theirs.bn1.beta),
-                ),
-                (
-                    format!("block {k} bn2.gamma"),
-                    &ours.bn2.gamma.grad[..],
-                    g1(&theirs.bn2.gamma),
-                ),
-                (
-                    format!("block {k} bn2.beta"),
-                    &ours.bn2.beta.grad[..],
-                    g1(&theirs.bn2.beta),
-                ),
-            ]);
+            for (name, ours, theirs) in [
+                ("conv1", &ours.conv1, &theirs.conv1),
+                ("conv2", &ours.conv2, &theirs.conv2),
+            ] {
+                pairs.push((
+                    format!("block {k} {name}"),
+                    &ours.weight.grad[..],
+                    g4(&theirs.weight),
+                ));
+            }
+            for (name, ours, theirs) in [
+                ("bn1", &ours.bn1, &theirs.bn1),
+                ("bn2", &ours.bn2, &theirs.bn2),
+            ] {
+                pairs.push((
+                    format!("block {k} {name}.gamma"),
+                    &ours.gamma.grad[..],
+                    g1(&theirs.gamma),
+                ));
+                pairs.push((
+                    format!("block {k} {name}.beta"),
+                    &ours.beta.grad[..],
+                    g1(&theirs.beta),
+                ));
+            }
         }
         pairs.push((
             "head".into(),

@@ -10,7 +10,7 @@ use crate::cam::pseudo::{keep_largest_filled, IGNORE};
 use crate::data::batcher::images_to_tensor;
 use crate::data::preprocess::hflip;
 use crate::metrics::segmentation::{bce_with_logits, MaskCounts, SegmentationSums};
-use crate::model::folded::FoldedResNet18;
+use crate::model::folded::{FoldError, FoldedResNet18};
 use crate::model::inference::{values, InferenceError};
 use crate::model::unet::UNet;
 use burn::module::Module;
@@ -35,7 +35,7 @@ pub struct SegData {
 impl SegData {
     /// The images of `items` (mirrored where `flips` says) with their targets and weights `[N, side, side]`:
     /// target 1 on foreground, weight 0 on ignored pixels.
-    fn host_batch(&self, items: &[usize], flips: &[bool]) -> (Vec<RgbImage>, Vec<f32>, Vec<f32>) {
+    fn batch(&self, items: &[usize], flips: &[bool]) -> (Vec<RgbImage>, Vec<f32>, Vec<f32>) {
         let side = self.side;
         let images: Vec<RgbImage> = items
             .iter()
@@ -62,23 +62,6 @@ impl SegData {
             }
         }
         (images, target, weight)
-    }
-
-    fn batch(
-        &self,
-        items: &[usize],
-        flips: &[bool],
-        device: &Device,
-    ) -> Result<(Tensor<4>, Tensor<4>, Tensor<4>), InferenceError> {
-        let (images, target, weight) = self.host_batch(items, flips);
-        let x = images_to_tensor(&images, device)
-            .map_err(|e| InferenceError::Readback(e.to_string()))?;
-        let shape = [items.len(), 1, self.side, self.side];
-        Ok((
-            x,
-            Tensor::from_data(TensorData::new(target, shape), device),
-            Tensor::from_data(TensorData::new(weight, shape), device),
-        ))
     }
 }
 
@@ -174,6 +157,78 @@ fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> 
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
+/// How a U-Net takes its training steps: with a frozen encoder on the CPU, the folded encoder's maps feed the
+/// decoder trained on the host ([`HostDecoder`]); otherwise burn's autodiff and Adam on the training device.
+pub enum SegTrainer {
+    Host {
+        encoder: Box<FoldedResNet18>,
+        decoder: Box<HostDecoder>,
+    },
+    Burn(burn::optim::ModuleOptimizer),
+}
+
+impl SegTrainer {
+    /// The trainer for `unet` as `frozen_encoder` says it is trained (Adam with burn's defaults, ε 1e-8).
+    pub fn new(unet: &UNet, frozen_encoder: bool) -> Result<Self, FoldError> {
+        let folded = match frozen_encoder {
+            true => FoldedResNet18::on_cpu(&unet.encoder)?,
+            false => None,
+        };
+        Ok(match folded {
+            Some(encoder) => SegTrainer::Host {
+                encoder: Box::new(encoder),
+                decoder: Box::new(HostDecoder::of(unet, ADAM_EPSILON)?),
+            },
+            None => SegTrainer::Burn(AdamConfig::new().with_epsilon(ADAM_EPSILON).init()),
+        })
+    }
+
+    /// One step at learning rate `rate` on `images` with their targets and weights (`[N, H, W]`): the model after
+    /// it and the batch's loss. The host trainer keeps what it learns until [`SegTrainer::model`].
+    pub fn step(
+        &mut self,
+        unet: UNet,
+        images: &[RgbImage],
+        target: &[f32],
+        weight: &[f32],
+        dice: DiceLoss,
+        rate: f64,
+    ) -> Result<(UNet, f32), InferenceError> {
+        let tensor_of = |images: &[RgbImage], device: &Device| {
+            images_to_tensor(images, device).map_err(|e| InferenceError::Readback(e.to_string()))
+        };
+        match self {
+            SegTrainer::Host { encoder, decoder } => {
+                let device = crate::device::inference();
+                let features =
+                    HostFeatures::of(encoder.features(tensor_of(images, &device)?, &device)?)?;
+                let loss = decoder.step(&features, target, weight, dice, rate);
+                Ok((unet, loss))
+            }
+            SegTrainer::Burn(optimizer) => {
+                let device = crate::device::training();
+                let x = tensor_of(images, &device)?;
+                let [n, _, h, w] = x.dims();
+                let mask = |v: &[f32]| {
+                    Tensor::<4>::from_data(TensorData::new(v.to_vec(), [n, 1, h, w]), &device)
+                };
+                let loss = segmentation_loss(unet.forward(x), mask(target), mask(weight), dice);
+                let value = values(loss.clone())?.first().copied().unwrap_or(f32::NAN);
+                let grads = GradientsParams::from_grads(loss.backward(), &unet);
+                Ok((optimizer.step(rate, unet, grads), value))
+            }
+        }
+    }
+
+    /// `unet` with what the steps so far learnt.
+    pub fn model(&self, unet: UNet) -> UNet {
+        match self {
+            SegTrainer::Host { decoder, .. } => decoder.write_into(unet),
+            SegTrainer::Burn(_) => unet,
+        }
+    }
+}
+
 /// Train `unet` (on the training device, encoder frozen or not as the caller set it) for one round on
 /// `data.targets` of `train`, validating on `validation`; returns the best epoch's model in inference mode.
 pub fn train_round(
@@ -185,17 +240,7 @@ pub fn train_round(
     history: &mut Vec<SegEpoch>,
     progress: &dyn Fn(u64),
 ) -> anyhow::Result<UNet> {
-    let device = crate::device::training();
-    let mut optimizer = AdamConfig::new().with_epsilon(ADAM_EPSILON).init();
-    // A frozen encoder on the CPU gives the same function every step: fold it once (its weights do not change),
-    // and train the decoder on the host without autodiff.
-    let mut host = match config.frozen_encoder {
-        true => match FoldedResNet18::on_cpu(&unet.encoder)? {
-            Some(encoder) => Some((encoder, HostDecoder::of(&unet, ADAM_EPSILON)?)),
-            None => None,
-        },
-        false => None,
-    };
+    let mut trainer = SegTrainer::new(&unet, config.frozen_encoder)?;
     let mut best: Option<(f64, f64, UNet)> = None;
     for epoch in 0..config.epochs {
         let start = Instant::now();
@@ -215,32 +260,14 @@ pub fn train_round(
                 config
                     .schedule
                     .rate(config.learning_rate, config.epochs, epoch, step, steps);
-            let loss = match &mut host {
-                Some((encoder, decoder)) => {
-                    let (images, target, weight) = data.host_batch(&items, &flips);
-                    let inference = crate::device::inference();
-                    let x = images_to_tensor(&images, &inference)
-                        .map_err(|e| InferenceError::Readback(e.to_string()))?;
-                    let features = HostFeatures::of(encoder.features(x, &inference)?)?;
-                    decoder.step(&features, &target, &weight, config.dice_loss, rate)
-                }
-                None => {
-                    let (x, target, weight) = data.batch(&items, &flips, &device)?;
-                    let logits = unet.forward(x);
-                    let loss = segmentation_loss(logits, target, weight, config.dice_loss);
-                    let value = values(loss.clone())?.first().copied().unwrap_or(f32::NAN);
-                    let grads = GradientsParams::from_grads(loss.backward(), &unet);
-                    unet = optimizer.step(rate, unet, grads);
-                    value
-                }
-            };
+            let (images, target, weight) = data.batch(&items, &flips);
+            let loss;
+            (unet, loss) = trainer.step(unet, &images, &target, &weight, config.dice_loss, rate)?;
             loss_sum += f64::from(loss) * items.len() as f64;
             seen += items.len();
             progress(items.len() as u64);
         }
-        if let Some((_, decoder)) = &host {
-            unet = decoder.write_into(unet);
-        }
+        unet = trainer.model(unet);
         let model = unet.clone().valid();
         let (validation_loss, sums) = evaluate(&model, data, validation, config.threshold)?;
         let dice = sums.scores().pooled_dice;
