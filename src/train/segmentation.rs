@@ -130,7 +130,7 @@ pub struct RoundConfig {
     /// The loss's Dice term.
     pub dice_loss: DiceLoss,
     /// The encoder is frozen (no gradients, eval-mode BatchNorm): on the CPU its maps then come from the folded
-    /// network, and only the decoder runs on the training device.
+    /// network and the decoder is trained on the host ([`SegTrainer`]).
     pub frozen_encoder: bool,
 }
 
