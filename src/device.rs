@@ -2,7 +2,8 @@
 //!
 //! A process picks its backend once ([`select`], from the global `--device` option); every other module asks
 //! for [`inference`] or [`training`] and never names a backend. The default build has only the `flex` CPU
-//! backend; the `vulkan` and `cuda` Cargo features add GPU backends (burn's CubeCL runtimes).
+//! backend; the `vulkan` and `cuda` Cargo features add GPU backends (burn's CubeCL runtimes), the `tch` feature
+//! burn's LibTorch backend (PyTorch's own kernels, on the CPU or an NVIDIA GPU; see `tools/tch_build.sh`).
 
 use burn::tensor::Device;
 use std::sync::OnceLock;
@@ -18,6 +19,10 @@ pub enum Backend {
     Vulkan,
     /// An NVIDIA GPU through CUDA (Cargo feature `cuda`; its build downloads LLVM, so it needs internet).
     Cuda,
+    /// PyTorch's C++ library on the CPU (Cargo feature `tch`; libtorch found at run time).
+    Libtorch,
+    /// PyTorch's C++ library on the first NVIDIA GPU (Cargo feature `tch`, linked against a CUDA libtorch).
+    LibtorchCuda,
 }
 
 impl Backend {
@@ -27,12 +32,31 @@ impl Backend {
             Backend::Cpu => true,
             Backend::Vulkan => cfg!(feature = "vulkan"),
             Backend::Cuda => cfg!(feature = "cuda"),
+            Backend::Libtorch | Backend::LibtorchCuda => cfg!(feature = "tch"),
         }
     }
 
-    /// Whether this is a GPU backend (kernels compiled at first use).
+    /// Whether this backend runs on a GPU.
     pub fn is_gpu(self) -> bool {
-        self != Backend::Cpu
+        matches!(
+            self,
+            Backend::Vulkan | Backend::Cuda | Backend::LibtorchCuda
+        )
+    }
+
+    /// Whether this is one of burn's CubeCL runtimes (kernels compiled at first use and cached on disk).
+    fn is_cubecl(self) -> bool {
+        matches!(self, Backend::Vulkan | Backend::Cuda)
+    }
+
+    /// The Cargo feature that builds this backend in.
+    fn feature(self) -> &'static str {
+        match self {
+            Backend::Cpu => "",
+            Backend::Vulkan => "vulkan",
+            Backend::Cuda => "cuda",
+            Backend::Libtorch | Backend::LibtorchCuda => "tch",
+        }
     }
 }
 
@@ -42,6 +66,8 @@ impl std::fmt::Display for Backend {
             Backend::Cpu => "cpu",
             Backend::Vulkan => "vulkan",
             Backend::Cuda => "cuda",
+            Backend::Libtorch => "libtorch",
+            Backend::LibtorchCuda => "libtorch-cuda",
         })
     }
 }
@@ -50,9 +76,12 @@ impl std::fmt::Display for Backend {
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
     #[error(
-        "this tumornet was built without the `{0}` backend; rebuild with `cargo build --release --features {0}`"
+        "this tumornet was built without the `{backend}` backend; rebuild with `cargo build --release --features {feature}`"
     )]
-    NotCompiled(Backend),
+    NotCompiled {
+        backend: Backend,
+        feature: &'static str,
+    },
     #[error("the backend was already chosen as {chosen}; it cannot change to {asked} within one process")]
     AlreadyChosen { chosen: Backend, asked: Backend },
     #[error("no {backend} device could be opened: {message}")]
@@ -66,12 +95,15 @@ static SELECTED: OnceLock<Backend> = OnceLock::new();
 /// survive between runs.
 pub fn select(backend: Backend) -> Result<(), DeviceError> {
     if !backend.compiled_in() {
-        return Err(DeviceError::NotCompiled(backend));
+        return Err(DeviceError::NotCompiled {
+            backend,
+            feature: backend.feature(),
+        });
     }
     let mut first = false;
     let chosen = *SELECTED.get_or_init(|| {
         first = true;
-        if backend.is_gpu() {
+        if backend.is_cubecl() {
             configure_kernel_cache();
         }
         backend
@@ -82,7 +114,7 @@ pub fn select(backend: Backend) -> Result<(), DeviceError> {
             asked: backend,
         });
     }
-    if first && backend.is_gpu() {
+    if first && backend != Backend::Cpu {
         probe(backend)?;
     }
     Ok(())
@@ -117,9 +149,20 @@ fn probe(backend: Backend) -> Result<(), DeviceError> {
         message: message
             .lock()
             .ok()
-            .and_then(|m| m.clone())
+            .and_then(|m| m.as_deref().map(first_line))
             .unwrap_or_else(|| "the runtime panicked".to_string()),
     })
+}
+
+/// A runtime's panic message up to its first line break, written or escaped (LibTorch's errors carry a C++
+/// backtrace after `\n`).
+fn first_line(message: &str) -> String {
+    let end = [message.find('\n'), message.find("\\n")]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(message.len());
+    message[..end].trim_end().to_string()
 }
 
 /// The backend in use: the one [`select`]ed, else the CPU.
@@ -134,6 +177,14 @@ pub fn inference() -> Device {
         Backend::Vulkan => Device::vulkan(burn::tensor::DeviceKind::DefaultDevice),
         #[cfg(feature = "cuda")]
         Backend::Cuda => Device::cuda(burn::tensor::DeviceIndex::Default),
+        // burn 0.22 marks its LibTorch backend deprecated (in favour of CubeCL); it stays the one route to
+        // PyTorch's kernels that builds offline (docs/gpu.md).
+        #[cfg(feature = "tch")]
+        #[allow(deprecated)]
+        Backend::Libtorch => Device::libtorch(),
+        #[cfg(feature = "tch")]
+        #[allow(deprecated)]
+        Backend::LibtorchCuda => Device::libtorch_cuda(0),
         // `select` refuses backends that are not compiled in, so only the CPU reaches here.
         _ => Device::flex(),
     }
@@ -248,6 +299,17 @@ mod tests {
     }
 
     #[test]
+    fn a_runtime_error_is_cut_at_its_first_line_break() {
+        let torch = r#"called `Result::unwrap()` on an `Err` value: Torch("Found no NVIDIA driver\nException raised from device_count_impl\nframe #0")"#;
+        assert_eq!(
+            first_line(torch),
+            r#"called `Result::unwrap()` on an `Err` value: Torch("Found no NVIDIA driver"#
+        );
+        assert_eq!(first_line("no adapter\nat line 3"), "no adapter");
+        assert_eq!(first_line("no adapter"), "no adapter");
+    }
+
+    #[test]
     fn cpu_is_always_available_and_gpu_needs_its_feature() {
         assert!(Backend::Cpu.compiled_in());
         // A GPU backend this build lacks is refused by `select`, naming the feature to build with.
@@ -258,6 +320,11 @@ mod tests {
         if !cfg!(feature = "cuda") {
             let err = select(Backend::Cuda).expect_err("cuda is not built in");
             assert!(err.to_string().contains("--features cuda"), "{err}");
+        }
+        if !cfg!(feature = "tch") {
+            let err = select(Backend::LibtorchCuda).expect_err("tch is not built in");
+            assert!(err.to_string().contains("--features tch"), "{err}");
+            assert!(err.to_string().contains("`libtorch-cuda` backend"), "{err}");
         }
     }
 }

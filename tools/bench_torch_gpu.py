@@ -4,7 +4,8 @@ definition as `tumornet bench`: eval = forward in eval mode (no_grad); train = f
 an Adam step, every layer learning, model.train(). Random 224×224 inputs; median of the timed steps after warm-up,
 each step synchronised. cuDNN autotuning (benchmark=True) as a PyTorch user would run it.
 
-Usage: python3 tools/bench_torch_gpu.py [--batch 64 256] [--steps 20] [--warmup 5] [--json out.jsonl]
+Usage: python3 tools/bench_torch_gpu.py [--batch 64 256] [--steps 20] [--warmup 5] [--json out.jsonl] [--device cpu]
+(--device cpu: the same steps on the CPU, fp32 only, for the CPU side of `--device libtorch`)
 """
 import argparse
 import json
@@ -19,11 +20,13 @@ p.add_argument("--batch", type=int, nargs="+", default=[64, 256])
 p.add_argument("--steps", type=int, default=20)
 p.add_argument("--warmup", type=int, default=5)
 p.add_argument("--json", default=None)
+p.add_argument("--device", default="cuda")
 a = p.parse_args()
 
 torch.backends.cudnn.benchmark = True
-dev = torch.device("cuda")
-name = torch.cuda.get_device_name()
+dev = torch.device(a.device)
+cuda = dev.type == "cuda"
+name = torch.cuda.get_device_name() if cuda else f"cpu, {torch.get_num_threads()} threads"
 out = open(a.json, "a") if a.json else None
 
 
@@ -47,7 +50,8 @@ def measure(precision, mode, batch):
             opt.zero_grad(set_to_none=True)
             loss_fn(model(x), y).backward()
             opt.step()
-        torch.cuda.synchronize()
+        if cuda:
+            torch.cuda.synchronize()
 
     t0 = time.perf_counter()
     for _ in range(a.warmup):
@@ -65,7 +69,7 @@ def measure(precision, mode, batch):
 
 # "fp32": TF32 off everywhere (strict fp32, what burn computes); "default": PyTorch's defaults, under which cuDNN
 # convolutions use TF32 tensor cores.
-for precision in ("fp32", "default"):
+for precision in ("fp32", "default") if cuda else ("fp32",):
     for mode in ("eval", "train"):
         for batch in a.batch:
             rec = measure(precision, mode, batch)

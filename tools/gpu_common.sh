@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Sourced (from the repository root) by the tools/gpu_*.sh scripts that run ON the GPU machine: the results
 # folder $R packed into $OUT/gpu-results.tgz, one overall deadline (GPU_BUDGET_S), `log`, `pack`, the capped
-# `step` runner, the Vulkan libraries (.gl/*.deb) and environment, and the tumornet binary as $T (.gpu/tumornet.xz
-# unless TUMORNET_BIN names one); machine facts go to $R/machine.txt.
+# `step` runner, the Vulkan libraries (.gl/*.deb) and environment (or, for GPU_BACKEND=libtorch-cuda, the
+# machine's own libtorch on the loader's path), and the tumornet binary as $T (.gpu/tumornet.xz unless
+# TUMORNET_BIN names one); machine facts go to $R/machine.txt.
 set -u
 OUT=${OUT:-/tmp/gpu-out}
 R=/tmp/gpu-results
@@ -26,6 +27,14 @@ step() { # step NAME CAP_S command...   (ONLY="a b" runs just the named steps)
 
 # A dry run elsewhere: GPU_BACKEND=cpu TUMORNET_BIN=target/debug/tumornet SKIP_GL=1 BATCHES=2,4 ...
 BACKEND=${GPU_BACKEND:-vulkan}
+case $BACKEND in
+    libtorch*)
+        # The `tch` build (tools/tch_build.sh) links libtorch at run time from this machine's own PyTorch.
+        LD_LIBRARY_PATH="$(python3 -c 'import torch, os; print(os.path.dirname(torch.__file__))')/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+        export LD_LIBRARY_PATH
+        SKIP_GL=1
+        ;;
+esac
 if [ -z "${SKIP_GL:-}" ]; then
     for f in .gl/*.deb; do dpkg -x "$f" /; done
     ldconfig

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs ON the GPU machine, from the repository root, after tools/gpu_pack.sh packed .gpu/ and .gl/ here.
+# Runs ON the GPU machine, from the repository root, after tools/gpu_pack.sh packed .gpu/ and .gl/ here (Vulkan), or
+# tools/tch_build.sh packed .gpu/ (then GPU_BACKEND=libtorch-cuda: PyTorch's kernels through burn's LibTorch backend).
 # One prepared call: every step has a time cap under one overall deadline, and writes its results to $OUT as it
 # goes, so a step that runs long costs only itself. Steps, most important first:
 #   1. PyTorch fp32 / default-precision images/s, eval and train, b64 and b256   (tools/bench_torch_gpu.py)
