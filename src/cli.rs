@@ -23,6 +23,13 @@ pub struct Cli {
     /// kernels (minutes), later runs reuse them from the kernel cache.
     #[arg(long, global = true, value_enum, default_value_t = crate::device::Backend::Cpu)]
     pub device: crate::device::Backend,
+    /// Classifier inference (predict, evaluate, the classifications of cam and serve, `bench --mode eval`) in
+    /// half precision on a GPU backend; the CPU, training and the U-Net compute in f32 whatever this says.
+    #[arg(long, global = true, value_enum, default_value_t = crate::device::Precision::F32)]
+    pub precision: crate::device::Precision,
+    /// How `vulkan` and `cuda` run convolutions: their own kernels, or im2col and one matrix product each.
+    #[arg(long, global = true, value_enum, default_value_t = crate::device::GpuConv::Native)]
+    pub gpu_conv: crate::device::GpuConv,
     #[command(subcommand)]
     pub command: Command,
 }

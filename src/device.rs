@@ -88,7 +88,54 @@ pub enum DeviceError {
     Unavailable { backend: Backend, message: String },
 }
 
+/// The float type classifier inference computes in off the CPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Single precision everywhere.
+    #[default]
+    F32,
+    /// Half precision for classifier inference on a GPU backend (weights and activations in f16, logits
+    /// widened to f32); the CPU, training and the U-Net stay in f32.
+    F16,
+}
+
+/// How a CubeCL GPU backend runs ResNet18's convolutions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GpuConv {
+    /// The backend's own convolution kernels.
+    #[default]
+    Native,
+    /// Patches gathered by strided slices (im2col), then one matrix product per convolution, on the
+    /// backend's matmul kernels (`vulkan` has no f32 matrix-core convolution, and its direct kernel is slow).
+    Matmul,
+}
+
 static SELECTED: OnceLock<Backend> = OnceLock::new();
+static PRECISION: OnceLock<Precision> = OnceLock::new();
+static GPU_CONV: OnceLock<GpuConv> = OnceLock::new();
+
+/// Set the inference precision and the GPU convolution route for this process (once, at start-up; later calls
+/// are ignored).
+pub fn configure(precision: Precision, gpu_conv: GpuConv) {
+    let _ = PRECISION.set(precision);
+    let _ = GPU_CONV.set(gpu_conv);
+}
+
+/// The float type classifier inference computes in: [`Precision::F16`] only where it was asked for and the
+/// backend is a GPU.
+pub fn precision() -> Precision {
+    match PRECISION.get() {
+        Some(Precision::F16) if backend().is_gpu() => Precision::F16,
+        _ => Precision::F32,
+    }
+}
+
+/// Whether convolutions take the matrix-product route on this backend: asked for, on a CubeCL GPU backend.
+pub fn gpu_matmul_convolutions() -> bool {
+    GPU_CONV.get() == Some(&GpuConv::Matmul) && backend().is_cubecl()
+}
 
 /// Choose the backend for this process (once; choosing the same one again is fine). For a GPU backend this also
 /// turns on CubeCL's on-disk kernel cache under [`kernel_cache_dir`], so compiled kernels and autotune results
@@ -296,6 +343,17 @@ mod tests {
         let moved = from_host(fresh, &inference());
         // 62 parameters and the 2 × 20 BatchNorm running statistics.
         assert_eq!(count(&moved), (62 + 40, 0));
+    }
+
+    #[test]
+    fn half_precision_and_matmul_convolutions_apply_to_gpu_backends_only() {
+        configure(Precision::F16, GpuConv::Matmul);
+        // This process computes on the CPU (no test selects another backend): both requests are ignored.
+        assert_eq!(backend(), Backend::Cpu);
+        assert_eq!(precision(), Precision::F32);
+        assert!(!gpu_matmul_convolutions());
+        assert!(Backend::LibtorchCuda.is_gpu() && !Backend::LibtorchCuda.is_cubecl());
+        assert!(Backend::Vulkan.is_cubecl() && !Backend::Libtorch.is_gpu());
     }
 
     #[test]

@@ -13,6 +13,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tumornet::data::medical::quiet_guarded_panics();
     init_logging(cli.verbose, cli.quiet);
+    tumornet::device::configure(cli.precision, cli.gpu_conv);
     if let Err(error) = tumornet::device::select(cli.device) {
         eprintln!("error: {error}");
         // Asking for a backend this build lacks is a usage error (2); a device that will not open is a failure (1).

@@ -8,7 +8,8 @@
 
 use burn::module::Module;
 use burn::tensor::{Device, Distribution, Tensor};
-use tumornet::device::{self, Backend};
+use tumornet::device::{self, Backend, Precision};
+use tumornet::model::inference::Predictor;
 use tumornet::model::ResNet18;
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
@@ -70,6 +71,14 @@ fn libtorch_matches_the_default_backend_in_inference_and_in_a_training_step() {
         eprintln!("{name}: {} values, relative gap {gap:.2e}", ours.len());
         assert!(gap < 1e-4, "{name}: libtorch and flex differ by {gap:.2e}");
     }
+    // Half precision (what `--precision f16` runs on a GPU): within a percent of the f32 logits.
+    let device = device::inference();
+    let half = Predictor::with_precision(&device::from_host(model.clone(), &device), Precision::F16)
+        .logits(x.clone().to_device(&device))
+        .expect("f16 logits");
+    let gap = relative_gap(&values(half), &reference[0]);
+    eprintln!("f16 logits: relative gap {gap:.2e}");
+    assert!(gap < 1e-2, "f16 logits differ by {gap:.2e}");
     // A control: a different input gives other logits, so the comparison can fail.
     let other = Tensor::<4>::random([2, 3, 112, 112], Distribution::Normal(0.0, 1.0), &host);
     let moved = figures(&model, &other, &device::inference());

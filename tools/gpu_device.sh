@@ -7,7 +7,8 @@
 #   2. tumornet train --device vulkan on a phantom set (baseline + fine-tune; compare with the same command on CPU);
 #      the first GPU process, so its log shows what first-run kernel compilation costs
 #   3. tumornet bench --device vulkan: eval b64, b256 (a fresh process: kernels partly from the on-disk cache)
-#   4. tumornet bench --device vulkan: train b64, b256 (every layer learning: new backward kernels compile)
+#   4. tumornet bench --device vulkan: train b64, b256 (every layer learning: new backward kernels compile);
+#      then eval in half precision (--precision f16) and, on CubeCL backends, eval and train with --gpu-conv matmul
 #   5. the PyTorch protocol on the same data on CUDA (tools/torch_protocol.py --device cuda)
 #   6. with any time left: the `full` stage on a larger phantom set; the model returns in parts
 # Everything lands in one folder, packed into $OUT/gpu-results.tgz after every step (the device call returns at
@@ -30,6 +31,12 @@ for f in metrics.json history.csv run.json; do cp "/tmp/run-gpu/$f" "$R/gpu_$f" 
 pack
 step eval_bench 60 $T --device $BACKEND bench --mode eval --batch $BATCHES --steps 10 --warmup 3 --json "$R/bench.jsonl"
 step train_bench 140 $T --device $BACKEND bench --mode train --batch $BATCHES --steps 8 --warmup 3 --json "$R/bench.jsonl"
+# Half-precision inference, and (CubeCL backends) convolutions as im2col + one matrix product each.
+step eval_bench_f16 60 $T --device $BACKEND --precision f16 bench --mode eval --batch $BATCHES --steps 10 --warmup 3 --json "$R/bench.jsonl"
+if [ "$BACKEND" = vulkan ] || [ "$BACKEND" = cuda ]; then
+    step eval_bench_matmul 60 $T --device $BACKEND --gpu-conv matmul bench --mode eval --batch $BATCHES --steps 10 --warmup 3 --json "$R/bench.jsonl"
+    step train_bench_matmul 140 $T --device $BACKEND --gpu-conv matmul bench --mode train --batch $BATCHES --steps 8 --warmup 3 --json "$R/bench.jsonl"
+fi
 du -sh /tmp/tumornet-kernels >> "$R/steps.log" 2>&1
 step torch_protocol 45 python3 tools/torch_protocol.py "$DATA" --baseline 3 --finetune 3 --val 0.2 --workers 8 \
     --device cuda --json "$R/torch_protocol.json"

@@ -19,6 +19,10 @@ use std::time::Instant;
 #[derive(Debug, serde::Serialize)]
 pub struct BenchResult {
     pub device: crate::device::Backend,
+    /// Classifier inference's float type as it ran (f16 only on a GPU backend, `--precision f16`).
+    pub precision: crate::device::Precision,
+    /// Whether convolutions took the matrix-product route on a GPU backend (`--gpu-conv matmul`).
+    pub gpu_matmul_convolutions: bool,
     pub mode: BenchMode,
     pub batch: usize,
     pub warmup_steps: usize,
@@ -46,8 +50,17 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             BenchMode::Finetune => bench_finetune(batch, args.warmup, args.steps),
         }?;
         println!(
-            "{} {:?} batch={}: {:.1} images/s (median step {:.1} ms; warm-up {} steps {:.1} s)",
+            "{}{}{} {:?} batch={}: {:.1} images/s (median step {:.1} ms; warm-up {} steps {:.1} s)",
             result.device,
+            match (result.precision, result.mode) {
+                (crate::device::Precision::F16, BenchMode::Eval) => " f16",
+                _ => "",
+            },
+            if result.gpu_matmul_convolutions {
+                " matmul-conv"
+            } else {
+                ""
+            },
             result.mode,
             result.batch,
             result.images_per_s,
@@ -93,6 +106,8 @@ fn measure<S>(
     let median = times[times.len() / 2];
     Ok(BenchResult {
         device: crate::device::backend(),
+        precision: crate::device::precision(),
+        gpu_matmul_convolutions: crate::device::gpu_matmul_convolutions(),
         mode,
         batch,
         warmup_steps: warmup,

@@ -9,7 +9,8 @@
 //! 256→512 71.6 → 58.5 ms; a 3×3 512→512 forward 53.2 → 42.1 ms, forward + weight gradient 127.2 → 81.6 ms; with
 //! an input gradient as well the single convolution is even (242 vs 248 ms), yet a whole finetune step is faster
 //! with those on this path too (`bench --mode finetune`: 45–54 against 42 images/s). On 14×14 maps and larger
-//! burn's convolution was the faster one in every pass measured, so those keep it, and so does every GPU backend.
+//! burn's convolution was the faster one in every pass measured, so those keep it. GPU backends keep their own
+//! kernels unless `--gpu-conv matmul` sends a CubeCL backend's convolutions, of every size, this way.
 
 use burn::nn::conv::Conv2d;
 use burn::nn::PaddingConfig2d;
@@ -36,9 +37,24 @@ struct Geometry {
 }
 
 fn plan(conv: &Conv2d, x: &Tensor<4>) -> Option<Geometry> {
-    if crate::device::backend() != crate::device::Backend::Cpu {
+    let on_gpu = crate::device::gpu_matmul_convolutions();
+    if crate::device::backend() != crate::device::Backend::Cpu && !on_gpu {
         return None;
     }
+    geometry(
+        conv,
+        x,
+        if on_gpu {
+            usize::MAX
+        } else {
+            MAX_OUTPUT_PIXELS
+        },
+    )
+}
+
+/// The geometry of `conv` on `x` where the matrix-product path can compute it with at most `max_output_pixels`
+/// output pixels per map.
+fn geometry(conv: &Conv2d, x: &Tensor<4>, max_output_pixels: usize) -> Option<Geometry> {
     let [kh, kw] = conv.kernel_size;
     let [sh, sw] = conv.stride;
     let padding = match &conv.padding {
@@ -61,7 +77,7 @@ fn plan(conv: &Conv2d, x: &Tensor<4>) -> Option<Geometry> {
         (h + 2 * padding - kh) / sh + 1,
         (w + 2 * padding - kw) / sw + 1,
     ];
-    (out[0] * out[1] <= MAX_OUTPUT_PIXELS).then_some(Geometry {
+    (out[0] * out[1] <= max_output_pixels).then_some(Geometry {
         kernel: kh,
         stride: sh,
         padding,
@@ -184,6 +200,37 @@ mod tests {
             assert_eq!(ours.dims(), theirs.dims());
             let d = max_difference(ours, theirs);
             assert!(d < 1e-4, "{channels:?} k{kernel}/{stride}: max |Δ| {d}");
+        }
+    }
+
+    #[test]
+    fn the_gpu_route_computes_the_large_maps_too() {
+        // `--gpu-conv matmul` on a GPU backend: the same path with no cap on the map size (the stem's 7×7/2,
+        // layer1's 3×3, a stride-2 3×3 and a 1×1 downsample, on maps the CPU leaves to burn).
+        let device = Device::flex();
+        device.seed(5);
+        for (channels, size, kernel, stride, padding) in [
+            ([3, 8], 32, 7, 2, 3),
+            ([8, 8], 28, 3, 1, 1),
+            ([8, 16], 28, 3, 2, 1),
+            ([8, 16], 28, 1, 2, 0),
+        ] {
+            let conv = layer(channels, kernel, stride, padding, false, &device);
+            let x = Tensor::<4>::random(
+                [2, channels[0], size, size],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            assert!(
+                plan(&conv, &x).is_none(),
+                "the CPU keeps burn's kernel here"
+            );
+            let g = geometry(&conv, &x, usize::MAX).expect("uncapped, the route takes it");
+            let d = max_difference(forward_gemm(&conv, x.clone(), g), conv.forward(x));
+            assert!(
+                d < 1e-4,
+                "{channels:?} k{kernel}/{stride} on {size}: max |Δ| {d}"
+            );
         }
     }
 
