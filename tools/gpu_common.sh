@@ -3,7 +3,7 @@
 # folder $R packed into $OUT/gpu-results.tgz, one overall deadline (GPU_BUDGET_S), `log`, `pack`, the capped
 # `step` runner, the Vulkan libraries (.gl/*.deb) and environment (or, for GPU_BACKEND=libtorch-cuda, the
 # machine's own libtorch on the loader's path), and the tumornet binary as $T (.gpu/tumornet.xz unless
-# TUMORNET_BIN names one); machine facts go to $R/machine.txt.
+# TUMORNET_BIN names one; .gpu/tumornet-tch.xz for libtorch-cuda); machine facts go to $R/machine.txt.
 set -u
 OUT=${OUT:-/tmp/gpu-out}
 R=/tmp/gpu-results
@@ -47,7 +47,11 @@ export TUMORNET_KERNEL_CACHE=/tmp/tumornet-kernels
 if [ -n "${TUMORNET_BIN:-}" ]; then
     T=$TUMORNET_BIN
 else
-    python3 -c "import lzma, shutil; shutil.copyfileobj(lzma.open('.gpu/tumornet.xz'), open('/tmp/tumornet', 'wb'))"
+    # tools/tch_build.sh packs the LibTorch build as .gpu/tumornet-tch.xz, tools/gpu_pack.sh the Vulkan one as
+    # .gpu/tumornet.xz: both fit in one device call (34 + 27 MB).
+    packed=.gpu/tumornet.xz
+    case $BACKEND in libtorch*) packed=.gpu/tumornet-tch.xz ;; esac
+    python3 -c "import lzma, shutil; shutil.copyfileobj(lzma.open('$packed'), open('/tmp/tumornet', 'wb'))"
     chmod +x /tmp/tumornet
     T=/tmp/tumornet
 fi

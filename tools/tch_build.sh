@@ -6,7 +6,7 @@
 #   LD_LIBRARY_PATH=$(python3 -c 'import torch, os; print(os.path.dirname(torch.__file__))')/lib \
 #     tumornet --device libtorch-cuda bench --mode eval
 #
-#   tools/tch_build.sh          build ../target-tch/x86_64-unknown-linux-gnu/release/tumornet, packed as .gpu/tumornet.xz
+#   tools/tch_build.sh          build ../target-tch/x86_64-unknown-linux-gnu/release/tumornet, packed as .gpu/tumornet-tch.xz
 #   tools/tch_build.sh test     build, then run tests/libtorch.rs here (LibTorch on the CPU against the default
 #                               backend); it needs that torch installed here, in TORCH_VENV (default /opt/t211:
 #                               python3 -m venv /opt/t211 && /opt/t211/bin/pip install torch==$TORCH_VERSION)
@@ -46,8 +46,8 @@ triple=x86_64-unknown-linux-gnu
 export RUSTFLAGS="${RUSTFLAGS:-} -L native=$libtorch/lib $link"
 cargo build --release --locked --features tch --target $triple
 mkdir -p .gpu
-strip -o .gpu/tumornet "$target/$triple/release/tumornet"
-xz -T2 -6 -f .gpu/tumornet
+strip -o .gpu/tumornet-tch "$target/$triple/release/tumornet"
+xz -T2 -6 -f .gpu/tumornet-tch
 ls -la .gpu
 
 if [ "${1:-}" = test ]; then
