@@ -137,9 +137,9 @@ pub fn gpu_matmul_convolutions() -> bool {
     GPU_CONV.get() == Some(&GpuConv::Matmul) && backend().is_cubecl()
 }
 
-/// Choose the backend for this process (once; choosing the same one again is fine). For a GPU backend this also
-/// turns on CubeCL's on-disk kernel cache under [`kernel_cache_dir`], so compiled kernels and autotune results
-/// survive between runs.
+/// Choose the backend for this process (once; choosing the same one again is fine) and open it with a probe
+/// (any backend but the default CPU). For a CubeCL backend this also turns on the on-disk kernel cache under
+/// [`kernel_cache_dir`], so compiled kernels and autotune results survive between runs.
 pub fn select(backend: Backend) -> Result<(), DeviceError> {
     if !backend.compiled_in() {
         return Err(DeviceError::NotCompiled {
