@@ -73,9 +73,10 @@ fn libtorch_matches_the_default_backend_in_inference_and_in_a_training_step() {
     }
     // Half precision (what `--precision f16` runs on a GPU): within a percent of the f32 logits.
     let device = device::inference();
-    let half = Predictor::with_precision(&device::from_host(model.clone(), &device), Precision::F16)
-        .logits(x.clone().to_device(&device))
-        .expect("f16 logits");
+    let half =
+        Predictor::with_precision(&device::from_host(model.clone(), &device), Precision::F16)
+            .logits(x.clone().to_device(&device))
+            .expect("f16 logits");
     let gap = relative_gap(&values(half), &reference[0]);
     eprintln!("f16 logits: relative gap {gap:.2e}");
     assert!(gap < 1e-2, "f16 logits differ by {gap:.2e}");
