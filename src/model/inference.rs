@@ -2,8 +2,8 @@
 
 use super::folded::{FoldedResNet18, Rect};
 use super::resnet::ResNet18;
+use super::weights::cast_floats;
 use crate::data::batcher::{images_to_tensor, BatchError};
-use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::activation::softmax;
 use burn::tensor::{DType, Device, Tensor};
 use image::RgbImage;
@@ -27,18 +27,6 @@ pub fn values<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, InferenceEr
         .map_err(|e| InferenceError::Readback(format!("{e:?}")))
 }
 
-/// `model` with every float parameter and buffer in `dtype`.
-fn cast(model: ResNet18, dtype: DType) -> ResNet18 {
-    struct Cast(DType);
-    impl ModuleMapper for Cast {
-        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-            let dtype = self.0;
-            param.map(move |t| t.cast(dtype))
-        }
-    }
-    model.map(&mut Cast(dtype))
-}
-
 /// A classifier ready for inference, prepared once: on the CPU its BatchNorms folded into the convolutions
 /// ([`FoldedResNet18`]); on a GPU backend, or for a model on a training device, burn's own layers.
 pub struct Predictor {
@@ -60,7 +48,7 @@ impl Predictor {
             return Self {
                 model: model.clone(),
                 folded: None,
-                half: Some(cast(model.clone(), DType::F16)),
+                half: Some(cast_floats(model.clone(), DType::F16)),
             };
         }
         let on_host = crate::device::backend() == crate::device::Backend::Cpu
