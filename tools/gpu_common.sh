@@ -47,8 +47,8 @@ export TUMORNET_KERNEL_CACHE=/tmp/tumornet-kernels
 if [ -n "${TUMORNET_BIN:-}" ]; then
     T=$TUMORNET_BIN
 else
-    # tools/tch_build.sh packs the LibTorch build as .gpu/tumornet-tch.xz, tools/gpu_pack.sh the Vulkan one as
-    # .gpu/tumornet.xz: both fit in one device call (34 + 27 MB).
+    # tools/tch_build.sh packs the LibTorch build as .gpu/tumornet-tch.xz (34 MB), tools/gpu_pack.sh the Vulkan
+    # one as .gpu/tumornet.xz (50 MB); a device call carries at most 64 MiB, so one of them per call.
     packed=.gpu/tumornet.xz
     case $BACKEND in libtorch*) packed=.gpu/tumornet-tch.xz ;; esac
     python3 -c "import lzma, shutil; shutil.copyfileobj(lzma.open('$packed'), open('/tmp/tumornet', 'wb'))"

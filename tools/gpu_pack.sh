@@ -5,7 +5,7 @@
 # Then run tools/gpu_device.sh there, e.g. with the session's device tool:
 #   run(command="bash tools/gpu_device.sh", carry=[".gpu", ".gl"], timeout_s=600)
 # or tools/gpu_pseudo_masks.sh (occlusion pseudo-masks on the GPU; it also needs a run folder copied to .gpu/run).
-# A clean build of the vulkan feature takes ≈26 min on 2 cores; it uses its own target folder so the CPU build
+# A clean build of the vulkan feature takes 26–39 min on 2 cores (its binary 50 MB packed); it uses its own target folder so the CPU build
 # stays cached.
 set -euo pipefail
 cd "$(dirname "$0")/.."
