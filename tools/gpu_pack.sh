@@ -3,10 +3,10 @@
 #   .gpu/tumornet.xz   the stripped release binary, xz-compressed (the device call carries at most 64 MiB)
 #   .gl/*.deb          the Vulkan loader and glvnd libraries (the device image has the NVIDIA driver only)
 # Then run tools/gpu_device.sh there, e.g. with the session's device tool:
-#   run(command="bash tools/gpu_device.sh", carry=[".gpu", ".gl"], timeout_s=600)
+#   run(command="bash tools/gpu_device.sh", carry=[".gpu/tumornet.xz", ".gl"], timeout_s=600)
 # or tools/gpu_pseudo_masks.sh (occlusion pseudo-masks on the GPU; it also needs a run folder copied to .gpu/run).
-# A clean build of the vulkan feature takes 26–39 min on 2 cores (its binary 50 MB packed); it uses its own target folder so the CPU build
-# stays cached.
+# A clean build of the vulkan feature takes 26–39 min on 2 cores (its binary 50 MB packed); it uses its own
+# target folder so the CPU build stays cached.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${CARGO_TARGET_DIR:-$PWD/../target-vulkan}
