@@ -6,7 +6,10 @@
 #   LD_LIBRARY_PATH=$(python3 -c 'import torch, os; print(os.path.dirname(torch.__file__))')/lib \
 #     tumornet --device libtorch-cuda bench --mode eval
 #
-#   tools/tch_build.sh          build ../target-tch/x86_64-unknown-linux-gnu/release/tumornet, packed as .gpu/tumornet-tch.xz
+#   tools/tch_build.sh          build ../target-tch/x86_64-unknown-linux-gnu/release/tumornet, packed as .gpu/tumornet-tch.xz;
+#                               measured on the GPU machine with the session's device tool:
+#                               run(command="GPU_BACKEND=libtorch-cuda bash tools/gpu_device.sh",
+#                                   carry=[".gpu/tumornet-tch.xz"], timeout_s=600)
 #   tools/tch_build.sh test     build, then run tests/libtorch.rs here (LibTorch on the CPU against the default
 #                               backend); it needs that torch installed here, in TORCH_VENV (default /opt/t211:
 #                               python3 -m venv /opt/t211 && /opt/t211/bin/pip install torch==$TORCH_VERSION)
