@@ -132,6 +132,23 @@ pub fn precision() -> Precision {
     }
 }
 
+/// What of `precision` and `gpu_conv` the selected backend ignores, as sentences for the user.
+pub fn ignored_options(precision: Precision, gpu_conv: GpuConv) -> Vec<String> {
+    let backend = backend();
+    let mut ignored = Vec::new();
+    if precision == Precision::F16 && !backend.is_gpu() {
+        ignored.push(format!(
+            "--precision f16 applies to GPU backends; `{backend}` computes in f32"
+        ));
+    }
+    if gpu_conv == GpuConv::Matmul && !backend.is_cubecl() {
+        ignored.push(format!(
+            "--gpu-conv matmul applies to `vulkan` and `cuda`; `{backend}` keeps its own convolutions"
+        ));
+    }
+    ignored
+}
+
 /// Whether convolutions take the matrix-product route on this backend: asked for, on a CubeCL GPU backend.
 pub fn gpu_matmul_convolutions() -> bool {
     GPU_CONV.get() == Some(&GpuConv::Matmul) && backend().is_cubecl()
@@ -352,6 +369,8 @@ mod tests {
         assert_eq!(backend(), Backend::Cpu);
         assert_eq!(precision(), Precision::F32);
         assert!(!gpu_matmul_convolutions());
+        assert_eq!(ignored_options(Precision::F16, GpuConv::Matmul).len(), 2);
+        assert!(ignored_options(Precision::F32, GpuConv::Native).is_empty());
         assert!(Backend::LibtorchCuda.is_gpu() && !Backend::LibtorchCuda.is_cubecl());
         assert!(Backend::Vulkan.is_cubecl() && !Backend::Libtorch.is_gpu());
     }

@@ -20,6 +20,9 @@ fn main() -> ExitCode {
         let unavailable = matches!(error, tumornet::device::DeviceError::Unavailable { .. });
         return ExitCode::from(if unavailable { 1 } else { 2 });
     }
+    for ignored in tumornet::device::ignored_options(cli.precision, cli.gpu_conv) {
+        tracing::warn!("{ignored}");
+    }
     let result = match &cli.command {
         Command::Synth(args) => commands::synth::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
