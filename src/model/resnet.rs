@@ -158,9 +158,10 @@ impl ResNet18 {
         self.fc.weight.dims()[1]
     }
 
-    /// conv1 → bn1 → ReLU.
+    /// conv1 → bn1 → ReLU. conv1 goes through [`conv::forward`] like every other convolution, so that
+    /// `--gpu-conv matmul` reaches the 7×7 stem too (on the CPU its large maps keep burn's kernel).
     pub fn stem(&self, x: Tensor<4>) -> Tensor<4> {
-        relu(self.bn1.forward(self.conv1.forward(x))) // [N, 64, H/2, W/2]
+        relu(self.bn1.forward(conv::forward(&self.conv1, x))) // [N, 64, H/2, W/2]
     }
 
     /// Every feature map, from the normalised image batch `x` (`[N, 3, H, W]`).
