@@ -19,7 +19,8 @@ use std::time::Instant;
 #[derive(Debug, serde::Serialize)]
 pub struct BenchResult {
     pub device: crate::device::Backend,
-    /// Classifier inference's float type as it ran (f16 only on a GPU backend, `--precision f16`).
+    /// The float type the measured step ran in (f16 only for `--mode eval` on a GPU backend with `--precision
+    /// f16`).
     pub precision: crate::device::Precision,
     /// Whether convolutions took the matrix-product route on a GPU backend (`--gpu-conv matmul`).
     pub gpu_matmul_convolutions: bool,
@@ -52,9 +53,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         println!(
             "{}{}{} {:?} batch={}: {:.1} images/s (median step {:.1} ms; warm-up {} steps {:.1} s)",
             result.device,
-            match (result.precision, result.mode) {
-                (crate::device::Precision::F16, BenchMode::Eval) => " f16",
-                _ => "",
+            if result.precision == crate::device::Precision::F16 {
+                " f16"
+            } else {
+                ""
             },
             if result.gpu_matmul_convolutions {
                 " matmul-conv"
@@ -106,7 +108,11 @@ fn measure<S>(
     let median = times[times.len() / 2];
     Ok(BenchResult {
         device: crate::device::backend(),
-        precision: crate::device::precision(),
+        // Half precision reaches classifier inference only (`Predictor`), i.e. `--mode eval`.
+        precision: match mode {
+            BenchMode::Eval => crate::device::precision(),
+            _ => crate::device::Precision::F32,
+        },
         gpu_matmul_convolutions: crate::device::gpu_matmul_convolutions(),
         mode,
         batch,

@@ -37,19 +37,14 @@ struct Geometry {
 }
 
 fn plan(conv: &Conv2d, x: &Tensor<4>) -> Option<Geometry> {
-    let on_gpu = crate::device::gpu_matmul_convolutions();
-    if crate::device::backend() != crate::device::Backend::Cpu && !on_gpu {
+    let cap = if crate::device::gpu_matmul_convolutions() {
+        usize::MAX
+    } else if crate::device::backend() == crate::device::Backend::Cpu {
+        MAX_OUTPUT_PIXELS
+    } else {
         return None;
-    }
-    geometry(
-        conv,
-        x,
-        if on_gpu {
-            usize::MAX
-        } else {
-            MAX_OUTPUT_PIXELS
-        },
-    )
+    };
+    geometry(conv, x, cap)
 }
 
 /// The geometry of `conv` on `x` where the matrix-product path can compute it with at most `max_output_pixels`
