@@ -15,6 +15,8 @@ pub enum BatchError {
         got: (u32, u32),
         want: (u32, u32),
     },
+    #[error(transparent)]
+    Preprocess(#[from] super::preprocess::PreprocessError),
 }
 
 /// Stack same-sized images into an ImageNet-normalised `[N, 3, H, W]` tensor on `device`.

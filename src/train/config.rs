@@ -114,6 +114,31 @@ pub struct TrainConfig {
     /// Random erasing for the stages that learn from images (`full`; the cached stages reuse fixed features).
     #[serde(default)]
     pub random_erasing: Option<RandomErasing>,
+    /// Random resizing of the `full` stage's training batches (the cached stages reuse fixed features).
+    #[serde(default)]
+    pub random_resize: Option<RandomResize>,
+}
+
+/// torchvision v2's `RandomResize(min_size, max_size)` for square inputs, drawn once per batch so that a batch
+/// stacks: each training batch is resized from the input size to a side drawn uniformly from
+/// `min_side..=max_side`. The network pools globally, so it takes any side; validation and inference stay at
+/// the input size. Teaches the backbone lesions at smaller scales than the input size shows them, as the
+/// U-Net's 128×128 input does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RandomResize {
+    pub min_side: u32,
+    pub max_side: u32,
+}
+
+impl RandomResize {
+    /// One side from `min_side..=max_side`.
+    pub fn draw(&self, rng: &mut impl rand::Rng) -> u32 {
+        let (low, high) = (
+            self.min_side.min(self.max_side),
+            self.max_side.max(self.min_side),
+        );
+        rng.random_range(low..=high)
+    }
 }
 
 /// torchvision's `RandomErasing(p, scale, ratio)` with one difference: the rectangle is filled with black
@@ -193,6 +218,7 @@ impl TrainConfig {
             recalibrate_batch_norm: false,
             stages,
             random_erasing: None,
+            random_resize: None,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! stratified validation split carved from `Training/`.
 
 use super::stage::Augment;
+use crate::data::batcher::BatchError;
 use crate::data::decode::{decode_file, DecodeError};
 use crate::data::preprocess::{erase, hflip, resize_rgb};
 use crate::data::scan::Sample;
@@ -37,13 +38,18 @@ impl Prepared {
         }
     }
 
-    /// The image at `index` as a training step sees it: mirrored and erased as `alter` says.
-    pub fn augmented(&self, index: usize, alter: &Augment) -> RgbImage {
+    /// The image at `index` as a training step sees it: mirrored, erased and resized as `alter` says.
+    pub fn augmented(&self, index: usize, alter: &Augment) -> Result<RgbImage, BatchError> {
         let mut image = self.image(index, alter.flip);
         if let Some(area) = &alter.erase {
             erase(&mut image, area);
         }
-        image
+        match alter.side {
+            Some(side) if side != image.width() || side != image.height() => {
+                Ok(resize_rgb(&image, side, side)?)
+            }
+            _ => Ok(image),
+        }
     }
 
     pub fn subset(&self, indices: &[usize]) -> Prepared {
@@ -140,5 +146,41 @@ mod tests {
             (train.clone(), val.clone())
         );
         assert_ne!(stratified_split(&labels, 0.1, 6).1, val);
+    }
+
+    #[test]
+    fn augmented_mirrors_then_resizes_to_the_batch_side() {
+        // A 224×224 image, white on its left half.
+        let image = RgbImage::from_fn(224, 224, |x, _| {
+            image::Rgb([if x < 112 { 255 } else { 0 }; 3])
+        });
+        let prepared = Prepared {
+            images: vec![image.clone()],
+            labels: vec![0],
+            paths: vec![PathBuf::from("a.png")],
+        };
+        let alter = |flip, side| Augment {
+            flip,
+            erase: None,
+            side,
+        };
+        let small = prepared
+            .augmented(0, &alter(true, Some(112)))
+            .expect("resize");
+        assert_eq!(small.dimensions(), (112, 112));
+        // Mirrored: white on the right half now, away from the seam.
+        assert_eq!(small.get_pixel(100, 50).0, [255; 3]);
+        assert_eq!(small.get_pixel(10, 50).0, [0; 3]);
+        // The input size itself, or no side: the image as it is.
+        assert_eq!(
+            prepared
+                .augmented(0, &alter(false, Some(224)))
+                .expect("same"),
+            image
+        );
+        assert_eq!(
+            prepared.augmented(0, &alter(false, None)).expect("none"),
+            image
+        );
     }
 }

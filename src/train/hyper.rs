@@ -2,7 +2,8 @@
 //! command line keeps the everyday options (data, output, weights, seed, epochs per stage, resume, time limit);
 //! everything else is here, with the seed notebook's values as defaults.
 
-use super::config::{OptimizerKind, RandomErasing, Schedule, Stage, TrainConfig};
+use super::config::{OptimizerKind, RandomErasing, RandomResize, Schedule, Stage, TrainConfig};
+use crate::data::preprocess::CLASSIFIER_SIZE;
 use crate::settings::{self, SettingsError};
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +34,10 @@ pub struct Hyperparameters {
     /// ranges); 0 turns it off. Teaches the model that a black patch is not "no tumour", which the occlusion
     /// and deletion checks of the `best` pseudo-mask recipe rely on.
     pub random_erasing: f64,
+    /// Smallest side of the `full` stage's randomly resized training batches (each batch is resized to a side
+    /// drawn from this up to 224; torchvision v2's `RandomResize`); 0 turns it off. Teaches the backbone
+    /// lesions at the scale the U-Net's 128×128 input shows them.
+    pub random_resize_min: u32,
 }
 
 impl Default for Hyperparameters {
@@ -49,6 +54,7 @@ impl Default for Hyperparameters {
             cosine_lr: true,
             recalibrate_batch_norm: false,
             random_erasing: 0.0,
+            random_resize_min: 0,
         }
     }
 }
@@ -87,6 +93,12 @@ impl Hyperparameters {
         if !(0.0..=1.0).contains(&self.random_erasing) {
             return Err("random_erasing is a chance from 0 to 1".into());
         }
+        if self.random_resize_min != 0 && !(32..=CLASSIFIER_SIZE).contains(&self.random_resize_min)
+        {
+            return Err(format!(
+                "random_resize_min is 0 (off) or a side from 32 to {CLASSIFIER_SIZE}"
+            ));
+        }
         Ok(())
     }
 
@@ -104,6 +116,10 @@ impl Hyperparameters {
         config.recalibrate_batch_norm = self.recalibrate_batch_norm;
         config.random_erasing =
             (self.random_erasing > 0.0).then(|| RandomErasing::torchvision(self.random_erasing));
+        config.random_resize = (self.random_resize_min > 0).then_some(RandomResize {
+            min_side: self.random_resize_min,
+            max_side: CLASSIFIER_SIZE,
+        });
         for stage in &mut config.stages {
             stage.optimizer = self.optimizer;
             stage.weight_decay = self.weight_decay;
@@ -164,5 +180,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("random_erasing"), "{e}");
+    }
+
+    #[test]
+    fn random_resize_reaches_the_config_and_refuses_sides_outside_the_input() {
+        assert_eq!(
+            Hyperparameters::default()
+                .train_config(0, 0, 0, 1)
+                .random_resize,
+            None
+        );
+        let h = Hyperparameters::resolve(None, &["random_resize_min=128".into()]).unwrap();
+        let resize = h.train_config(0, 0, 0, 1).random_resize;
+        assert_eq!(
+            resize,
+            Some(RandomResize {
+                min_side: 128,
+                max_side: 224
+            })
+        );
+        for bad in ["random_resize_min=16", "random_resize_min=300"] {
+            let e = Hyperparameters::resolve(None, &[bad.into()])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("random_resize_min"), "{bad}: {e}");
+        }
     }
 }

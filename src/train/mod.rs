@@ -252,6 +252,7 @@ pub fn run_protocol(
                     train_labels: &data.train.labels,
                     forward: &forward,
                     erasing: None,
+                    resize: None,
                     validate: &validate,
                     deadline,
                 };
@@ -328,7 +329,7 @@ pub fn run_protocol(
                             .iter()
                             .zip(alter)
                             .map(|(i, a)| data.train.augmented(*i, a))
-                            .collect();
+                            .collect::<Result<_, _>>()?;
                         Ok(m.forward(images_to_tensor(&images, &train_device)?))
                         // [B, classes]
                     }
@@ -357,6 +358,7 @@ pub fn run_protocol(
                     forward: &forward,
                     // Cached layer3 maps cannot be erased: only the full stage reads images.
                     erasing: config.random_erasing.filter(|_| cached.is_none()),
+                    resize: config.random_resize.filter(|_| cached.is_none()),
                     validate: &validate,
                     deadline,
                 };

@@ -2,7 +2,7 @@
 //! epoch's weights kept. What a step computes is given by the caller, so the same loop serves the cached
 //! (`baseline`, `finetune`) and uncached (`full`) stages.
 
-use super::config::{OptimizerKind, RandomErasing, StageConfig};
+use super::config::{OptimizerKind, RandomErasing, RandomResize, StageConfig};
 use super::history::EpochRecord;
 use crate::data::preprocess::EraseBox;
 use crate::model::inference::{values, InferenceError};
@@ -51,6 +51,8 @@ pub struct Augment {
     pub flip: bool,
     /// Blacked out there ([`RandomErasing`]), when the stage erases.
     pub erase: Option<EraseBox>,
+    /// Resized to this side ([`RandomResize`]), when the stage resizes; one side for a whole batch.
+    pub side: Option<u32>,
 }
 
 /// The draws of one epoch: the order of the training images and how each is altered. Named streams, so an
@@ -71,9 +73,30 @@ pub fn epoch_draws(
         .map(|_| Augment {
             flip: flips.random_bool(0.5),
             erase: erasing.and_then(|e| e.draw(&mut erases)),
+            side: None,
         })
         .collect();
     (order, augments)
+}
+
+/// One side per batch of `order` (every image of a batch gets it, so that the batch stacks into one tensor),
+/// drawn by the seed's `resize` stream: an epoch's sides do not depend on its flips or erasures.
+pub fn draw_sides(
+    resize: &RandomResize,
+    seed: u64,
+    stage: u64,
+    epoch: usize,
+    order: &[usize],
+    batch_size: usize,
+    augments: &mut [Augment],
+) {
+    let mut sides = crate::rng::stream(seed, "resize", &[stage, epoch as u64]);
+    for batch in order.chunks(batch_size.max(1)) {
+        let side = resize.draw(&mut sides);
+        for i in batch {
+            augments[*i].side = Some(side);
+        }
+    }
 }
 
 /// Cross-entropy loss (`[1]`) and the number of correct predictions (`[1]`) of a batch of logits, both left on
@@ -145,6 +168,8 @@ pub struct StageSteps<'a, M> {
     pub forward: BatchForward<'a, M>,
     /// Random erasing of the training images (only for a `forward` that reads images, not cached features).
     pub erasing: Option<RandomErasing>,
+    /// Random resizing of the training batches (likewise only for a `forward` that reads images).
+    pub resize: Option<RandomResize>,
     /// Validation loss and accuracy of the model (in inference mode).
     pub validate: &'a dyn Fn(&M) -> Result<Score, InferenceError>,
     /// No epoch starts after this instant (`train --time-limit`); the stage keeps its best epoch so far.
@@ -214,13 +239,25 @@ pub fn run_stage<M: Module + Clone>(
             break;
         }
         let start = Instant::now();
-        let (order, augments) = epoch_draws(
+        let (order, mut augments) = epoch_draws(
             seed,
             config.stage.index(),
             epoch,
             steps.train_count,
             steps.erasing.as_ref(),
         );
+        if let Some(resize) = &steps.resize {
+            let stage = config.stage.index();
+            draw_sides(
+                resize,
+                seed,
+                stage,
+                epoch,
+                &order,
+                batch_size,
+                &mut augments,
+            );
+        }
         let mut totals = PassTotals::default();
         let mut seen = 0usize;
         let mut learning_rate = config.learning_rate;
@@ -322,6 +359,7 @@ mod tests {
             train_labels: &labels,
             forward: &forward,
             erasing: None,
+            resize: None,
             validate: &validate,
             deadline,
         };
@@ -360,6 +398,50 @@ mod tests {
         // Another epoch erases other images.
         let (_, next) = epoch_draws(7, 2, 4, 200, Some(&erasing));
         assert_ne!(erased, next);
+    }
+
+    #[test]
+    fn random_resize_gives_each_batch_one_side_in_range_and_leaves_the_rest() {
+        let resize = RandomResize {
+            min_side: 128,
+            max_side: 224,
+        };
+        let draws = |epoch| {
+            let (order, mut augments) = epoch_draws(7, 2, epoch, 100, None);
+            let plain = augments.clone();
+            draw_sides(&resize, 7, 2, epoch, &order, 16, &mut augments);
+            // Flips and erasures are untouched; every image gets a side.
+            assert!(plain
+                .iter()
+                .zip(&augments)
+                .all(|(p, a)| p.flip == a.flip && p.erase == a.erase));
+            let sides: Vec<Vec<u32>> = order
+                .chunks(16)
+                .map(|batch| {
+                    batch
+                        .iter()
+                        .map(|i| augments[*i].side.expect("side"))
+                        .collect()
+                })
+                .collect();
+            sides
+        };
+        let epoch3 = draws(3);
+        assert_eq!(epoch3.len(), 7); // 100 images in batches of 16
+        for batch in &epoch3 {
+            assert!(batch.iter().all(|s| *s == batch[0]), "{batch:?}");
+            assert!((128..=224).contains(&batch[0]), "{batch:?}");
+        }
+        // Reproducible for a seed, different in another epoch, spread over the range.
+        assert_eq!(draws(3), epoch3);
+        assert_ne!(draws(4), epoch3);
+        let firsts: Vec<u32> = (0..40)
+            .flat_map(|e| draws(e).into_iter().map(|b| b[0]))
+            .collect();
+        assert!(
+            firsts.iter().any(|s| *s < 150) && firsts.iter().any(|s| *s > 200),
+            "{firsts:?}"
+        );
     }
 
     #[test]

@@ -110,11 +110,16 @@ pub fn train(args: &TrainSettings) -> anyhow::Result<TrainReport> {
             0
         });
     let hyper = &args.hyper;
-    if hyper.random_erasing > 0.0 && full_epochs == 0 && !args.resume {
-        bail!(
-            "random_erasing applies to the `full` stage only (the cached stages reuse fixed features): \
-             give --full-epochs above 0, or leave it at 0"
-        );
+    for (key, set) in [
+        ("random_erasing", hyper.random_erasing > 0.0),
+        ("random_resize_min", hyper.random_resize_min > 0),
+    ] {
+        if set && full_epochs == 0 && !args.resume {
+            bail!(
+                "{key} applies to the `full` stage only (the cached stages reuse fixed features): \
+                 give --full-epochs above 0, or leave it at 0"
+            );
+        }
     }
     let resume = if args.resume {
         let state = checkpoint::read_state(&args.out)?.with_context(|| {
