@@ -292,15 +292,23 @@ pub fn train_round(
             seconds
         );
         let score = dice.unwrap_or(0.0);
-        let better = match &best {
-            None => true,
-            Some((d, l, _)) => score > *d || (score == *d && validation_loss < *l),
-        };
-        if better {
+        let so_far = best.as_ref().map(|(d, l, _)| (*d, *l));
+        if replaces_best(so_far, score, validation_loss, !validation.is_empty()) {
             best = Some((score, validation_loss, model));
         }
     }
     Ok(best.map(|(_, _, m)| m).unwrap_or_else(|| unet.valid()))
+}
+
+/// Whether an epoch with validation Dice `score` and loss `loss` replaces the best so far (`best`: its Dice and
+/// loss): a higher Dice, or the same Dice at a lower loss. Without validation images every epoch replaces it, so
+/// the round ends with its last epoch (under the cosine schedule, the one at the lowest learning rate).
+fn replaces_best(best: Option<(f64, f64)>, score: f64, loss: f64, validated: bool) -> bool {
+    match best {
+        _ if !validated => true,
+        None => true,
+        Some((d, l)) => score > d || (score == d && loss < l),
+    }
 }
 
 /// How a segmentation run turns a U-Net's output into a mask.
@@ -451,6 +459,18 @@ mod tests {
         let back: SegEpoch = serde_json::from_str(&text).expect("reads back");
         assert!(back.validation_loss.is_nan() && back.images_per_second.is_nan());
         assert_eq!(back.train_loss, 0.5);
+    }
+
+    #[test]
+    fn the_best_epoch_is_the_best_validated_one_or_without_validation_the_last() {
+        assert!(replaces_best(None, 0.0, f64::NAN, true));
+        assert!(replaces_best(Some((0.5, 0.2)), 0.6, 0.9, true));
+        assert!(replaces_best(Some((0.5, 0.2)), 0.5, 0.1, true));
+        assert!(!replaces_best(Some((0.5, 0.2)), 0.5, 0.3, true));
+        assert!(!replaces_best(Some((0.5, 0.2)), 0.4, 0.1, true));
+        // No validation images: Dice reads 0 and the loss NaN for every epoch, and each later epoch wins.
+        assert!(replaces_best(Some((0.0, f64::NAN)), 0.0, f64::NAN, false));
+        assert!(!replaces_best(Some((0.0, f64::NAN)), 0.0, f64::NAN, true));
     }
 
     #[test]

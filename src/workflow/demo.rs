@@ -64,6 +64,8 @@ struct Plan {
     seg_rounds: usize,
     seg_epochs: usize,
     seg_round_epochs: usize,
+    /// Share of Training held out to pick the U-Net's epoch (0: all images train it, the last epoch is kept).
+    seg_validation: f64,
 }
 
 fn plan(quick: bool, start: Start) -> Plan {
@@ -88,6 +90,7 @@ fn plan(quick: bool, start: Start) -> Plan {
             seg_rounds: 1,
             seg_epochs: 12,
             seg_round_epochs: 1,
+            seg_validation: 0.0,
         },
         // Few images: more epochs and smaller batches, so that the new head takes enough steps (a baseline
         // epoch on cached features costs milliseconds).
@@ -103,6 +106,7 @@ fn plan(quick: bool, start: Start) -> Plan {
             seg_rounds: 1,
             seg_epochs: 4,
             seg_round_epochs: 1,
+            seg_validation: 0.0,
         },
         // From scratch the frozen stages cannot learn (random filters): short, to show the protocol; the time
         // goes to the `full` stage. The best recipe needs a classifier that learned the lesions: the seed's.
@@ -118,6 +122,7 @@ fn plan(quick: bool, start: Start) -> Plan {
             seg_rounds: 2,
             seg_epochs: 2,
             seg_round_epochs: 1,
+            seg_validation: 0.2,
         },
         (true, Start::Scratch) => Plan {
             train_per_class: 12,
@@ -131,6 +136,7 @@ fn plan(quick: bool, start: Start) -> Plan {
             seg_rounds: 2,
             seg_epochs: 1,
             seg_round_epochs: 1,
+            seg_validation: 0.2,
         },
     }
 }
@@ -227,6 +233,7 @@ pub fn demo(args: &DemoSettings) -> anyhow::Result<String> {
             rounds: plan.seg_rounds,
             epochs: plan.seg_epochs,
             round_epochs: plan.seg_round_epochs,
+            validation_fraction: plan.seg_validation,
             ..SegConfig::default()
         },
         seed: args.seed,
