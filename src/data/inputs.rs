@@ -225,21 +225,22 @@ pub struct Item {
     pub mask: Option<PathBuf>,
 }
 
-/// The inputs: a dataset folder's Testing/ split (true classes and masks known), else files and folders (the
-/// true class guessed from the parent folder's name), DICOM and NIfTI files expanded into slices. Inputs that
-/// cannot be read come back as errors naming them.
+/// The inputs: a dataset folder's Testing/ split, or one split folder of a dataset (`data/Training`), with true
+/// classes and masks known; else files and folders (the true class guessed from the parent folder's name), DICOM
+/// and NIfTI files expanded into slices. Inputs that cannot be read come back as errors naming them.
 pub fn gather(
     inputs: &[PathBuf],
     volume: &super::medical::VolumeOptions,
 ) -> Result<(Vec<Item>, Vec<String>), GatherError> {
-    if let [root] = inputs {
-        if is_dataset(root) {
-            let dataset = super::scan::scan_logged(root, false)?.dataset;
-            let split = if dataset.splits().contains(&super::scan::Split::Testing) {
-                super::scan::Split::Testing
-            } else {
-                super::scan::Split::Training
-            };
+    if let [input] = inputs {
+        if let Some((root, chosen)) = dataset_split(input) {
+            let dataset = super::scan::scan_logged(&root, false)?.dataset;
+            let split =
+                chosen.unwrap_or(if dataset.splits().contains(&super::scan::Split::Testing) {
+                    super::scan::Split::Testing
+                } else {
+                    super::scan::Split::Training
+                });
             // Dataset samples are single images (a DICOM: its first frame), read when their batch comes.
             let items = dataset
                 .split(split)
@@ -274,6 +275,30 @@ pub fn gather(
         }
     }
     Ok((items, errors))
+}
+
+/// A dataset root (its split chosen later), or a split folder inside one (that split), else `None`.
+fn dataset_split(dir: &Path) -> Option<(PathBuf, Option<super::scan::Split>)> {
+    if is_dataset(dir) {
+        return Some((dir.to_path_buf(), None));
+    }
+    let split = super::scan::Split::from_folder_name(dir.file_name()?.to_str()?)?;
+    // Only a split of class folders: a folder of images that happens to be called `test` stays a folder.
+    let has_classes = std::fs::read_dir(dir).ok()?.flatten().any(|e| {
+        e.path().is_dir()
+            && e.file_name()
+                .to_str()
+                .and_then(Class::from_folder_name)
+                .is_some()
+    });
+    if !has_classes {
+        return None;
+    }
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Some((parent, Some(split)))
 }
 
 fn is_dataset(dir: &Path) -> bool {
@@ -314,4 +339,28 @@ pub fn unique_name(input: &Input, used: &mut std::collections::HashSet<String>) 
         n += 1;
     }
     name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_split_folder_of_class_folders_is_read_as_that_split_of_its_dataset() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("data");
+        std::fs::create_dir_all(root.join("Testing").join("glioma")).unwrap();
+        std::fs::create_dir_all(root.join("Training").join("notumor")).unwrap();
+        assert_eq!(dataset_split(&root), Some((root.clone(), None)));
+        assert_eq!(
+            dataset_split(&root.join("Testing")),
+            Some((root.clone(), Some(super::super::scan::Split::Testing)))
+        );
+        // A folder of loose images called `test` is not a split: its images are read as files.
+        let loose = dir.path().join("scans").join("test");
+        std::fs::create_dir_all(&loose).unwrap();
+        std::fs::write(loose.join("a.jpg"), b"not read").unwrap();
+        assert_eq!(dataset_split(&loose), None);
+        assert_eq!(dataset_split(&root.join("Testing").join("glioma")), None);
+    }
 }
