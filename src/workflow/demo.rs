@@ -77,7 +77,8 @@ fn plan(quick: bool, start: Start) -> Plan {
         // The seed's two stages from a pretrained backbone, the best recipe, the U-Net's best settings (one
         // round), sized to run in under ten minutes on two cores. The U-Net learns from its pseudo-masks only with
         // enough images: at 40 per class it stayed near 0.53 mean Dice whatever the epochs (20 epochs overfit);
-        // at 80 per class 6 epochs gave 0.563, 10 gave 0.598 and 16 gave 0.601 (docs/experiments/log.md).
+        // at 80 per class 6 epochs gave 0.563, 10 gave 0.598 and 16 gave 0.601; every Training image rather than
+        // four fifths: +0.005 on this set, +0.039 on the seed-1 set (docs/experiments/log.md).
         (false, Start::ImageNet | Start::Phantom) => Plan {
             train_per_class: 80,
             test_per_class: 25,
