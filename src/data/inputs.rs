@@ -284,14 +284,7 @@ fn dataset_split(dir: &Path) -> Option<(PathBuf, Option<super::scan::Split>)> {
     }
     let split = super::scan::Split::from_folder_name(dir.file_name()?.to_str()?)?;
     // Only a split of class folders: a folder of images that happens to be called `test` stays a folder.
-    let has_classes = std::fs::read_dir(dir).ok()?.flatten().any(|e| {
-        e.path().is_dir()
-            && e.file_name()
-                .to_str()
-                .and_then(Class::from_folder_name)
-                .is_some()
-    });
-    if !has_classes {
+    if !has_subfolder(dir, |name| Class::from_folder_name(name).is_some()) {
         return None;
     }
     let parent = match dir.parent() {
@@ -302,15 +295,18 @@ fn dataset_split(dir: &Path) -> Option<(PathBuf, Option<super::scan::Split>)> {
 }
 
 fn is_dataset(dir: &Path) -> bool {
+    has_subfolder(dir, |name| {
+        super::scan::Split::from_folder_name(name).is_some()
+    })
+}
+
+/// Whether `dir` holds a folder whose name `wanted` accepts.
+fn has_subfolder(dir: &Path, wanted: impl Fn(&str) -> bool) -> bool {
     std::fs::read_dir(dir)
         .map(|entries| {
-            entries.flatten().any(|e| {
-                e.path().is_dir()
-                    && e.file_name()
-                        .to_str()
-                        .and_then(super::scan::Split::from_folder_name)
-                        .is_some()
-            })
+            entries
+                .flatten()
+                .any(|e| e.path().is_dir() && e.file_name().to_str().is_some_and(&wanted))
         })
         .unwrap_or(false)
 }

@@ -304,11 +304,7 @@ pub fn train_round(
 /// loss): a higher Dice, or the same Dice at a lower loss. Without validation images every epoch replaces it, so
 /// the round ends with its last epoch (under the cosine schedule, the one at the lowest learning rate).
 fn replaces_best(best: Option<(f64, f64)>, score: f64, loss: f64, validated: bool) -> bool {
-    match best {
-        _ if !validated => true,
-        None => true,
-        Some((d, l)) => score > d || (score == d && loss < l),
-    }
+    !validated || best.is_none_or(|(d, l)| score > d || (score == d && loss < l))
 }
 
 /// How a segmentation run turns a U-Net's output into a mask.

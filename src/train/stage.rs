@@ -239,15 +239,15 @@ pub fn run_stage<M: Module + Clone>(
             break;
         }
         let start = Instant::now();
+        let stage = config.stage.index();
         let (order, mut augments) = epoch_draws(
             seed,
-            config.stage.index(),
+            stage,
             epoch,
             steps.train_count,
             steps.erasing.as_ref(),
         );
         if let Some(resize) = &steps.resize {
-            let stage = config.stage.index();
             draw_sides(
                 resize,
                 seed,
