@@ -518,6 +518,10 @@ pub struct SegmentArgs {
     /// Never-empty tumour masks (see the U-Net setting `never_empty`), also for a run trained without it.
     #[arg(long)]
     pub never_empty: bool,
+    /// Steps refining each mask by the image's grey levels (see the U-Net setting `refine`; default: the run's;
+    /// 0: the U-Net's probabilities as they are).
+    #[arg(long, value_name = "STEPS")]
+    pub refine: Option<u32>,
     /// Images per forward pass.
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,

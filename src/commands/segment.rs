@@ -49,7 +49,7 @@ pub struct SegmentReport {
     #[serde(serialize_with = "crate::paths::lossy")]
     pub segrun: PathBuf,
     pub gated: bool,
-    /// The mask rule used (`threshold`, `flip_tta`, `never_empty`).
+    /// The mask rule used (`threshold`, `flip_tta`, `never_empty`, `refine`).
     #[serde(flatten)]
     pub mask: MaskRule,
     pub images: Vec<Segmented>,
@@ -171,6 +171,7 @@ pub fn segment(args: &SegmentArgs) -> anyhow::Result<SegmentReport> {
         threshold: args.threshold.unwrap_or(run_rule.threshold),
         flip: args.flip_tta || run_rule.flip,
         never_empty: args.never_empty || run_rule.never_empty,
+        refine: args.refine.unwrap_or(run_rule.refine),
     };
     anyhow::ensure!(
         rule.threshold > 0.0 && rule.threshold < 1.0,

@@ -589,14 +589,18 @@ fn explain(
             let (unet, side) = (&seg.unet, &seg.config.side);
             let small =
                 resize_rgb(&image, *side, *side).map_err(|e| bad(format!("{name}: {e}")))?;
-            let logits = crate::train::segmentation::predict_logits(unet, &[small], 1, rule.flip)
-                .map_err(internal)?;
-            let mask = crate::train::segmentation::logits_to_mask(
+            let logits = crate::train::segmentation::predict_logits(
+                unet,
+                std::slice::from_ref(&small),
+                1,
+                rule.flip,
+            )
+            .map_err(internal)?;
+            let mask = crate::train::segmentation::image_mask(
                 logits.first().map(Vec::as_slice).unwrap_or_default(),
-                *side as usize,
+                &small,
                 rule,
                 classes[best].is_tumour(),
-                true,
             );
             let outline =
                 crate::viz::masks::contour_overlay(&image, &mask, *side, *side, [255, 40, 40]);

@@ -320,15 +320,21 @@ pub struct MaskRule {
     /// mask shows where the U-Net finds one most likely rather than nothing.
     #[serde(default)]
     pub never_empty: bool,
+    /// Expectation–maximisation steps reshaping a non-empty tumour mask by the image's grey levels
+    /// ([`image_mask`]), as a pseudo-mask recipe's `appearance:N` does with a CAM (0: the U-Net's probabilities
+    /// as they are). Runs saved before the setting existed read as 0.
+    #[serde(default)]
+    pub refine: u32,
 }
 
 impl MaskRule {
-    /// A plain threshold: no flip, empty masks stay empty.
+    /// A plain threshold: no flip, no refinement, empty masks stay empty.
     pub fn threshold(threshold: f32) -> Self {
         MaskRule {
             threshold,
             flip: false,
             never_empty: false,
+            refine: 0,
         }
     }
 }
@@ -385,6 +391,31 @@ pub fn logits_to_mask(
         }
     }
     mask
+}
+
+/// The mask a segmentation run gives `image` (`side`×`side`, the U-Net's input) from its `logits` by `rule`,
+/// emptied when `tumour` is false, its largest component with holes filled. With `rule.refine > 0` a non-empty
+/// mask is reshaped by the image: the U-Net's probabilities are the prior of the appearance refinement
+/// ([`crate::cam::refine`]) inside the head, and the refined posterior is thresholded instead — the U-Net says
+/// where the lesion lies, the image's grey levels which pixels belong to it. A mask the U-Net leaves empty stays
+/// empty (unless `rule.never_empty`), and one the refinement would empty keeps the U-Net's shape.
+pub fn image_mask(logits: &[f32], image: &RgbImage, rule: &MaskRule, tumour: bool) -> Vec<bool> {
+    let side = image.width() as usize;
+    let plain = logits_to_mask(logits, side, rule, tumour, true);
+    if rule.refine == 0 || !plain.contains(&true) {
+        return plain;
+    }
+    let gray = image::imageops::grayscale(image).into_raw();
+    let head = crate::cam::pseudo::head_mask(&gray, side, image.height() as usize);
+    let prior: Vec<f32> = logits.iter().map(|z| probability(*z)).collect();
+    let posterior =
+        crate::cam::refine::appearance_posterior(&prior, &gray, Some(&head), rule.refine);
+    let refined: Vec<f32> = posterior.iter().map(|q| logit(*q)).collect();
+    let refined = logits_to_mask(&refined, side, rule, tumour, true);
+    match refined.contains(&true) {
+        true => refined,
+        false => plain,
+    }
 }
 
 /// The logit of probability `p`.
@@ -573,6 +604,39 @@ mod tests {
             logits_to_mask(&logits, 2, &at(0.5), false, false),
             vec![false; 4]
         );
+    }
+
+    #[test]
+    fn a_refined_mask_moves_onto_the_lesion_and_respects_the_gate() {
+        // The refinement module's scene, as an image with U-Net logits whose probabilities are its map.
+        let (map, gray, lesion) = crate::cam::refine::tests::scene();
+        let side = 40usize;
+        let image = RgbImage::from_fn(side as u32, side as u32, |x, y| {
+            image::Rgb([gray[y as usize * side + x as usize]; 3])
+        });
+        let logits: Vec<f32> = map.iter().map(|m| logit(0.01 + 0.98 * m)).collect();
+        let plain = MaskRule::threshold(0.5);
+        assert_eq!(
+            image_mask(&logits, &image, &plain, true),
+            logits_to_mask(&logits, side, &plain, true, true)
+        );
+        let refined = MaskRule {
+            refine: 10,
+            ..plain
+        };
+        let dice = crate::cam::refine::tests::dice;
+        let before = dice(&image_mask(&logits, &image, &plain, true), &lesion);
+        let after = dice(&image_mask(&logits, &image, &refined, true), &lesion);
+        assert!(after > before + 0.1, "refined {after} vs plain {before}");
+        assert!(!image_mask(&logits, &image, &refined, false).contains(&true));
+        // Refinement reshapes a mask; it does not make one where the U-Net found nothing.
+        let faint: Vec<f32> = map.iter().map(|m| logit(0.01 + 0.3 * m)).collect();
+        assert!(!image_mask(&faint, &image, &refined, true).contains(&true));
+        let never_empty = MaskRule {
+            never_empty: true,
+            ..refined
+        };
+        assert!(image_mask(&faint, &image, &never_empty, true).contains(&true));
     }
 
     #[test]

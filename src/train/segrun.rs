@@ -2,7 +2,7 @@
 //! gate masks at prediction time), `seg.json` (the settings, the pseudo-mask recipe, history and per-round
 //! metrics), `metrics.md` and `gallery.png`; loading one for prediction.
 
-use super::segmentation::{logits_to_mask, predict_logits, MaskRule, SegEpoch};
+use super::segmentation::{image_mask, predict_logits, MaskRule, SegEpoch};
 use super::unet_config::SegConfig;
 use crate::data::preprocess::resize_rgb;
 use crate::metrics::segmentation::SegmentationScores;
@@ -144,10 +144,11 @@ pub fn segment_images(
     Ok(probabilities
         .into_iter()
         .zip(logits)
-        .map(|(p, z)| {
+        .zip(&for_unet)
+        .map(|((p, z), image)| {
             let (best, _) = crate::metrics::argmax(&p);
             let tumour = !gate || model.classifier_config.classes[best].is_tumour();
-            let mask = logits_to_mask(&z, side as usize, rule, tumour, true);
+            let mask = image_mask(&z, image, rule, tumour);
             (p, mask)
         })
         .collect())

@@ -1,6 +1,6 @@
 //! The U-Net's training settings as data: what `train-seg --config FILE --set KEY=VALUE` resolves, stored in the
 //! segmentation run. The defaults are the best measured chain (one round of ten epochs, cosine learning rate,
-//! per-image Dice loss).
+//! per-image Dice loss, masks refined by the image's grey levels).
 
 use super::segmentation::{DiceLoss, MaskRule};
 use crate::settings::{self, SettingsError};
@@ -29,8 +29,9 @@ pub struct SegConfig {
     pub epochs: usize,
     /// Epochs of each later round.
     pub round_epochs: usize,
-    /// EM iterations refining each round's masks by the image's grey levels before they become the next
-    /// targets (0: as predicted).
+    /// EM iterations reshaping every non-empty tumour mask the U-Net gives by the image's grey levels (its
+    /// Testing masks, the next round's targets, `segment` and `serve`), as the `best` recipe's `appearance:10`
+    /// refines a CAM (0: the U-Net's probabilities as they are).
     pub refine: u32,
     pub learning_rate: f64,
     /// Cosine decay of the learning rate over each round down to 1 % (else constant).
@@ -61,7 +62,7 @@ impl Default for SegConfig {
             rounds: 1,
             epochs: 10,
             round_epochs: 3,
-            refine: 0,
+            refine: 10,
             learning_rate: 1e-3,
             cosine_lr: true,
             dice_loss: DiceLoss::PerImage,
@@ -123,6 +124,7 @@ impl SegConfig {
             threshold: self.threshold,
             flip: self.flip_tta,
             never_empty: self.never_empty,
+            refine: self.refine,
         }
     }
 

@@ -20,8 +20,7 @@ use crate::pseudo::{read_manifest, Gate, PseudoEntry, PseudoManifest, Recipe, SI
 use crate::train::config::Schedule;
 use crate::train::data::stratified_split;
 use crate::train::segmentation::{
-    logits_to_mask, predict_logits, probability, score_logits, train_round, MaskRule, RoundConfig,
-    SegData,
+    image_mask, predict_logits, score_logits, train_round, MaskRule, RoundConfig, SegData,
 };
 use crate::train::segrun::{
     RoundMetrics, SegRun, CLASSIFIER_DIR, FORMAT_VERSION, SEG_CONFIG, UNET_FILE,
@@ -216,21 +215,18 @@ pub fn train_unet(settings: &UnetSettings) -> anyhow::Result<SegRun> {
             fmt(metrics.test_label_gate.get("all").and_then(|s| s.dice)),
         );
         round_metrics.push(metrics);
-        // The next round's targets: the U-Net's own gated masks (largest component, holes filled), with
-        // `refine` its probabilities refined by the image's grey levels first.
+        // The next round's targets: the U-Net's own gated masks (refined, largest component, holes filled).
         if round < config.rounds {
             for (target, (item, logits)) in data
                 .targets
                 .iter_mut()
                 .zip(train_items.iter().zip(&train_logits))
             {
-                *target = crate::cam::pseudo::to_stored(&next_targets(
+                *target = crate::cam::pseudo::to_stored(&image_mask(
                     logits,
                     &item.image,
-                    data.side,
                     &rule,
                     gate(&item.entry),
-                    config.refine,
                 ));
             }
         }
@@ -305,32 +301,6 @@ fn unconfirmed(entry: &PseudoEntry, fraction: f32) -> bool {
         })
 }
 
-/// One training image's next-round target: the U-Net's mask, gated by `tumour`, its largest component with holes
-/// filled. With `refine > 0` the U-Net's probabilities are first the prior of the appearance refinement (as
-/// a recipe's `appearance:N` threshold does with a CAM), restricted to the head, and its posterior is cut at
-/// `threshold`.
-fn next_targets(
-    logits: &[f32],
-    image: &RgbImage,
-    side: usize,
-    rule: &MaskRule,
-    tumour: bool,
-    refine: u32,
-) -> Vec<bool> {
-    if refine == 0 || !tumour {
-        return logits_to_mask(logits, side, rule, tumour, true);
-    }
-    let gray = image::DynamicImage::ImageRgb8(image.clone())
-        .to_luma8()
-        .into_raw();
-    let head = crate::cam::pseudo::head_mask(&gray, side, side);
-    let prior: Vec<f32> = logits.iter().map(|z| probability(*z)).collect();
-    let posterior = crate::cam::refine::appearance_posterior(&prior, &gray, Some(&head), refine);
-    let mut mask: Vec<bool> = posterior.iter().map(|q| *q >= rule.threshold).collect();
-    crate::cam::pseudo::keep_largest_filled(&mut mask, side, side);
-    mask
-}
-
 /// Decode every entry's image at 128×128 with its pseudo-mask and true mask.
 fn prepare(entries: &[&PseudoEntry], pseudo_dir: &Path) -> anyhow::Result<Vec<Item>> {
     let bar = progress_bar(entries.len() as u64, "decode");
@@ -381,7 +351,7 @@ fn round_scores(
             .map(|v| *v > crate::cam::pseudo::IGNORE)
             .collect();
         targets.add_image(&MaskScore::between(&target, truth, side), None);
-        let predicted = logits_to_mask(logits, side, rule, gate(&item.entry), true);
+        let predicted = image_mask(logits, &item.image, rule, gate(&item.entry));
         unet_train.add_image(&MaskScore::between(&predicted, truth, side), None);
     }
     let images: Vec<RgbImage> = test_items.iter().map(|i| i.image.clone()).collect();
@@ -398,7 +368,7 @@ fn round_scores(
             .iter()
             .map(|v| *v > crate::cam::pseudo::IGNORE)
             .collect();
-        let gated = logits_to_mask(logits, side, rule, gate(&item.entry), true);
+        let gated = image_mask(logits, &item.image, rule, gate(&item.entry));
         vs_pseudo.add_counts(
             &MaskCounts::from_masks(&gated, &pseudo_fg, None),
             Some((sum, pixels)),
@@ -410,7 +380,7 @@ fn round_scores(
             (&mut by_label, item.entry.class.is_tumour(), true),
             (&mut by_prediction, item.entry.predicted.is_tumour(), false),
         ] {
-            let predicted = logits_to_mask(logits, side, rule, tumour, true);
+            let predicted = image_mask(logits, &item.image, rule, tumour);
             let score = MaskScore::between(&predicted, truth, side);
             if label_gate {
                 tumour_dice.extend(score.counts.lesion_dice());
@@ -611,7 +581,7 @@ fn write_gallery(
                 .map(|t| crate::cam::pseudo::to_stored(t))
                 .unwrap_or_else(|| vec![0; side * side]);
             let predicted: Vec<u8> =
-                crate::cam::pseudo::to_stored(&logits_to_mask(z, side, rule, true, true));
+                crate::cam::pseudo::to_stored(&image_mask(z, &item.image, rule, true));
             (
                 item.entry.class,
                 [
@@ -671,32 +641,5 @@ mod tests {
         // Testing images are scored, never left out; an image without a record is kept.
         assert!(!unconfirmed(&entry(Split::Testing, Some(record)), 0.1));
         assert!(!unconfirmed(&entry(Split::Training, None), 0.1));
-    }
-
-    #[test]
-    fn refined_targets_move_onto_the_lesion_and_respect_the_gate() {
-        // The refinement module's scene, as an image with U-Net logits whose probabilities are its map.
-        let (map, gray, lesion) = crate::cam::refine::tests::scene();
-        let side = 40usize;
-        let image = RgbImage::from_fn(side as u32, side as u32, |x, y| {
-            image::Rgb([gray[y as usize * side + x as usize]; 3])
-        });
-        let logits: Vec<f32> = map
-            .iter()
-            .map(|m| {
-                let p = 0.01 + 0.98 * m;
-                (p / (1.0 - p)).ln()
-            })
-            .collect();
-        let half = MaskRule::threshold(0.5);
-        let plain = next_targets(&logits, &image, side, &half, true, 0);
-        assert_eq!(plain, logits_to_mask(&logits, side, &half, true, true));
-        let refined = next_targets(&logits, &image, side, &half, true, 10);
-        let dice = crate::cam::refine::tests::dice;
-        let (before, after) = (dice(&plain, &lesion), dice(&refined, &lesion));
-        assert!(after > before + 0.1, "refined {after} vs plain {before}");
-        assert!(next_targets(&logits, &image, side, &half, false, 10)
-            .iter()
-            .all(|m| !m));
     }
 }
