@@ -418,11 +418,11 @@ fn round_scores(
 /// Per-round scores as markdown.
 pub fn metrics_table(seg: &SegRun) -> String {
     let mut out = format!(
-        "U-Net trained on {}{} ({} round(s); encoder {}). Dice and IoU: means over tumour images against the true \
-         masks; pooled Dice sums the pixels of all images; HD95 and ASD: mean 95th-percentile Hausdorff and average \
+        "U-Net trained on {}{} ({} round(s); encoder {}{}). Dice and IoU: means over tumour images against the \
+         true masks; pooled Dice sums the pixels of all images; HD95 and ASD: mean 95th-percentile Hausdorff and average \
          surface distance in pixels of the 128×128 mask over tumour images given a non-empty mask (MONAI's symmetric \
-         definitions); empty correct: no-tumour images given an empty mask. Targets = what the round trained on \
-         (round 1: the pseudo-masks).\n\n\
+         definitions); empty correct: no-tumour images given an empty mask; BCE: of the U-Net's own probabilities. \
+         Targets = what the round trained on (round 1: the pseudo-masks).\n\n\
          | round | masks | images | Dice | IoU | pooled Dice | HD95 px | ASD px | pixel acc. | BCE | empty correct |\n\
          |---|---|---|---|---|---|---|---|---|---|---|\n",
         match seg.config.supervision {
@@ -438,7 +438,11 @@ pub fn metrics_table(seg: &SegRun) -> String {
             None => String::new(),
         },
         seg.config.rounds,
-        if seg.config.train_encoder { "trained" } else { "frozen" }
+        if seg.config.train_encoder { "trained" } else { "frozen" },
+        match seg.config.refine {
+            0 => String::new(),
+            n => format!("; masks reshaped by the image's grey levels, {n} EM steps"),
+        }
     );
     let row = |out: &mut String, round: usize, what: &str, s: &SegmentationScores| {
         out.push_str(&format!(
