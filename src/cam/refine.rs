@@ -27,8 +27,36 @@ pub fn appearance_posterior(
     if gray.len() != n || region.is_some_and(|r| r.len() != n) {
         return vec![0.0; n];
     }
+    em(prior(map, region), gray, region, iterations)
+}
+
+/// [`appearance_posterior`] from a prior that is already a probability per pixel (a segmentation network's), taken
+/// as it is rather than scaled to its maximum: clamped to [0, 1], 0 outside `region`. Inputs of unequal length
+/// give an all-zero posterior.
+pub fn posterior_of_probabilities(
+    probabilities: &[f32],
+    gray: &[u8],
+    region: Option<&[bool]>,
+    iterations: u32,
+) -> Vec<f32> {
+    let n = probabilities.len();
+    if gray.len() != n || region.is_some_and(|r| r.len() != n) {
+        return vec![0.0; n];
+    }
+    let prior = probabilities
+        .iter()
+        .enumerate()
+        .map(|(i, p)| match region.is_none_or(|r| r[i]) {
+            true => p.clamp(0.0, 1.0),
+            false => 0.0,
+        })
+        .collect();
+    em(prior, gray, region, iterations)
+}
+
+/// `iterations` EM steps from `prior` (of `gray`'s length, 0 outside `region`).
+fn em(prior: Vec<f32>, gray: &[u8], region: Option<&[bool]>, iterations: u32) -> Vec<f32> {
     let inside = |i: usize| region.is_none_or(|r| r[i]);
-    let prior = prior(map, region);
     let bin = |g: u8| usize::from(g) * BINS / 256;
     let mut posterior = prior.clone();
     for _ in 0..iterations {
@@ -173,6 +201,26 @@ pub(crate) mod tests {
         let refined = appearance_posterior(&scaled, &gray, Some(&head), 5);
         assert_eq!(refined[18 * 40 + 20], 0.0);
         assert!(refined.iter().all(|q| (0.0..=1.0).contains(q)));
+    }
+
+    #[test]
+    fn probabilities_are_a_prior_as_they_are_not_scaled_to_their_maximum() {
+        let (map, gray, _) = scene();
+        let weak: Vec<f32> = map.iter().map(|m| 0.6 * m).collect();
+        let taken = posterior_of_probabilities(&weak, &gray, None, 0);
+        assert!(taken.iter().zip(&weak).all(|(a, b)| (a - b).abs() < 1e-6));
+        let scaled = appearance_posterior(&weak, &gray, None, 0);
+        assert!(scaled.iter().zip(&map).all(|(a, b)| (a - b).abs() < 1e-6));
+        // A weaker prior claims fewer pixels after the same EM steps.
+        let area = |q: &[f32]| q.iter().filter(|v| **v >= 0.5).count();
+        let (weak_area, full_area) = (
+            area(&posterior_of_probabilities(&weak, &gray, None, 10)),
+            area(&appearance_posterior(&weak, &gray, None, 10)),
+        );
+        assert!(weak_area < full_area, "{weak_area} vs {full_area}");
+        assert!(posterior_of_probabilities(&weak, &gray[1..], None, 3)
+            .iter()
+            .all(|q| *q == 0.0));
     }
 
     #[test]

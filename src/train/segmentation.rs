@@ -395,8 +395,8 @@ pub fn logits_to_mask(
 
 /// The mask a segmentation run gives `image` (`side`×`side`, the U-Net's input) from its `logits` by `rule`,
 /// emptied when `tumour` is false, its largest component with holes filled. With `rule.refine > 0` a non-empty
-/// mask is reshaped by the image: the U-Net's probabilities are the prior of the appearance refinement
-/// ([`crate::cam::refine`]) inside the head, and the refined posterior is thresholded instead — the U-Net says
+/// mask is reshaped by the image: the U-Net's probabilities, as they are, are the prior of the appearance
+/// refinement ([`crate::cam::refine`]) inside the head, and the refined posterior is thresholded instead — the U-Net says
 /// where the lesion lies, the image's grey levels which pixels belong to it. A mask the U-Net leaves empty stays
 /// empty (unless `rule.never_empty`), and one the refinement would empty keeps the U-Net's shape.
 pub fn image_mask(logits: &[f32], image: &RgbImage, rule: &MaskRule, tumour: bool) -> Vec<bool> {
@@ -409,7 +409,7 @@ pub fn image_mask(logits: &[f32], image: &RgbImage, rule: &MaskRule, tumour: boo
     let head = crate::cam::pseudo::head_mask(&gray, side, image.height() as usize);
     let prior: Vec<f32> = logits.iter().map(|z| probability(*z)).collect();
     let posterior =
-        crate::cam::refine::appearance_posterior(&prior, &gray, Some(&head), rule.refine);
+        crate::cam::refine::posterior_of_probabilities(&prior, &gray, Some(&head), rule.refine);
     let refined: Vec<f32> = posterior.iter().map(|q| logit(*q)).collect();
     let refined = logits_to_mask(&refined, side, rule, tumour, true);
     match refined.contains(&true) {
