@@ -396,9 +396,9 @@ pub fn logits_to_mask(
 /// The mask a segmentation run gives `image` (`side`×`side`, the U-Net's input) from its `logits` by `rule`,
 /// emptied when `tumour` is false, its largest component with holes filled. With `rule.refine > 0` a non-empty
 /// mask is reshaped by the image: the U-Net's probabilities, as they are, are the prior of the appearance
-/// refinement ([`crate::cam::refine`]) inside the head, and the refined posterior is thresholded instead — the U-Net says
-/// where the lesion lies, the image's grey levels which pixels belong to it. A mask the U-Net leaves empty stays
-/// empty (unless `rule.never_empty`), and one the refinement would empty keeps the U-Net's shape.
+/// refinement ([`crate::cam::refine`]) inside the head, and the refined posterior is thresholded instead — the
+/// U-Net says where the lesion lies, the image's grey levels which pixels belong to it. A mask the U-Net leaves
+/// empty stays empty (unless `rule.never_empty`), and one the refinement would empty keeps the U-Net's shape.
 pub fn image_mask(logits: &[f32], image: &RgbImage, rule: &MaskRule, tumour: bool) -> Vec<bool> {
     let side = image.width() as usize;
     let plain = logits_to_mask(logits, side, rule, tumour, true);

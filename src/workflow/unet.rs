@@ -419,9 +419,10 @@ fn round_scores(
 pub fn metrics_table(seg: &SegRun) -> String {
     let mut out = format!(
         "U-Net trained on {}{} ({} round(s); encoder {}{}). Dice and IoU: means over tumour images against the \
-         true masks; pooled Dice sums the pixels of all images; HD95 and ASD: mean 95th-percentile Hausdorff and average \
-         surface distance in pixels of the 128×128 mask over tumour images given a non-empty mask (MONAI's symmetric \
-         definitions); empty correct: no-tumour images given an empty mask; BCE: of the U-Net's own probabilities. \
+         true masks; pooled Dice sums the pixels of all images; HD95 and ASD: mean 95th-percentile Hausdorff and \
+         average surface distance in pixels of the 128×128 mask over tumour images given a non-empty mask (MONAI's \
+         symmetric definitions); empty correct: no-tumour images given an empty mask; BCE: of the U-Net's own \
+         probabilities. \
          Targets = what the round trained on (round 1: the pseudo-masks).\n\n\
          | round | masks | images | Dice | IoU | pooled Dice | HD95 px | ASD px | pixel acc. | BCE | empty correct |\n\
          |---|---|---|---|---|---|---|---|---|---|---|\n",
