@@ -23,9 +23,8 @@ pub fn appearance_posterior(
     region: Option<&[bool]>,
     iterations: u32,
 ) -> Vec<f32> {
-    let n = map.len();
-    if gray.len() != n || region.is_some_and(|r| r.len() != n) {
-        return vec![0.0; n];
+    if !sizes_agree(map.len(), gray, region) {
+        return vec![0.0; map.len()];
     }
     em(prior(map, region), gray, region, iterations)
 }
@@ -39,9 +38,8 @@ pub fn posterior_of_probabilities(
     region: Option<&[bool]>,
     iterations: u32,
 ) -> Vec<f32> {
-    let n = probabilities.len();
-    if gray.len() != n || region.is_some_and(|r| r.len() != n) {
-        return vec![0.0; n];
+    if !sizes_agree(probabilities.len(), gray, region) {
+        return vec![0.0; probabilities.len()];
     }
     let prior = probabilities
         .iter()
@@ -52,6 +50,11 @@ pub fn posterior_of_probabilities(
         })
         .collect();
     em(prior, gray, region, iterations)
+}
+
+/// Whether the grey levels and the region (if any) have `n` pixels, as the map does.
+fn sizes_agree(n: usize, gray: &[u8], region: Option<&[bool]>) -> bool {
+    gray.len() == n && region.is_none_or(|r| r.len() == n)
 }
 
 /// `iterations` EM steps from `prior` (of `gray`'s length, 0 outside `region`).

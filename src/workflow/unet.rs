@@ -368,9 +368,15 @@ fn round_scores(
             .iter()
             .map(|v| *v > crate::cam::pseudo::IGNORE)
             .collect();
-        let gated = image_mask(logits, &item.image, rule, gate(&item.entry));
+        // One tumour mask per image (the refinement is the costly part); each gate keeps or empties it.
+        let mask = image_mask(logits, &item.image, rule, true);
+        let gated = |tumour: bool| match tumour {
+            true => mask.clone(),
+            false => vec![false; mask.len()],
+        };
+        let gated_by_run = gated(gate(&item.entry));
         vs_pseudo.add_counts(
-            &MaskCounts::from_masks(&gated, &pseudo_fg, None),
+            &MaskCounts::from_masks(&gated_by_run, &pseudo_fg, None),
             Some((sum, pixels)),
         );
         let Some(truth) = &item.truth else { continue };
@@ -380,8 +386,7 @@ fn round_scores(
             (&mut by_label, item.entry.class.is_tumour(), true),
             (&mut by_prediction, item.entry.predicted.is_tumour(), false),
         ] {
-            let predicted = image_mask(logits, &item.image, rule, tumour);
-            let score = MaskScore::between(&predicted, truth, side);
+            let score = MaskScore::between(&gated(tumour), truth, side);
             if label_gate {
                 tumour_dice.extend(score.counts.lesion_dice());
             }
