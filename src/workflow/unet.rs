@@ -197,13 +197,24 @@ pub fn train_unet(settings: &UnetSettings) -> anyhow::Result<SegRun> {
             &mut history,
             &|n| bar.inc(n),
         )?;
-        let train_logits = predict_logits(&model, &data.images, 32, rule.flip)?;
+        // The U-Net's own gated masks of the training images, made once: scored against the true masks and, before
+        // a later round, its targets.
+        let next_round = round < config.rounds;
+        let train_masks: Vec<Vec<bool>> =
+            match next_round || train_items.iter().any(|i| i.truth.is_some()) {
+                true => predict_logits(&model, &data.images, 32, rule.flip)?
+                    .iter()
+                    .zip(&train_items)
+                    .map(|(logits, item)| image_mask(logits, &item.image, &rule, gate(&item.entry)))
+                    .collect(),
+                false => Vec::new(),
+            };
         let metrics = round_scores(
             round,
             &model,
             &train_items,
             &data,
-            &train_logits,
+            &train_masks,
             &test_items,
             &rule,
             &gate,
@@ -216,18 +227,9 @@ pub fn train_unet(settings: &UnetSettings) -> anyhow::Result<SegRun> {
         );
         round_metrics.push(metrics);
         // The next round's targets: the U-Net's own gated masks (refined, largest component, holes filled).
-        if round < config.rounds {
-            for (target, (item, logits)) in data
-                .targets
-                .iter_mut()
-                .zip(train_items.iter().zip(&train_logits))
-            {
-                *target = crate::cam::pseudo::to_stored(&image_mask(
-                    logits,
-                    &item.image,
-                    &rule,
-                    gate(&item.entry),
-                ));
+        if next_round {
+            for (target, mask) in data.targets.iter_mut().zip(&train_masks) {
+                *target = crate::cam::pseudo::to_stored(mask);
             }
         }
         unet = model.clone().train();
@@ -334,7 +336,7 @@ fn round_scores(
     model: &UNet,
     train_items: &[&Item],
     data: &SegData,
-    train_logits: &[Vec<f32>],
+    train_masks: &[Vec<bool>],
     test_items: &[&Item],
     rule: &MaskRule,
     gate: &dyn Fn(&PseudoEntry) -> bool,
@@ -343,7 +345,7 @@ fn round_scores(
     let mut targets = SegmentationSums::default();
     let mut unet_train = SegmentationSums::default();
     let mut any_truth = false;
-    for ((item, target), logits) in train_items.iter().zip(&data.targets).zip(train_logits) {
+    for ((item, target), predicted) in train_items.iter().zip(&data.targets).zip(train_masks) {
         let Some(truth) = &item.truth else { continue };
         any_truth = true;
         let target: Vec<bool> = target
@@ -351,8 +353,7 @@ fn round_scores(
             .map(|v| *v > crate::cam::pseudo::IGNORE)
             .collect();
         targets.add_image(&MaskScore::between(&target, truth, side), None);
-        let predicted = image_mask(logits, &item.image, rule, gate(&item.entry));
-        unet_train.add_image(&MaskScore::between(&predicted, truth, side), None);
+        unet_train.add_image(&MaskScore::between(predicted, truth, side), None);
     }
     let images: Vec<RgbImage> = test_items.iter().map(|i| i.image.clone()).collect();
     let test_logits = predict_logits(model, &images, 32, rule.flip)?;
