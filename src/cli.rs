@@ -522,6 +522,10 @@ pub struct SegmentArgs {
     /// 0: the U-Net's probabilities as they are).
     #[arg(long, value_name = "STEPS")]
     pub refine: Option<u32>,
+    /// The U-Net's masks as they are, not checked against the pseudo-mask recipe's (see the U-Net setting
+    /// `confirm`; faster: no class activation maps or deletion passes).
+    #[arg(long)]
+    pub unet_only: bool,
     /// Images per forward pass.
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,

@@ -49,7 +49,7 @@ pub struct SegmentReport {
     #[serde(serialize_with = "crate::paths::lossy")]
     pub segrun: PathBuf,
     pub gated: bool,
-    /// The mask rule used (`threshold`, `flip_tta`, `never_empty`, `refine`).
+    /// The mask rule used (`threshold`, `flip_tta`, `never_empty`, `refine`, `confirm`).
     #[serde(flatten)]
     pub mask: MaskRule,
     pub images: Vec<Segmented>,
@@ -172,6 +172,7 @@ pub fn segment(args: &SegmentArgs) -> anyhow::Result<SegmentReport> {
         flip: args.flip_tta || run_rule.flip,
         never_empty: args.never_empty || run_rule.never_empty,
         refine: args.refine.unwrap_or(run_rule.refine),
+        confirm: run_rule.confirm && !args.unet_only,
     };
     anyhow::ensure!(
         rule.threshold > 0.0 && rule.threshold < 1.0,

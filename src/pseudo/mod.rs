@@ -2,6 +2,7 @@
 //! manifest, and merging folders made in shards.
 
 pub mod manifest;
+pub mod masker;
 pub mod merge;
 pub mod recipe;
 

@@ -596,12 +596,19 @@ fn explain(
                 rule.flip,
             )
             .map_err(internal)?;
+            let tumour = classes[best].is_tumour();
             let mask = crate::train::segmentation::image_mask(
                 logits.first().map(Vec::as_slice).unwrap_or_default(),
                 &small,
                 rule,
-                classes[best].is_tumour(),
+                tumour,
             );
+            let mask = match rule.confirm && tumour {
+                true => {
+                    crate::train::segrun::checked_mask(seg, &image, best, mask).map_err(internal)?
+                }
+                false => mask,
+            };
             let outline =
                 crate::viz::masks::contour_overlay(&image, &mask, *side, *side, [255, 40, 40]);
             let fraction = mask.iter().filter(|m| **m).count() as f64 / mask.len().max(1) as f64;

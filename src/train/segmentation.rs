@@ -325,16 +325,22 @@ pub struct MaskRule {
     /// as they are). Runs saved before the setting existed read as 0.
     #[serde(default)]
     pub refine: u32,
+    /// Check each tumour mask against the mask the run's pseudo-mask recipe makes of the same image, and keep the
+    /// one the classifier confirms ([`crate::pseudo::masker::Masker::confirm`]). Runs saved before the setting
+    /// existed read as `false`.
+    #[serde(default)]
+    pub confirm: bool,
 }
 
 impl MaskRule {
-    /// A plain threshold: no flip, no refinement, empty masks stay empty.
+    /// A plain threshold: no flip, no refinement, empty masks stay empty, no check.
     pub fn threshold(threshold: f32) -> Self {
         MaskRule {
             threshold,
             flip: false,
             never_empty: false,
             refine: 0,
+            confirm: false,
         }
     }
 }

@@ -9,6 +9,7 @@ use crate::metrics::segmentation::SegmentationScores;
 use crate::model::inference;
 use crate::model::run::{self, RunConfig};
 use crate::model::unet::{load_unet, UNet};
+use crate::pseudo::masker::Masker;
 use crate::pseudo::Recipe;
 use image::RgbImage;
 use rayon::prelude::*;
@@ -74,6 +75,14 @@ pub struct RoundMetrics {
     /// resamples, seed 0: the interval `segment --no-gate` gives for the same model and images).
     #[serde(default)]
     pub test_dice_interval: Option<(f64, f64)>,
+    /// With the U-Net setting `confirm`: the U-Net's own masks on Testing, label gate, all classes (what the
+    /// check started from).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_unet_alone: Option<SegmentationScores>,
+    /// With `confirm`: of the Testing tumour images (label gate), how many kept the U-Net's mask and how many the
+    /// recipe's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_kept: Option<[usize; 2]>,
 }
 
 impl SegRun {
@@ -90,6 +99,17 @@ pub struct SegModel {
     pub classifier: inference::Predictor,
     pub classifier_config: run::RunConfig,
     pub config: SegRun,
+    /// The run's pseudo-mask recipe on its classifier, where its mask rule checks the U-Net's masks.
+    pub masker: Option<Masker>,
+}
+
+impl SegModel {
+    /// The recipe on the run's classifier, which the mask rule's check needs.
+    pub fn masker(&self) -> anyhow::Result<&Masker> {
+        self.masker.as_ref().ok_or_else(|| {
+            anyhow::anyhow!("the mask rule checks masks, but the run was loaded without its recipe")
+        })
+    }
 }
 
 /// Load `dir`'s U-Net, classifier and settings onto the inference device.
@@ -110,15 +130,26 @@ pub fn load_segrun(dir: &Path) -> anyhow::Result<SegModel> {
         classifier_config.classes.len(),
         &device,
     )?;
+    let masker = config.mask_rule().confirm.then(|| {
+        Masker::new(
+            &classifier,
+            classifier_config.clone(),
+            config.pseudo_recipe.clone(),
+            true,
+        )
+    });
     Ok(SegModel {
         unet,
         classifier: inference::Predictor::new(&classifier),
         classifier_config,
         config,
+        masker,
     })
 }
 
-/// One image through a segmentation run: the classifier's probabilities and the gated mask (128×128).
+/// Images (as decoded) through a segmentation run: the classifier's probabilities and the gated mask (128×128)
+/// of each. With `rule.confirm` the mask of each image predicted a tumour is checked against the recipe's mask
+/// of the image for that class ([`Masker::confirm`]).
 pub fn segment_images(
     model: &SegModel,
     images: &[RgbImage],
@@ -141,7 +172,7 @@ pub fn segment_images(
         .unzip();
     let probabilities = model.classifier.probabilities(&for_classifier, &device)?;
     let logits = predict_logits(&model.unet, &for_unet, 32, rule.flip)?;
-    Ok(probabilities
+    let mut out: Vec<(Vec<f32>, Vec<bool>)> = probabilities
         .into_iter()
         .zip(logits)
         .zip(&for_unet)
@@ -151,5 +182,48 @@ pub fn segment_images(
             let mask = image_mask(&z, image, rule, tumour);
             (p, mask)
         })
-        .collect())
+        .collect();
+    if rule.confirm {
+        let masker = model.masker()?;
+        let classes = &model.classifier_config.classes;
+        // Each image predicted a tumour is checked for that class; the rest keep the U-Net's mask (empty when
+        // gated).
+        let checked: Vec<(usize, usize)> = out
+            .iter()
+            .enumerate()
+            .map(|(i, (p, _))| (i, crate::metrics::argmax(p).0))
+            .filter(|(_, best)| classes[*best].is_tumour())
+            .collect();
+        let originals: Vec<RgbImage> = checked.iter().map(|(i, _)| images[*i].clone()).collect();
+        let targets: Vec<usize> = checked.iter().map(|(_, t)| *t).collect();
+        let recipe_masks = masker.tumour_masks(&originals, &targets)?;
+        for ((i, target), recipe_mask) in checked.into_iter().zip(recipe_masks) {
+            let unet = &out[i].1;
+            if !masker.confirm(&for_classifier[i], target, unet, &recipe_mask)? {
+                out[i].1 = recipe_mask;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One tumour mask of `image` (as decoded) checked against the recipe's mask of the image for class `target`
+/// ([`Masker::confirm`]): the mask the classifier confirms. Needs a run loaded with its recipe (its rule checks).
+pub fn checked_mask(
+    model: &SegModel,
+    image: &RgbImage,
+    target: usize,
+    mask: Vec<bool>,
+) -> anyhow::Result<Vec<bool>> {
+    let masker = model.masker()?;
+    let size = model.classifier_config.input_size;
+    let input = resize_rgb(image, size, size)?;
+    let recipe_mask = masker
+        .tumour_masks(std::slice::from_ref(image), &[target])?
+        .pop()
+        .unwrap_or_default();
+    Ok(match masker.confirm(&input, target, &mask, &recipe_mask)? {
+        true => mask,
+        false => recipe_mask,
+    })
 }

@@ -33,6 +33,13 @@ pub struct SegConfig {
     /// Testing masks, the next round's targets, `segment` and `serve`), as the `best` recipe's `appearance:10`
     /// refines a CAM (0: the U-Net's probabilities as they are).
     pub refine: u32,
+    /// Check every tumour mask the run gives (its Testing masks, `segment`, `serve`; not the next round's
+    /// targets) against the pseudo-mask recipe's mask of the same image: each is blacked out of the image and the
+    /// one the classifier confirms is kept, by the recipe's own deletion rule — the smaller of two whose removal
+    /// halves the class probability, else the one whose removal lowers it most. The U-Net's mask then stands
+    /// only where the classifier's evidence lies in it. Runs saved before the setting existed read as `false`.
+    #[serde(default)]
+    pub confirm: bool,
     pub learning_rate: f64,
     /// Cosine decay of the learning rate over each round down to 1 % (else constant).
     pub cosine_lr: bool,
@@ -63,6 +70,7 @@ impl Default for SegConfig {
             epochs: 10,
             round_epochs: 3,
             refine: 10,
+            confirm: true,
             learning_rate: 1e-3,
             cosine_lr: true,
             dice_loss: DiceLoss::PerImage,
@@ -125,6 +133,7 @@ impl SegConfig {
             flip: self.flip_tta,
             never_empty: self.never_empty,
             refine: self.refine,
+            confirm: self.confirm,
         }
     }
 
@@ -147,6 +156,9 @@ mod tests {
         let text = settings::to_toml(&SegConfig::default()).unwrap();
         let back: SegConfig = settings::parse(&text, "round trip").unwrap();
         assert_eq!(back, SegConfig::default());
+        // A run saved before `confirm` existed reads as unchecked, whatever today's default.
+        let old: SegConfig = settings::parse("epochs = 3", "old run").unwrap();
+        assert!(SegConfig::default().confirm && !old.confirm);
         let c = SegConfig::resolve(None, &["epochs=2".into(), "dice_loss=batch".into()]).unwrap();
         assert_eq!((c.epochs, c.dice_loss), (2, DiceLoss::Batch));
         let e = SegConfig::resolve(None, &["epoch=2".into()])

@@ -3,31 +3,24 @@
 //! 128 ignore), the manifest, `quality.md` (every threshold method scored against the true masks where the
 //! dataset has them) and `gallery.png` (image | true mask | CAM | pseudo-mask).
 
-use crate::cam::compute_smoothed;
-use crate::cam::occlusion::{combine, confirmed_by_deletion, occlusion_map, sharpened};
-use crate::cam::postprocess::resize_bilinear;
-use crate::cam::pseudo::{head_mask, pseudo_mask, split_labels, ImageCues, Threshold};
-use crate::data::batcher::images_to_tensor;
+use crate::cam::pseudo::{head_mask, pseudo_mask, ImageCues, Threshold};
 use crate::data::decode::{decode_file, read_binary_mask};
 use crate::data::preprocess::resize_rgb;
 use crate::data::scan::{Sample, Split};
 use crate::data::shard::Shard;
 use crate::data::Class;
-use crate::metrics::segmentation::{MaskCounts, SegmentationSums};
-use crate::model::inference::Predictor;
+use crate::metrics::segmentation::SegmentationSums;
 use crate::model::run::{self, RunConfig};
-use crate::model::ResNet18;
 use crate::progress::{load_batch, progress_bar};
 use crate::pseudo::manifest::{
-    confirmed_counts, mask_score, quality, write_manifest, DeletionCandidate, DeletionRecord,
-    PseudoEntry, PseudoManifest, FORMAT_VERSION, SIDE,
+    confirmed_counts, mask_score, quality, write_manifest, PseudoEntry, PseudoManifest,
+    FORMAT_VERSION, SIDE,
 };
-use crate::pseudo::recipe::{CamRecipe, Gate, Recipe};
+use crate::pseudo::masker::{Cams, Explained, Made, Masker};
+use crate::pseudo::recipe::{Gate, Recipe};
 use crate::viz::{colormap, grid, masks};
 use anyhow::Context;
-use burn::module::Module;
 use image::{GrayImage, RgbImage};
-use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -46,67 +39,6 @@ pub struct PseudoSettings {
     pub gallery: usize,
     /// Also write every image's map as an 8-bit grey PNG under `cams/`.
     pub save_cams: bool,
-}
-
-/// A class activation map per image at 128×128 in [0, 1], with the model's probabilities and the explained class.
-pub struct Cams {
-    pub maps: Vec<Vec<f32>>,
-    pub probabilities: Vec<Vec<f32>>,
-    pub targets: Vec<usize>,
-}
-
-/// CAMs of `images` (as decoded) with `model` (on the training device): at each scale the image resized to
-/// `scale × input_size`, maps finished to 128×128 and averaged over the scales (each already scaled to [0, 1],
-/// as IRNet does), for `targets` (the prediction at scale 1 where `None`).
-pub fn multi_scale_cams(
-    model: &ResNet18,
-    images: &[RgbImage],
-    input_size: u32,
-    cam: &CamRecipe,
-    targets: &[Option<usize>],
-) -> anyhow::Result<Cams> {
-    let device = crate::device::training();
-    let side = SIDE as usize;
-    let resized = |scale: f32| -> anyhow::Result<Vec<RgbImage>> {
-        let s = ((input_size as f32 * scale).round() as u32).max(32);
-        images
-            .par_iter()
-            .map(|i| resize_rgb(i, s, s).map_err(anyhow::Error::from))
-            .collect()
-    };
-    let at = |scale: f32, targets: &[Option<usize>]| -> anyhow::Result<_> {
-        Ok(compute_smoothed(
-            model,
-            images_to_tensor(&resized(scale)?, &device)?,
-            cam.method,
-            targets,
-            cam.flip_smooth,
-            cam.layer,
-        )?)
-    };
-    let first = at(1.0, targets)?;
-    let mut maps = first.finished_all(side, side);
-    let chosen: Vec<Option<usize>> = first.targets.iter().map(|t| Some(*t)).collect();
-    let mut counted = 1.0f32;
-    for &scale in cam.scales.iter().filter(|s| (**s - 1.0).abs() > 1e-6) {
-        let batch = at(scale, &chosen)?;
-        for (sum, map) in maps.iter_mut().zip(batch.finished_all(side, side)) {
-            for (s, v) in sum.iter_mut().zip(map) {
-                *s += v;
-            }
-        }
-        counted += 1.0;
-    }
-    for map in &mut maps {
-        for v in map.iter_mut() {
-            *v /= counted;
-        }
-    }
-    Ok(Cams {
-        maps,
-        probabilities: first.probabilities,
-        targets: first.targets,
-    })
 }
 
 /// A decoded sample: the image, its grey 128×128 version, its true mask at 128×128.
@@ -128,24 +60,10 @@ fn load(sample: &Sample) -> Result<Loaded, String> {
     Ok(Loaded { image, gray, truth })
 }
 
-/// The classifier twice: one that gives gradients (for the CAMs) and, when the recipe occludes, one as loaded
-/// (the occlusion's forward passes need no gradients).
-struct Models {
-    cam: ResNet18,
-    frozen: Option<Predictor>,
-    config: RunConfig,
-}
-
-fn load_models(settings: &PseudoSettings) -> anyhow::Result<Models> {
+fn load_masker(settings: &PseudoSettings) -> anyhow::Result<Masker> {
     let (model, config) = run::load_run(&settings.run, &crate::device::inference())
         .with_context(|| format!("loading {}", settings.run.display()))?;
-    let frozen = settings.recipe.occlusion.map(|_| Predictor::new(&model));
-    let cam = model.train().fork(&crate::device::training());
-    Ok(Models {
-        cam,
-        frozen,
-        config,
-    })
+    Ok(Masker::new(&model, config, settings.recipe.clone(), false))
 }
 
 /// Say so when the run's own test accuracy (its `metrics.json`, where it has one) is near chance: its maps will
@@ -168,157 +86,6 @@ fn warn_if_unlearned(run: &Path, config: &RunConfig) {
     }
 }
 
-/// One image's map and mask, and its deletion record where the recipe checks by deletion.
-struct Made {
-    map: Vec<f32>,
-    mask: Vec<u8>,
-    deletion: Option<DeletionRecord>,
-}
-
-/// The explained class's map (its CAM raised to the class's power, combined with an occlusion map where the
-/// recipe asks) and its pseudo-mask.
-#[allow(clippy::too_many_arguments)]
-fn make_one(
-    models: &Models,
-    recipe: &Recipe,
-    loaded: &Loaded,
-    cues: &ImageCues,
-    cam: &[f32],
-    target: Class,
-    target_index: usize,
-    probability: f32,
-    tumour: bool,
-) -> anyhow::Result<Made> {
-    let class = recipe.class(target);
-    let config = recipe.mask_config(target);
-    let cam: Vec<f32> = if class.cam_power != 1.0 {
-        sharpened(cam, class.cam_power)
-    } else {
-        cam.to_vec()
-    };
-    let (map, deletion) = match (&models.frozen, recipe.occlusion_for(target)) {
-        (Some(frozen), Some(occlusion)) if tumour => {
-            let size = models.config.input_size;
-            let input = resize_rgb(&loaded.image, size, size)?;
-            let device = crate::device::inference();
-            let occ = occlusion_map(
-                frozen,
-                &input,
-                target_index,
-                probability,
-                occlusion.occlusion(),
-                64,
-                &device,
-            )?;
-            let n = input.width() as usize;
-            let side = SIDE as usize;
-            let combined = combine(
-                &cam,
-                &resize_bilinear(&occ, n, n, side, side),
-                occlusion.weight,
-            );
-            if occlusion.confirm_by_deletion {
-                let check = DeletionCheck {
-                    model: frozen,
-                    input: &input,
-                    target: target_index,
-                    base: probability,
-                    cues,
-                    config: &config,
-                    truth: loaded.truth.as_deref(),
-                };
-                let (map, record) = check.choose(cam, combined, &class.sharpen)?;
-                (map, Some(record))
-            } else {
-                (combined, None)
-            }
-        }
-        _ => (cam, None),
-    };
-    let side = SIDE as usize;
-    let mask = pseudo_mask(&map, side, side, tumour, Some(cues), &config);
-    Ok(Made {
-        map,
-        mask,
-        deletion,
-    })
-}
-
-/// The deletion check of one tumour image.
-struct DeletionCheck<'a> {
-    model: &'a Predictor,
-    /// The image at the classifier's input size.
-    input: &'a RgbImage,
-    target: usize,
-    /// p(target | image).
-    base: f32,
-    cues: &'a ImageCues<'a>,
-    config: &'a crate::cam::pseudo::PseudoMaskConfig,
-    truth: Option<&'a [bool]>,
-}
-
-impl DeletionCheck<'_> {
-    /// Of the masks of the CAM, the combined map and the combined map raised to each exponent, the one the
-    /// classifier confirms ([`confirmed_by_deletion`]): its map, and the record of every candidate.
-    fn choose(
-        &self,
-        cam: Vec<f32>,
-        combined: Vec<f32>,
-        exponents: &[f32],
-    ) -> anyhow::Result<(Vec<f32>, DeletionRecord)> {
-        let side = SIDE as usize;
-        let mut names = vec!["cam".to_string(), "combined".to_string()];
-        let mut maps = vec![cam, combined];
-        for e in exponents {
-            names.push(format!("combined^{e}"));
-            maps.push(sharpened(&maps[1], *e));
-        }
-        let masks: Vec<Vec<bool>> = maps
-            .iter()
-            .map(|m| {
-                split_labels(&pseudo_mask(
-                    m,
-                    side,
-                    side,
-                    true,
-                    Some(self.cues),
-                    self.config,
-                ))
-                .0
-            })
-            .collect();
-        let candidates: Vec<&[bool]> = masks.iter().map(Vec::as_slice).collect();
-        let device = crate::device::inference();
-        let (kept, after) = confirmed_by_deletion(
-            self.model,
-            self.input,
-            self.target,
-            self.base,
-            &candidates,
-            side,
-            &device,
-        )?;
-        let record = DeletionRecord {
-            probability: self.base,
-            kept,
-            candidates: names
-                .into_iter()
-                .zip(&masks)
-                .zip(after)
-                .map(|((map, mask), probability_after)| DeletionCandidate {
-                    map,
-                    area: mask.iter().filter(|v| **v).count(),
-                    probability_after,
-                    dice: self
-                        .truth
-                        .and_then(|t| MaskCounts::from_masks(mask, t, None).dice()),
-                })
-                .collect(),
-        };
-        Ok((maps.swap_remove(kept), record))
-    }
-}
-
 /// What accumulates over the images: the entries, the scores per threshold method, the gallery, the errors.
 struct Collected {
     entries: Vec<PseudoEntry>,
@@ -334,8 +101,8 @@ pub fn make_pseudo_masks(settings: &PseudoSettings) -> anyhow::Result<PseudoMani
     recipe
         .validate()
         .map_err(|e| anyhow::anyhow!("recipe: {e}"))?;
-    let models = load_models(settings)?;
-    warn_if_unlearned(&settings.run, &models.config);
+    let masker = load_masker(settings)?;
+    warn_if_unlearned(&settings.run, &masker.config);
     let dataset = crate::data::scan::scan_logged(&settings.data, false)?.dataset;
     let all: Vec<&Sample> = dataset.samples.iter().collect();
     anyhow::ensure!(!all.is_empty(), "{}: no images", settings.data.display());
@@ -359,19 +126,13 @@ pub fn make_pseudo_masks(settings: &PseudoSettings) -> anyhow::Result<PseudoMani
         let targets: Vec<Option<usize>> = ready
             .iter()
             .map(|(s, _)| match recipe.gate {
-                Gate::Label => models.config.classes.iter().position(|c| *c == s.class),
+                Gate::Label => masker.config.classes.iter().position(|c| *c == s.class),
                 Gate::Prediction => None,
             })
             .collect();
-        let cams = multi_scale_cams(
-            &models.cam,
-            &images,
-            models.config.input_size,
-            &recipe.cam,
-            &targets,
-        )?;
+        let cams = masker.cams(&images, &targets)?;
         for (i, (sample, loaded)) in ready.iter().enumerate() {
-            process_image(settings, &models, &cams, i, sample, loaded, &mut collected)?;
+            process_image(settings, &masker, &cams, i, sample, loaded, &mut collected)?;
             bar.inc(1);
         }
     }
@@ -388,7 +149,7 @@ pub fn make_pseudo_masks(settings: &PseudoSettings) -> anyhow::Result<PseudoMani
 #[allow(clippy::too_many_arguments)]
 fn process_image(
     settings: &PseudoSettings,
-    models: &Models,
+    masker: &Masker,
     cams: &Cams,
     i: usize,
     sample: &Sample,
@@ -398,8 +159,8 @@ fn process_image(
     let recipe = &settings.recipe;
     let side = SIDE as usize;
     let (best, confidence) = crate::metrics::argmax(&cams.probabilities[i]);
-    let predicted = models.config.classes[best];
-    let target = models.config.classes[cams.targets[i]];
+    let predicted = masker.config.classes[best];
+    let target = masker.config.classes[cams.targets[i]];
     let tumour = match recipe.gate {
         Gate::Label => sample.class.is_tumour(),
         Gate::Prediction => predicted.is_tumour(),
@@ -409,16 +170,17 @@ fn process_image(
         gray: &loaded.gray,
         head: &head,
     };
-    let made = make_one(
-        models,
-        recipe,
-        loaded,
-        &cues,
+    let made = masker.make(
+        &Explained {
+            image: &loaded.image,
+            cues: &cues,
+            truth: loaded.truth.as_deref(),
+            target,
+            target_index: cams.targets[i],
+            probability: cams.probabilities[i][cams.targets[i]],
+            tumour,
+        },
         &cams.maps[i],
-        target,
-        cams.targets[i],
-        cams.probabilities[i][cams.targets[i]],
-        tumour,
     )?;
     let dice = match &loaded.truth {
         Some(truth) => {

@@ -16,6 +16,7 @@ use crate::metrics::three_places as fmt;
 use crate::model::run;
 use crate::model::unet::{save_unet, UNet};
 use crate::progress::progress_bar;
+use crate::pseudo::masker::Masker;
 use crate::pseudo::{read_manifest, Gate, PseudoEntry, PseudoManifest, Recipe, SIDE};
 use crate::train::config::Schedule;
 use crate::train::data::stratified_split;
@@ -164,6 +165,15 @@ pub fn train_unet(settings: &UnetSettings) -> anyhow::Result<SegRun> {
         unet.encoder = unet.encoder.freeze();
     }
     let rule = config.mask_rule();
+    let checks = match rule.confirm && test_items.iter().any(|i| i.truth.is_some()) {
+        true => Some(TestChecks::make(
+            &classifier,
+            &classifier_config,
+            &manifest.recipe,
+            &test_items,
+        )?),
+        false => None,
+    };
     let mut history = Vec::new();
     let mut round_metrics = Vec::new();
     let total: usize = (1..=config.rounds)
@@ -218,6 +228,7 @@ pub fn train_unet(settings: &UnetSettings) -> anyhow::Result<SegRun> {
             &test_items,
             &rule,
             &gate,
+            checks.as_ref(),
         )?;
         tracing::info!(
             "round {round}: targets vs truth Dice {} | U-Net train {} | test (label gate) {}",
@@ -340,6 +351,7 @@ fn round_scores(
     test_items: &[&Item],
     rule: &MaskRule,
     gate: &dyn Fn(&PseudoEntry) -> bool,
+    checks: Option<&TestChecks>,
 ) -> anyhow::Result<RoundMetrics> {
     let side = data.side;
     let mut targets = SegmentationSums::default();
@@ -362,20 +374,31 @@ fn round_scores(
     let mut vs_pseudo = SegmentationSums::default();
     // Per tumour image, the label-gated mask's Dice (for the interval of the mean).
     let mut tumour_dice = Vec::new();
-    for (item, logits) in test_items.iter().zip(&test_logits) {
+    let mut alone = SegmentationSums::default();
+    let mut kept = [0usize; 2];
+    for (index, (item, logits)) in test_items.iter().zip(&test_logits).enumerate() {
         let (sum, pixels, _) = score_logits(logits, &item.pseudo, side, rule.threshold);
         let pseudo_fg: Vec<bool> = item
             .pseudo
             .iter()
             .map(|v| *v > crate::cam::pseudo::IGNORE)
             .collect();
-        // One tumour mask per image (the refinement is the costly part); each gate keeps or empties it.
+        // One U-Net tumour mask per image (the refinement is the costly part) and, with the check, the mask the
+        // classifier confirms. Each gate keeps or empties it.
         let mask = image_mask(logits, &item.image, rule, true);
-        let gated = |tumour: bool| match tumour {
+        let checked = match checks {
+            Some(c) => {
+                let (m, unet_kept) = c.checked(index, &mask)?;
+                kept[usize::from(!unet_kept)] += usize::from(item.entry.class.is_tumour());
+                m
+            }
+            None => mask.clone(),
+        };
+        let gated = |tumour: bool, mask: &Vec<bool>| match tumour {
             true => mask.clone(),
             false => vec![false; mask.len()],
         };
-        let gated_by_run = gated(gate(&item.entry));
+        let gated_by_run = gated(gate(&item.entry), &mask);
         vs_pseudo.add_counts(
             &MaskCounts::from_masks(&gated_by_run, &pseudo_fg, None),
             Some((sum, pixels)),
@@ -383,11 +406,16 @@ fn round_scores(
         let Some(truth) = &item.truth else { continue };
         let reference: Vec<u8> = crate::cam::pseudo::to_stored(truth);
         let (bce, pixels, _) = score_logits(logits, &reference, side, rule.threshold);
+        if checks.is_some() {
+            let score =
+                MaskScore::between(&gated(item.entry.class.is_tumour(), &mask), truth, side);
+            alone.add_image(&score, Some((bce, pixels)));
+        }
         for (sums, tumour, label_gate) in [
             (&mut by_label, item.entry.class.is_tumour(), true),
             (&mut by_prediction, item.entry.predicted.is_tumour(), false),
         ] {
-            let score = MaskScore::between(&gated(tumour), truth, side);
+            let score = MaskScore::between(&gated(tumour, &checked), truth, side);
             if label_gate {
                 tumour_dice.extend(score.counts.lesion_dice());
             }
@@ -418,7 +446,95 @@ fn round_scores(
         test_prediction_gate: finish(by_prediction),
         test_vs_pseudo: (vs_pseudo.images > 0).then(|| vs_pseudo.scores()),
         test_dice_interval: crate::metrics::intervals::mean_dice_interval(&tumour_dice),
+        test_unet_alone: checks.map(|_| alone.scores()),
+        test_kept: checks.map(|_| kept),
     })
+}
+
+/// The recipe's masks of the Testing images, made once, against which each round's U-Net masks are checked
+/// (the U-Net setting `confirm`) exactly as `segment` checks them: for the class the classifier predicts, whatever
+/// the label; an image predicted no tumour keeps the U-Net's mask.
+struct TestChecks {
+    masker: Masker,
+    /// Per Testing item: the image at the classifier's input size, the predicted class (an index of the
+    /// classifier's outputs) and the recipe's mask for it, where that class is a tumour.
+    inputs: Vec<RgbImage>,
+    recipe: Vec<Option<(usize, Vec<bool>)>>,
+}
+
+impl TestChecks {
+    fn make(
+        classifier: &crate::model::ResNet18,
+        config: &run::RunConfig,
+        recipe: &Recipe,
+        test_items: &[&Item],
+    ) -> anyhow::Result<TestChecks> {
+        let model = crate::device::from_host(classifier.clone(), &crate::device::inference());
+        let mut checks = TestChecks {
+            masker: Masker::new(&model, config.clone(), recipe.clone(), true),
+            inputs: Vec::with_capacity(test_items.len()),
+            recipe: Vec::with_capacity(test_items.len()),
+        };
+        let bar = progress_bar(test_items.len() as u64, "recipe masks for the check");
+        for items in test_items.chunks(16) {
+            checks.add(items)?;
+            bar.inc(items.len() as u64);
+        }
+        bar.finish_and_clear();
+        Ok(checks)
+    }
+
+    /// The recipe's masks of a chunk of items (decoded again: the check sees the image as `segment` does).
+    fn add(&mut self, items: &[&Item]) -> anyhow::Result<()> {
+        let config = &self.masker.config;
+        let size = config.input_size;
+        let originals: Vec<RgbImage> = items
+            .par_iter()
+            .map(|i| decode_file(&i.entry.image).map_err(anyhow::Error::from))
+            .collect::<anyhow::Result<_>>()?;
+        let inputs: Vec<RgbImage> = originals
+            .par_iter()
+            .map(|i| resize_rgb(i, size, size).map_err(anyhow::Error::from))
+            .collect::<anyhow::Result<_>>()?;
+        let device = crate::device::inference();
+        let predicted: Vec<Option<usize>> = self
+            .masker
+            .frozen
+            .as_ref()
+            .context("the masker's forward-only classifier")?
+            .probabilities(&inputs, &device)?
+            .iter()
+            .map(|p| crate::metrics::argmax(p).0)
+            .map(|best| config.classes[best].is_tumour().then_some(best))
+            .collect();
+        let wanted: Vec<usize> = (0..items.len())
+            .filter(|k| predicted[*k].is_some())
+            .collect();
+        let images: Vec<RgbImage> = wanted.iter().map(|k| originals[*k].clone()).collect();
+        let targets: Vec<usize> = wanted.iter().filter_map(|k| predicted[*k]).collect();
+        let mut made = self.masker.tumour_masks(&images, &targets)?.into_iter();
+        for (k, target) in predicted.into_iter().enumerate() {
+            self.recipe
+                .push(target.and_then(|t| made.next().map(|m| (t, m))));
+            self.inputs.push(inputs[k].clone());
+        }
+        Ok(())
+    }
+
+    /// Item `index`'s U-Net tumour mask checked: the mask the classifier confirms, and whether it is the
+    /// U-Net's.
+    fn checked(&self, index: usize, mask: &[bool]) -> anyhow::Result<(Vec<bool>, bool)> {
+        let Some((target, recipe)) = &self.recipe[index] else {
+            return Ok((mask.to_vec(), true));
+        };
+        match self
+            .masker
+            .confirm(&self.inputs[index], *target, mask, recipe)?
+        {
+            true => Ok((mask.to_vec(), true)),
+            false => Ok((recipe.clone(), false)),
+        }
+    }
 }
 
 /// Per-round scores as markdown.
@@ -449,6 +565,10 @@ pub fn metrics_table(seg: &SegRun) -> String {
         match seg.config.refine {
             0 => String::new(),
             n => format!("; masks reshaped by the image's grey levels, {n} EM steps"),
+        } + if seg.config.confirm {
+            "; tumour masks checked against the recipe's"
+        } else {
+            ""
         }
     );
     let row = |out: &mut String, round: usize, what: &str, s: &SegmentationScores| {
@@ -472,11 +592,28 @@ pub fn metrics_table(seg: &SegRun) -> String {
         if let Some(s) = &m.unet_train_vs_truth {
             row(&mut out, m.round, "U-Net, Training", s);
         }
+        let tested = match m.test_unet_alone {
+            Some(s) => {
+                row(&mut out, m.round, "U-Net alone, Testing (label gate)", &s);
+                "checked masks"
+            }
+            None => "U-Net",
+        };
         if let Some(s) = m.test_label_gate.get("all") {
-            row(&mut out, m.round, "U-Net, Testing (label gate)", s);
+            row(
+                &mut out,
+                m.round,
+                &format!("{tested}, Testing (label gate)"),
+                s,
+            );
         }
         if let Some(s) = m.test_prediction_gate.get("all") {
-            row(&mut out, m.round, "U-Net, Testing (classifier gate)", s);
+            row(
+                &mut out,
+                m.round,
+                &format!("{tested}, Testing (classifier gate)"),
+                s,
+            );
         }
         if let Some(s) = &m.test_vs_pseudo {
             row(&mut out, m.round, "U-Net vs pseudo-masks, Testing", s);
@@ -496,6 +633,15 @@ Round 0 is the trivial reference: the same disc at the centre of every tumour im
         );
     }
     if let Some(last) = seg.round_metrics.last() {
+        if let Some([unet, recipe]) = last.test_kept {
+            out.push_str(&format!(
+                "\nChecked masks (the U-Net setting `confirm`, as `segment` and `serve` give them): each tumour \
+                 image's U-Net mask or the pseudo-mask recipe's mask of the same image, whichever the classifier \
+                 confirms — each is blacked out of the image, and the one whose removal takes its evidence away is \
+                 kept (the recipe's deletion rule). Last round, Testing, label gate: the U-Net's mask kept for \
+                 {unet} tumour images, the recipe's for {recipe}.\n"
+            ));
+        }
         if let Some((lo, hi)) = last.test_dice_interval {
             out.push_str(&format!(
                 "\nLast round, Testing, label gate: mean Dice 95 % interval {lo:.3}–{hi:.3} (percentile bootstrap \

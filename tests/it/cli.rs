@@ -133,14 +133,20 @@ fn demo_quick_runs_the_pipeline_end_to_end_from_the_phantom_backbone() {
     assert_eq!(seg["config"]["dice_loss"], "per_image");
     assert_eq!(seg["config"]["cosine_lr"], true);
     assert_eq!(seg["round_metrics"].as_array().expect("rounds").len(), 1);
-    // The U-Net beats the trivial mask: a centred disc of the mean lesion area.
-    let unet = seg["round_metrics"][0]["test_label_gate"]["all"]["dice"]
+    // The U-Net beats the trivial mask, a centred disc of the mean lesion area, on its own and with its masks
+    // checked against the recipe's (what `segment` and `serve` give).
+    assert_eq!(seg["config"]["confirm"], true);
+    let round = &seg["round_metrics"][0];
+    let unet = round["test_unet_alone"]["dice"]
         .as_f64()
         .expect("U-Net Dice");
+    let checked = round["test_label_gate"]["all"]["dice"]
+        .as_f64()
+        .expect("checked Dice");
     let disc = seg["reference_disc"]["dice"].as_f64().expect("disc Dice");
     assert!(
-        unet > disc,
-        "U-Net Dice {unet} does not beat the centred disc's {disc}"
+        unet > disc && checked > disc,
+        "U-Net Dice {unet} (checked: {checked}) does not beat the centred disc's {disc}"
     );
     // The default recipe earns its place: from the same classifier, its masks beat the seed recipe's (Grad-CAM
     // on layer4 cut at half its peak) against the true masks.

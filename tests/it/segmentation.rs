@@ -176,6 +176,8 @@ fn pseudo_masks_train_seg_segment_and_report() {
     assert_eq!(seg["config"]["rounds"], 2);
     assert_eq!(seg["config"]["epochs"], 1);
     assert!(seg["config"].get("drop_unconfirmed").is_none());
+    // By default every tumour mask the run gives is checked against the recipe's mask of the same image.
+    assert_eq!(seg["config"]["confirm"], true);
     // The recipe is recorded typed, as the manifest has it.
     assert_eq!(seg["pseudo_recipe"], manifest["recipe"]);
     // These pseudo-masks have no deletion records: nothing to select by.
@@ -270,12 +272,48 @@ fn pseudo_masks_train_seg_segment_and_report() {
         .expect("segment --no-gate"));
     let no_gate = json(&plain.join("segment.json"));
     let last = &seg["round_metrics"][1];
+    assert_eq!(no_gate["confirm"], true);
     assert_eq!(
         no_gate["scores"]["all"]["dice"],
         last["test_label_gate"]["all"]["dice"]
     );
     assert!(last["test_dice_interval"].is_array(), "{last}");
     assert_eq!(no_gate["dice_interval"], last["test_dice_interval"]);
+    // The check kept, for every Testing tumour image, either the U-Net's mask or the recipe's; the U-Net's own
+    // masks are scored beside it, and `segment --unet-only` gives them.
+    let tumour_images: u64 = ["glioma", "meningioma", "pituitary"]
+        .iter()
+        .filter_map(|c| last["test_label_gate"][c]["images"].as_u64())
+        .sum();
+    let kept = last["test_kept"].as_array().expect("test_kept");
+    assert_eq!(
+        kept.iter().filter_map(|k| k.as_u64()).sum::<u64>(),
+        tumour_images,
+        "{last}"
+    );
+    let alone = dir.path().join("segment-unet-only");
+    ok(tumornet()
+        .args(["-q", "segment"])
+        .arg(&segrun)
+        .arg(data.join("Testing"))
+        .arg("--out")
+        .arg(&alone)
+        .args(["--no-gate", "--unet-only"])
+        .output()
+        .expect("segment --unet-only"));
+    let alone = json(&alone.join("segment.json"));
+    assert_eq!(alone["confirm"], false);
+    assert_eq!(
+        alone["scores"]["all"]["dice"],
+        last["test_unet_alone"]["dice"]
+    );
+    // Where the check kept the recipe's mask, the checked scores differ from the U-Net's own.
+    if kept[1].as_u64() == Some(0) {
+        assert_eq!(
+            alone["scores"]["all"]["dice"],
+            no_gate["scores"]["all"]["dice"]
+        );
+    }
     let table = std::fs::read_to_string(segrun.join("metrics.md")).expect("metrics.md");
     assert!(table.contains("mean Dice 95 % interval"), "{table}");
     // Without the gate and with --never-empty every image gets a mask, whatever a U-Net of one epoch predicts at
