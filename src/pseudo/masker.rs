@@ -193,12 +193,16 @@ impl Masker {
     }
 
     /// The recipe's tumour masks (foreground flags at 128×128) of `images` (as decoded), each explaining the class
-    /// `targets[i]` (an index among the run's classes).
+    /// `targets[i]` (an index among the run's classes); none for no images (a batch the classifier calls all
+    /// tumour-free).
     pub fn tumour_masks(
         &self,
         images: &[RgbImage],
         targets: &[usize],
     ) -> anyhow::Result<Vec<Vec<bool>>> {
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
         let side = SIDE as usize;
         let wanted: Vec<Option<usize>> = targets.iter().map(|t| Some(*t)).collect();
         let cams = self.cams(images, &wanted)?;
@@ -330,5 +334,43 @@ impl DeletionCheck<'_> {
                 .collect(),
         };
         Ok((maps.swap_remove(kept), record))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::run::WeightsOrigin;
+
+    fn masker() -> Masker {
+        let device = crate::device::inference();
+        let model = ResNet18::new(4, &device);
+        let config = RunConfig::new("baseline", WeightsOrigin::RandomInit { seed: 0 }, 0);
+        let recipe = Recipe::preset("best").expect("best");
+        Masker::new(&model, config, recipe, true)
+    }
+
+    #[test]
+    fn the_check_keeps_a_recipe_mask_over_an_empty_one_and_takes_no_images() {
+        let masker = masker();
+        // A batch the classifier calls all tumour-free asks for no masks.
+        assert!(masker.tumour_masks(&[], &[]).expect("none").is_empty());
+        // One mask per image, at 128×128, for each asked class (glioma 0, pituitary 3: its occlusion runs too).
+        let image = RgbImage::from_fn(96, 80, |x, y| {
+            let d = (x as i32 - 40).pow(2) + (y as i32 - 40).pow(2);
+            image::Rgb([if d < 120 { 230 } else { (60 + x) as u8 }; 3])
+        });
+        let masks = masker
+            .tumour_masks(&[image.clone(), image.clone()], &[0, 3])
+            .expect("masks");
+        assert_eq!(masks.len(), 2);
+        assert!(masks.iter().all(|m| m.len() == (SIDE * SIDE) as usize));
+        // Whatever the probabilities, an empty mask never wins against a non-empty one, either way round.
+        let input = resize_rgb(&image, 224, 224).expect("resize");
+        let side = SIDE as usize;
+        let blob: Vec<bool> = (0..side * side).map(|i| (i / side) % 32 < 8).collect();
+        let empty = vec![false; side * side];
+        assert!(!masker.confirm(&input, 0, &empty, &blob).expect("check"));
+        assert!(masker.confirm(&input, 0, &blob, &empty).expect("check"));
     }
 }

@@ -693,8 +693,13 @@ fn volume_mask(
             .iter()
             .map(|s| medical::gray_to_rgb(&s.image))
             .collect();
-        let results =
-            crate::train::segrun::segment_images(seg, &images, true, rule).map_err(internal)?;
+        // A volume's slices keep the U-Net's masks, as `segment` gives them (no check).
+        let slice_rule = crate::train::segmentation::MaskRule {
+            confirm: false,
+            ..*rule
+        };
+        let results = crate::train::segrun::segment_images(seg, &images, true, &slice_rule)
+            .map_err(internal)?;
         for (slice, (_, mask)) in chunk.iter().zip(results) {
             let Some((plane, index)) = slice.position else {
                 continue;

@@ -1621,6 +1621,30 @@ fn segment_scores_phantom_volumes_against_their_truth(segrun: &Path, dir: &Path)
     let dicom_report = json(&from_dicom.join("segment.json"));
     assert_eq!(dicom_report["volumes"].as_array().map(Vec::len), Some(4));
     assert_eq!(dicom_report["volume_scores"], report["volume_scores"]);
+    // A volume's slices keep the U-Net's masks: the run's check of 2-D images does not apply to them.
+    assert_eq!(report["confirm"], true);
+    let unet_only = dir.join("segment-unet-only");
+    ok(tumornet()
+        .args(["-q", "segment"])
+        .arg(segrun)
+        .arg(phantom.join("volumes"))
+        .arg("--truth")
+        .arg(phantom.join("truth"))
+        .args([
+            "--slices",
+            "60:63",
+            "--no-gate",
+            "--never-empty",
+            "--unet-only",
+            "--out",
+        ])
+        .arg(&unet_only)
+        .output()
+        .expect("segment --unet-only"));
+    assert_eq!(
+        json(&unet_only.join("segment.json"))["volume_scores"],
+        report["volume_scores"]
+    );
     let scores = &report["volume_scores"];
     for group in ["glioma", "meningioma", "pituitary", "notumor", "all"] {
         assert!(scores[group]["volumes"].as_u64().is_some(), "{group}");
