@@ -16,7 +16,7 @@ use crate::data::Class;
 use crate::metrics::segmentation::{MaskScore, SegmentationScores, SegmentationSums};
 use crate::metrics::volume::{VolumeScore, VolumeSummary};
 use crate::train::segmentation::MaskRule;
-use crate::train::segrun::{load_segrun, segment_images};
+use crate::train::segrun::{load_segrun, segment_inputs};
 use crate::viz::{self, masks};
 use anyhow::Context;
 use image::{GrayImage, RgbImage};
@@ -206,7 +206,7 @@ pub fn segment(args: &SegmentArgs) -> anyhow::Result<SegmentReport> {
             .iter()
             .map(|(i, _)| i.input.position.is_some())
             .collect();
-        let results = segment_split(&model, &originals, &in_volume, !args.no_gate, &rule)?;
+        let results = segment_inputs(&model, &originals, &in_volume, !args.no_gate, &rule)?;
         for ((item, (original, truth)), (probabilities, mask)) in ready.iter().zip(results) {
             let (best, confidence) = crate::metrics::argmax(&probabilities);
             let predicted = model.classifier_config.classes[best];
@@ -321,40 +321,6 @@ pub fn segment(args: &SegmentArgs) -> anyhow::Result<SegmentReport> {
 
 /// Write each volume as `<dir>/<input stem>.mask.nii.gz`; with `truth`, score it against its true mask (a
 /// missing or unreadable one is an error naming the input, the volume is still written).
-/// [`segment_images`] with the run's rule for 2-D images, and for the slices of a volume (`in_volume`) without
-/// the check (`confirm`): a volume's slices keep the U-Net's masks. Measured on 3-D phantom heads, the check gave
-/// the slices the classifier wrongly calls tumour, far from the lesion, the recipe's masks, and one of them could
-/// become the volume's largest component.
-fn segment_split(
-    model: &crate::train::segrun::SegModel,
-    images: &[RgbImage],
-    in_volume: &[bool],
-    gate: bool,
-    rule: &MaskRule,
-) -> anyhow::Result<Vec<(Vec<f32>, Vec<bool>)>> {
-    let slice_rule = MaskRule {
-        confirm: false,
-        ..*rule
-    };
-    let mut out: Vec<Option<(Vec<f32>, Vec<bool>)>> = vec![None; images.len()];
-    for (volume, rule) in [(false, rule), (true, &slice_rule)] {
-        let which: Vec<usize> = (0..images.len())
-            .filter(|i| in_volume[*i] == volume)
-            .collect();
-        if which.is_empty() {
-            continue;
-        }
-        let batch: Vec<RgbImage> = which.iter().map(|i| images[*i].clone()).collect();
-        for (i, result) in which
-            .into_iter()
-            .zip(segment_images(model, &batch, gate, rule)?)
-        {
-            out[i] = Some(result);
-        }
-    }
-    Ok(out.into_iter().flatten().collect())
-}
-
 fn write_volumes(
     volumes: SliceVolumes<u8>,
     dir: &Path,

@@ -232,8 +232,8 @@ impl Masker {
             .collect()
     }
 
-    /// Of a U-Net's tumour mask and the recipe's of the same image (`input`: at the classifier's input size;
-    /// both masks 128×128), the one the
+    /// Of a U-Net's tumour mask and the recipe's of the same image (`input`: at the classifier's input size, whose
+    /// p(`target`) is `base`; both masks 128×128), the one the
     /// classifier confirms by the recipe's own deletion rule ([`confirmed_by_deletion`]): each is blacked out
     /// and p(`target`) read again; the smallest whose removal halves it wins, else the one whose removal lowers it
     /// most, and an empty mask never wins against a non-empty one. Returns `true` when the U-Net's mask is kept.
@@ -241,6 +241,7 @@ impl Masker {
         &self,
         input: &RgbImage,
         target: usize,
+        base: f32,
         unet: &[bool],
         recipe: &[bool],
     ) -> anyhow::Result<bool> {
@@ -248,10 +249,6 @@ impl Masker {
             anyhow::bail!("the masker was made without its forward-only classifier");
         };
         let device = crate::device::inference();
-        let base = model.probabilities(std::slice::from_ref(input), &device)?[0]
-            .get(target)
-            .copied()
-            .unwrap_or(0.0);
         let (kept, _) = confirmed_by_deletion(
             model,
             input,
@@ -370,7 +367,13 @@ mod tests {
         let side = SIDE as usize;
         let blob: Vec<bool> = (0..side * side).map(|i| (i / side) % 32 < 8).collect();
         let empty = vec![false; side * side];
-        assert!(!masker.confirm(&input, 0, &empty, &blob).expect("check"));
-        assert!(masker.confirm(&input, 0, &blob, &empty).expect("check"));
+        for base in [0.0, 0.5, 1.0] {
+            assert!(!masker
+                .confirm(&input, 0, base, &empty, &blob)
+                .expect("check"));
+            assert!(masker
+                .confirm(&input, 0, base, &blob, &empty)
+                .expect("check"));
+        }
     }
 }

@@ -604,9 +604,8 @@ fn explain(
                 tumour,
             );
             let mask = match rule.confirm && tumour {
-                true => {
-                    crate::train::segrun::checked_mask(seg, &image, best, mask).map_err(internal)?
-                }
+                true => crate::train::segrun::checked_mask(seg, &image, best, confidence, mask)
+                    .map_err(internal)?,
                 false => mask,
             };
             let outline =
@@ -693,12 +692,9 @@ fn volume_mask(
             .iter()
             .map(|s| medical::gray_to_rgb(&s.image))
             .collect();
-        // A volume's slices keep the U-Net's masks, as `segment` gives them (no check).
-        let slice_rule = crate::train::segmentation::MaskRule {
-            confirm: false,
-            ..*rule
-        };
-        let results = crate::train::segrun::segment_images(seg, &images, true, &slice_rule)
+        // A volume's slices: as `segment` gives them.
+        let in_volume = vec![true; images.len()];
+        let results = crate::train::segrun::segment_inputs(seg, &images, &in_volume, true, rule)
             .map_err(internal)?;
         for (slice, (_, mask)) in chunk.iter().zip(results) {
             let Some((plane, index)) = slice.position else {

@@ -199,7 +199,8 @@ pub fn segment_images(
         let recipe_masks = masker.tumour_masks(&originals, &targets)?;
         for ((i, target), recipe_mask) in checked.into_iter().zip(recipe_masks) {
             let unet = &out[i].1;
-            if !masker.confirm(&for_classifier[i], target, unet, &recipe_mask)? {
+            let base = out[i].0.get(target).copied().unwrap_or(0.0);
+            if !masker.confirm(&for_classifier[i], target, base, unet, &recipe_mask)? {
                 out[i].1 = recipe_mask;
             }
         }
@@ -207,12 +208,48 @@ pub fn segment_images(
     Ok(out)
 }
 
-/// One tumour mask of `image` (as decoded) checked against the recipe's mask of the image for class `target`
-/// ([`Masker::confirm`]): the mask the classifier confirms. Needs a run loaded with its recipe (its rule checks).
+/// [`segment_images`] for inputs some of which are the slices of a volume (`in_volume`): 2-D images by `rule`,
+/// slices by `rule` without its check (`confirm`), so that a volume's slices keep the U-Net's masks. On 3-D
+/// phantom heads the check gave the many slices far from the lesion that the classifier calls tumour the recipe's
+/// masks, and a meningioma volume's largest component moved away from the lesion.
+pub fn segment_inputs(
+    model: &SegModel,
+    images: &[RgbImage],
+    in_volume: &[bool],
+    gate: bool,
+    rule: &MaskRule,
+) -> anyhow::Result<Vec<(Vec<f32>, Vec<bool>)>> {
+    let slice_rule = MaskRule {
+        confirm: false,
+        ..*rule
+    };
+    let mut out: Vec<Option<(Vec<f32>, Vec<bool>)>> = vec![None; images.len()];
+    for (volume, rule) in [(false, rule), (true, &slice_rule)] {
+        let which: Vec<usize> = (0..images.len())
+            .filter(|i| in_volume.get(*i).copied().unwrap_or(false) == volume)
+            .collect();
+        if which.is_empty() {
+            continue;
+        }
+        let batch: Vec<RgbImage> = which.iter().map(|i| images[*i].clone()).collect();
+        for (i, result) in which
+            .into_iter()
+            .zip(segment_images(model, &batch, gate, rule)?)
+        {
+            out[i] = Some(result);
+        }
+    }
+    Ok(out.into_iter().flatten().collect())
+}
+
+/// One tumour mask of `image` (as decoded) checked against the recipe's mask of the image for class `target`, of
+/// probability `base` ([`Masker::confirm`]): the mask the classifier confirms. Needs a run loaded with its recipe
+/// (its rule checks).
 pub fn checked_mask(
     model: &SegModel,
     image: &RgbImage,
     target: usize,
+    base: f32,
     mask: Vec<bool>,
 ) -> anyhow::Result<Vec<bool>> {
     let masker = model.masker()?;
@@ -222,8 +259,10 @@ pub fn checked_mask(
         .tumour_masks(std::slice::from_ref(image), &[target])?
         .pop()
         .unwrap_or_default();
-    Ok(match masker.confirm(&input, target, &mask, &recipe_mask)? {
-        true => mask,
-        false => recipe_mask,
-    })
+    Ok(
+        match masker.confirm(&input, target, base, &mask, &recipe_mask)? {
+            true => mask,
+            false => recipe_mask,
+        },
+    )
 }

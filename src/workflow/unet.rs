@@ -456,10 +456,10 @@ fn round_scores(
 /// the label; an image predicted no tumour keeps the U-Net's mask.
 struct TestChecks {
     masker: Masker,
-    /// Per Testing item: the image at the classifier's input size, the predicted class (an index of the
-    /// classifier's outputs) and the recipe's mask for it, where that class is a tumour.
+    /// Per Testing item: the image at the classifier's input size, and where the classifier predicts a tumour,
+    /// that class (an index of its outputs), its probability and the recipe's mask for it.
     inputs: Vec<RgbImage>,
-    recipe: Vec<Option<(usize, Vec<bool>)>>,
+    recipe: Vec<Option<(usize, f32, Vec<bool>)>>,
 }
 
 impl TestChecks {
@@ -497,25 +497,28 @@ impl TestChecks {
             .map(|i| resize_rgb(i, size, size).map_err(anyhow::Error::from))
             .collect::<anyhow::Result<_>>()?;
         let device = crate::device::inference();
-        let predicted: Vec<Option<usize>> = self
+        let predicted: Vec<Option<(usize, f32)>> = self
             .masker
             .frozen
             .as_ref()
             .context("the masker's forward-only classifier")?
             .probabilities(&inputs, &device)?
             .iter()
-            .map(|p| crate::metrics::argmax(p).0)
-            .map(|best| config.classes[best].is_tumour().then_some(best))
+            .map(|p| crate::metrics::argmax(p))
+            .map(|(best, p)| config.classes[best].is_tumour().then_some((best, p)))
             .collect();
         let wanted: Vec<usize> = (0..items.len())
             .filter(|k| predicted[*k].is_some())
             .collect();
         let images: Vec<RgbImage> = wanted.iter().map(|k| originals[*k].clone()).collect();
-        let targets: Vec<usize> = wanted.iter().filter_map(|k| predicted[*k]).collect();
+        let targets: Vec<usize> = wanted
+            .iter()
+            .filter_map(|k| predicted[*k].map(|(t, _)| t))
+            .collect();
         let mut made = self.masker.tumour_masks(&images, &targets)?.into_iter();
         for (k, target) in predicted.into_iter().enumerate() {
             self.recipe
-                .push(target.and_then(|t| made.next().map(|m| (t, m))));
+                .push(target.and_then(|(t, p)| made.next().map(|m| (t, p, m))));
             self.inputs.push(inputs[k].clone());
         }
         Ok(())
@@ -524,12 +527,12 @@ impl TestChecks {
     /// Item `index`'s U-Net tumour mask checked: the mask the classifier confirms, and whether it is the
     /// U-Net's.
     fn checked(&self, index: usize, mask: &[bool]) -> anyhow::Result<(Vec<bool>, bool)> {
-        let Some((target, recipe)) = &self.recipe[index] else {
+        let Some((target, base, recipe)) = &self.recipe[index] else {
             return Ok((mask.to_vec(), true));
         };
         match self
             .masker
-            .confirm(&self.inputs[index], *target, mask, recipe)?
+            .confirm(&self.inputs[index], *target, *base, mask, recipe)?
         {
             true => Ok((mask.to_vec(), true)),
             false => Ok((recipe.clone(), false)),

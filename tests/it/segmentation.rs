@@ -1534,18 +1534,24 @@ fn segment_scores_phantom_volumes_against_their_truth(segrun: &Path, dir: &Path)
         .output()
         .expect("synth volumes"));
     let manifest = json(&phantom.join("volumes.json"));
-    let out = dir.join("segment");
-    ok(tumornet()
-        .args(["-q", "segment"])
-        .arg(segrun)
-        .arg(phantom.join("volumes"))
-        .arg("--truth")
-        .arg(phantom.join("truth"))
-        .args(["--slices", "60:63", "--no-gate", "--never-empty", "--out"])
-        .arg(&out)
-        .output()
-        .expect("segment --truth"));
-    let report = json(&out.join("segment.json"));
+    // Four slices of each volume (input: NIfTI files or DICOM series), scored against the true volumes.
+    let segment = |input: &str, flags: &[&str], out: &str| -> serde_json::Value {
+        let out = dir.join(out);
+        ok(tumornet()
+            .args(["-q", "segment"])
+            .arg(segrun)
+            .arg(phantom.join(input))
+            .arg("--truth")
+            .arg(phantom.join("truth"))
+            .args(["--slices", "60:63", "--no-gate", "--never-empty"])
+            .args(flags)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap_or_else(|e| panic!("segment {input} {flags:?}: {e}")));
+        json(&out.join("segment.json"))
+    };
+    let report = segment("volumes", &[], "segment");
     let volumes = report["volumes"].as_array().expect("volumes");
     assert_eq!(volumes.len(), 4);
     let read = |path: &Path| -> Vec<bool> {
@@ -1600,51 +1606,13 @@ fn segment_scores_phantom_volumes_against_their_truth(segrun: &Path, dir: &Path)
         }
     }
     // The same volumes read from their DICOM series score the same.
-    let from_dicom = dir.join("segment-dicom");
-    ok(tumornet()
-        .args(["-q", "segment"])
-        .arg(segrun)
-        .arg(phantom.join("dicom"))
-        .arg("--truth")
-        .arg(phantom.join("truth"))
-        .args([
-            "--dicom-series",
-            "--slices",
-            "60:63",
-            "--no-gate",
-            "--never-empty",
-            "--out",
-        ])
-        .arg(&from_dicom)
-        .output()
-        .expect("segment DICOM series"));
-    let dicom_report = json(&from_dicom.join("segment.json"));
+    let dicom_report = segment("dicom", &["--dicom-series"], "segment-dicom");
     assert_eq!(dicom_report["volumes"].as_array().map(Vec::len), Some(4));
     assert_eq!(dicom_report["volume_scores"], report["volume_scores"]);
     // A volume's slices keep the U-Net's masks: the run's check of 2-D images does not apply to them.
     assert_eq!(report["confirm"], true);
-    let unet_only = dir.join("segment-unet-only");
-    ok(tumornet()
-        .args(["-q", "segment"])
-        .arg(segrun)
-        .arg(phantom.join("volumes"))
-        .arg("--truth")
-        .arg(phantom.join("truth"))
-        .args([
-            "--slices",
-            "60:63",
-            "--no-gate",
-            "--never-empty",
-            "--unet-only",
-            "--out",
-        ])
-        .arg(&unet_only)
-        .output()
-        .expect("segment --unet-only"));
-    assert_eq!(
-        json(&unet_only.join("segment.json"))["volume_scores"],
-        report["volume_scores"]
-    );
+    let unet_only = segment("volumes", &["--unet-only"], "segment-unet-only");
+    assert_eq!(unet_only["volume_scores"], report["volume_scores"]);
     let scores = &report["volume_scores"];
     for group in ["glioma", "meningioma", "pituitary", "notumor", "all"] {
         assert!(scores[group]["volumes"].as_u64().is_some(), "{group}");
