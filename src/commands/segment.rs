@@ -16,7 +16,7 @@ use crate::data::Class;
 use crate::metrics::segmentation::{MaskScore, SegmentationScores, SegmentationSums};
 use crate::metrics::volume::{VolumeScore, VolumeSummary};
 use crate::train::segmentation::MaskRule;
-use crate::train::segrun::{load_segrun, segment_inputs};
+use crate::train::segrun::{load_segrun, segment_images};
 use crate::viz::{self, masks};
 use anyhow::Context;
 use image::{GrayImage, RgbImage};
@@ -206,7 +206,7 @@ pub fn segment(args: &SegmentArgs) -> anyhow::Result<SegmentReport> {
             .iter()
             .map(|(i, _)| i.input.position.is_some())
             .collect();
-        let results = segment_inputs(&model, &originals, &in_volume, !args.no_gate, &rule)?;
+        let results = segment_images(&model, &originals, &in_volume, !args.no_gate, &rule)?;
         for ((item, (original, truth)), (probabilities, mask)) in ready.iter().zip(results) {
             let (best, confidence) = crate::metrics::argmax(&probabilities);
             let predicted = model.classifier_config.classes[best];

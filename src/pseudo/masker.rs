@@ -89,6 +89,13 @@ pub struct Made {
     pub deletion: Option<DeletionRecord>,
 }
 
+/// The grey levels of `image` (as decoded) at the masks' 128×128, from which the recipe takes its cues (the head,
+/// the appearance refinement).
+pub fn gray_of(image: &RgbImage) -> Result<Vec<u8>, crate::data::preprocess::PreprocessError> {
+    let small = resize_rgb(image, SIDE, SIDE)?;
+    Ok(image::DynamicImage::ImageRgb8(small).to_luma8().into_raw())
+}
+
 /// One explained image: the image as decoded, its grey 128×128 cues, its true mask where known.
 pub struct Explained<'a> {
     pub image: &'a RgbImage,
@@ -210,8 +217,7 @@ impl Masker {
             .iter()
             .enumerate()
             .map(|(i, image)| {
-                let small = resize_rgb(image, SIDE, SIDE)?;
-                let gray = image::DynamicImage::ImageRgb8(small).to_luma8().into_raw();
+                let gray = gray_of(image)?;
                 let head = head_mask(&gray, side, side);
                 let cues = ImageCues {
                     gray: &gray,
@@ -232,11 +238,11 @@ impl Masker {
             .collect()
     }
 
-    /// Of a U-Net's tumour mask and the recipe's of the same image (`input`: at the classifier's input size, whose
-    /// p(`target`) is `base`; both masks 128×128), the one the
-    /// classifier confirms by the recipe's own deletion rule ([`confirmed_by_deletion`]): each is blacked out
-    /// and p(`target`) read again; the smallest whose removal halves it wins, else the one whose removal lowers it
-    /// most, and an empty mask never wins against a non-empty one. Returns `true` when the U-Net's mask is kept.
+    /// Of a U-Net's tumour mask and the recipe's of the same image (`input`: at the classifier's input size,
+    /// whose p(`target`) is `base`; both masks 128×128), the one the classifier confirms by the recipe's own
+    /// deletion rule ([`confirmed_by_deletion`]): each is blacked out and p(`target`) read again; the smallest
+    /// whose removal halves it wins, else the one whose removal lowers it most, and an empty mask never wins
+    /// against a non-empty one. Returns `true` when the U-Net's mask is kept.
     pub fn confirm(
         &self,
         input: &RgbImage,
@@ -259,6 +265,21 @@ impl Masker {
             &device,
         )?;
         Ok(kept == 0)
+    }
+
+    /// [`Masker::confirm`]'s choice itself: the mask kept, and whether it is the U-Net's.
+    pub fn choose(
+        &self,
+        input: &RgbImage,
+        target: usize,
+        base: f32,
+        unet: Vec<bool>,
+        recipe: Vec<bool>,
+    ) -> anyhow::Result<(Vec<bool>, bool)> {
+        Ok(match self.confirm(input, target, base, &unet, &recipe)? {
+            true => (unet, true),
+            false => (recipe, false),
+        })
     }
 }
 

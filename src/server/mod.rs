@@ -694,7 +694,7 @@ fn volume_mask(
             .collect();
         // A volume's slices: as `segment` gives them.
         let in_volume = vec![true; images.len()];
-        let results = crate::train::segrun::segment_inputs(seg, &images, &in_volume, true, rule)
+        let results = crate::train::segrun::segment_images(seg, &images, &in_volume, true, rule)
             .map_err(internal)?;
         for (slice, (_, mask)) in chunk.iter().zip(results) {
             let Some((plane, index)) = slice.position else {

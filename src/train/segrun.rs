@@ -148,11 +148,14 @@ pub fn load_segrun(dir: &Path) -> anyhow::Result<SegModel> {
 }
 
 /// Images (as decoded) through a segmentation run: the classifier's probabilities and the gated mask (128×128)
-/// of each. With `rule.confirm` the mask of each image predicted a tumour is checked against the recipe's mask
-/// of the image for that class ([`Masker::confirm`]).
+/// of each. With `rule.confirm` the mask of each 2-D image predicted a tumour is checked against the recipe's mask
+/// of the image for that class ([`Masker::confirm`]); the slices of a volume (`in_volume`, `true` for each) keep
+/// the U-Net's masks: on 3-D phantom heads the check gave the many slices far from the lesion that the classifier
+/// calls tumour the recipe's masks, and a meningioma volume's largest component moved away from the lesion.
 pub fn segment_images(
     model: &SegModel,
     images: &[RgbImage],
+    in_volume: &[bool],
     gate: bool,
     rule: &MaskRule,
 ) -> anyhow::Result<Vec<(Vec<f32>, Vec<bool>)>> {
@@ -172,74 +175,54 @@ pub fn segment_images(
         .unzip();
     let probabilities = model.classifier.probabilities(&for_classifier, &device)?;
     let logits = predict_logits(&model.unet, &for_unet, 32, rule.flip)?;
-    let mut out: Vec<(Vec<f32>, Vec<bool>)> = probabilities
+    let classes = &model.classifier_config.classes;
+    let mut checks = Vec::new();
+    let mut out: Vec<(Vec<f32>, Vec<bool>)> = Vec::with_capacity(images.len());
+    for (i, ((p, z), image)) in probabilities
         .into_iter()
         .zip(logits)
         .zip(&for_unet)
-        .map(|((p, z), image)| {
-            let (best, _) = crate::metrics::argmax(&p);
-            let tumour = !gate || model.classifier_config.classes[best].is_tumour();
-            let mask = image_mask(&z, image, rule, tumour);
-            (p, mask)
-        })
-        .collect();
-    if rule.confirm {
-        let masker = model.masker()?;
-        let classes = &model.classifier_config.classes;
-        // Each image predicted a tumour is checked for that class; the rest keep the U-Net's mask (empty when
-        // gated).
-        let checked: Vec<(usize, usize)> = out
-            .iter()
-            .enumerate()
-            .map(|(i, (p, _))| (i, crate::metrics::argmax(p).0))
-            .filter(|(_, best)| classes[*best].is_tumour())
-            .collect();
-        let originals: Vec<RgbImage> = checked.iter().map(|(i, _)| images[*i].clone()).collect();
-        let targets: Vec<usize> = checked.iter().map(|(_, t)| *t).collect();
-        let recipe_masks = masker.tumour_masks(&originals, &targets)?;
-        for ((i, target), recipe_mask) in checked.into_iter().zip(recipe_masks) {
-            let unet = &out[i].1;
-            let base = out[i].0.get(target).copied().unwrap_or(0.0);
-            if !masker.confirm(&for_classifier[i], target, base, unet, &recipe_mask)? {
-                out[i].1 = recipe_mask;
-            }
+        .enumerate()
+    {
+        let (best, confidence) = crate::metrics::argmax(&p);
+        let tumour = classes[best].is_tumour();
+        let mask = image_mask(&z, image, rule, !gate || tumour);
+        if rule.confirm && tumour && !in_volume.get(i).copied().unwrap_or(false) {
+            checks.push((i, best, confidence));
         }
+        out.push((p, mask));
     }
-    Ok(out)
+    let mut masks: Vec<Vec<bool>> = out.iter_mut().map(|(_, m)| std::mem::take(m)).collect();
+    check_masks(model, images, &for_classifier, &checks, &mut masks)?;
+    Ok(out
+        .into_iter()
+        .zip(masks)
+        .map(|((p, _), m)| (p, m))
+        .collect())
 }
 
-/// [`segment_images`] for inputs some of which are the slices of a volume (`in_volume`): 2-D images by `rule`,
-/// slices by `rule` without its check (`confirm`), so that a volume's slices keep the U-Net's masks. On 3-D
-/// phantom heads the check gave the many slices far from the lesion that the classifier calls tumour the recipe's
-/// masks, and a meningioma volume's largest component moved away from the lesion.
-pub fn segment_inputs(
+/// For each `(i, target, base)` of `checks`: `masks[i]`, the U-Net's tumour mask of `images[i]` (as decoded;
+/// `inputs[i]` at the classifier's input size, whose p(`target`) is `base`), or the recipe's mask of the image for
+/// `target`, whichever the classifier confirms ([`Masker::choose`]). The recipe's maps are made in one batch.
+fn check_masks(
     model: &SegModel,
     images: &[RgbImage],
-    in_volume: &[bool],
-    gate: bool,
-    rule: &MaskRule,
-) -> anyhow::Result<Vec<(Vec<f32>, Vec<bool>)>> {
-    let slice_rule = MaskRule {
-        confirm: false,
-        ..*rule
-    };
-    let mut out: Vec<Option<(Vec<f32>, Vec<bool>)>> = vec![None; images.len()];
-    for (volume, rule) in [(false, rule), (true, &slice_rule)] {
-        let which: Vec<usize> = (0..images.len())
-            .filter(|i| in_volume.get(*i).copied().unwrap_or(false) == volume)
-            .collect();
-        if which.is_empty() {
-            continue;
-        }
-        let batch: Vec<RgbImage> = which.iter().map(|i| images[*i].clone()).collect();
-        for (i, result) in which
-            .into_iter()
-            .zip(segment_images(model, &batch, gate, rule)?)
-        {
-            out[i] = Some(result);
-        }
+    inputs: &[RgbImage],
+    checks: &[(usize, usize, f32)],
+    masks: &mut [Vec<bool>],
+) -> anyhow::Result<()> {
+    if checks.is_empty() {
+        return Ok(());
     }
-    Ok(out.into_iter().flatten().collect())
+    let masker = model.masker()?;
+    let originals: Vec<RgbImage> = checks.iter().map(|(i, _, _)| images[*i].clone()).collect();
+    let targets: Vec<usize> = checks.iter().map(|(_, t, _)| *t).collect();
+    let recipe_masks = masker.tumour_masks(&originals, &targets)?;
+    for (&(i, target, base), recipe) in checks.iter().zip(recipe_masks) {
+        let unet = std::mem::take(&mut masks[i]);
+        masks[i] = masker.choose(&inputs[i], target, base, unet, recipe)?.0;
+    }
+    Ok(())
 }
 
 /// One tumour mask of `image` (as decoded) checked against the recipe's mask of the image for class `target`, of
@@ -252,17 +235,15 @@ pub fn checked_mask(
     base: f32,
     mask: Vec<bool>,
 ) -> anyhow::Result<Vec<bool>> {
-    let masker = model.masker()?;
     let size = model.classifier_config.input_size;
     let input = resize_rgb(image, size, size)?;
-    let recipe_mask = masker
-        .tumour_masks(std::slice::from_ref(image), &[target])?
-        .pop()
-        .unwrap_or_default();
-    Ok(
-        match masker.confirm(&input, target, base, &mask, &recipe_mask)? {
-            true => mask,
-            false => recipe_mask,
-        },
-    )
+    let mut masks = vec![mask];
+    check_masks(
+        model,
+        std::slice::from_ref(image),
+        std::slice::from_ref(&input),
+        &[(0, target, base)],
+        &mut masks,
+    )?;
+    Ok(masks.pop().unwrap_or_default())
 }

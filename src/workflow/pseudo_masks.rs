@@ -16,7 +16,7 @@ use crate::pseudo::manifest::{
     confirmed_counts, mask_score, quality, write_manifest, PseudoEntry, PseudoManifest,
     FORMAT_VERSION, SIDE,
 };
-use crate::pseudo::masker::{Cams, Explained, Made, Masker};
+use crate::pseudo::masker::{gray_of, Cams, Explained, Made, Masker};
 use crate::pseudo::recipe::{Gate, Recipe};
 use crate::viz::{colormap, grid, masks};
 use anyhow::Context;
@@ -50,9 +50,7 @@ struct Loaded {
 
 fn load(sample: &Sample) -> Result<Loaded, String> {
     let image = decode_file(&sample.path).map_err(|e| e.to_string())?;
-    let small =
-        resize_rgb(&image, SIDE, SIDE).map_err(|e| format!("{}: {e}", sample.path.display()))?;
-    let gray = image::DynamicImage::ImageRgb8(small).to_luma8().into_raw();
+    let gray = gray_of(&image).map_err(|e| format!("{}: {e}", sample.path.display()))?;
     let truth = match &sample.mask {
         None => None,
         Some(path) => Some(read_binary_mask(path, SIDE)?),

@@ -394,8 +394,8 @@ fn round_scores(
             }
             None => mask.clone(),
         };
-        let gated = |tumour: bool, mask: &Vec<bool>| match tumour {
-            true => mask.clone(),
+        let gated = |tumour: bool, mask: &[bool]| match tumour {
+            true => mask.to_vec(),
             false => vec![false; mask.len()],
         };
         let gated_by_run = gated(gate(&item.entry), &mask);
@@ -456,10 +456,19 @@ fn round_scores(
 /// the label; an image predicted no tumour keeps the U-Net's mask.
 struct TestChecks {
     masker: Masker,
-    /// Per Testing item: the image at the classifier's input size, and where the classifier predicts a tumour,
-    /// that class (an index of its outputs), its probability and the recipe's mask for it.
-    inputs: Vec<RgbImage>,
-    recipe: Vec<Option<(usize, f32, Vec<bool>)>>,
+    /// Per Testing item, where the classifier predicts a tumour: what its mask is checked against.
+    items: Vec<Option<TestCheck>>,
+}
+
+/// One Testing image's side of the check.
+struct TestCheck {
+    /// The image at the classifier's input size.
+    input: RgbImage,
+    /// The predicted class (an index of the classifier's outputs) and its probability.
+    target: usize,
+    base: f32,
+    /// The recipe's mask of the image for that class.
+    recipe: Vec<bool>,
 }
 
 impl TestChecks {
@@ -472,8 +481,7 @@ impl TestChecks {
         let model = crate::device::from_host(classifier.clone(), &crate::device::inference());
         let mut checks = TestChecks {
             masker: Masker::new(&model, config.clone(), recipe.clone(), true),
-            inputs: Vec::with_capacity(test_items.len()),
-            recipe: Vec::with_capacity(test_items.len()),
+            items: Vec::with_capacity(test_items.len()),
         };
         let bar = progress_bar(test_items.len() as u64, "recipe masks for the check");
         for items in test_items.chunks(16) {
@@ -507,35 +515,41 @@ impl TestChecks {
             .map(|p| crate::metrics::argmax(p))
             .map(|(best, p)| config.classes[best].is_tumour().then_some((best, p)))
             .collect();
-        let wanted: Vec<usize> = (0..items.len())
-            .filter(|k| predicted[*k].is_some())
-            .collect();
-        let images: Vec<RgbImage> = wanted.iter().map(|k| originals[*k].clone()).collect();
-        let targets: Vec<usize> = wanted
+        let wanted: Vec<(usize, usize, f32)> = predicted
             .iter()
-            .filter_map(|k| predicted[*k].map(|(t, _)| t))
+            .enumerate()
+            .filter_map(|(k, p)| p.map(|(t, base)| (k, t, base)))
             .collect();
-        let mut made = self.masker.tumour_masks(&images, &targets)?.into_iter();
-        for (k, target) in predicted.into_iter().enumerate() {
-            self.recipe
-                .push(target.and_then(|(t, p)| made.next().map(|m| (t, p, m))));
-            self.inputs.push(inputs[k].clone());
+        let images: Vec<RgbImage> = wanted
+            .iter()
+            .map(|(k, _, _)| originals[*k].clone())
+            .collect();
+        let targets: Vec<usize> = wanted.iter().map(|(_, t, _)| *t).collect();
+        let mut made: Vec<Option<TestCheck>> = (0..items.len()).map(|_| None).collect();
+        for ((k, target, base), recipe) in wanted
+            .into_iter()
+            .zip(self.masker.tumour_masks(&images, &targets)?)
+        {
+            made[k] = Some(TestCheck {
+                input: inputs[k].clone(),
+                target,
+                base,
+                recipe,
+            });
         }
+        self.items.extend(made);
         Ok(())
     }
 
     /// Item `index`'s U-Net tumour mask checked: the mask the classifier confirms, and whether it is the
     /// U-Net's.
     fn checked(&self, index: usize, mask: &[bool]) -> anyhow::Result<(Vec<bool>, bool)> {
-        let Some((target, base, recipe)) = &self.recipe[index] else {
-            return Ok((mask.to_vec(), true));
-        };
-        match self
-            .masker
-            .confirm(&self.inputs[index], *target, *base, mask, recipe)?
-        {
-            true => Ok((mask.to_vec(), true)),
-            false => Ok((recipe.clone(), false)),
+        match &self.items[index] {
+            Some(c) => {
+                self.masker
+                    .choose(&c.input, c.target, c.base, mask.to_vec(), c.recipe.clone())
+            }
+            None => Ok((mask.to_vec(), true)),
         }
     }
 }

@@ -260,17 +260,20 @@ fn pseudo_masks_train_seg_segment_and_report() {
     // Without the gate a tumour image is scored as train-seg scores its label gate: the same mean Dice, and the
     // same interval from the same per-image values (train-seg's own code path, in seg.json and metrics.md). Given
     // the split folder rather than the dataset, it still finds the true masks beside it.
-    let plain = dir.path().join("segment-no-gate");
-    ok(tumornet()
-        .args(["-q", "segment"])
-        .arg(&segrun)
-        .arg(data.join("Testing"))
-        .arg("--out")
-        .arg(&plain)
-        .arg("--no-gate")
-        .output()
-        .expect("segment --no-gate"));
-    let no_gate = json(&plain.join("segment.json"));
+    let segment_testing = |out: &str, flags: &[&str]| -> serde_json::Value {
+        let out = dir.path().join(out);
+        ok(tumornet()
+            .args(["-q", "segment"])
+            .arg(&segrun)
+            .arg(data.join("Testing"))
+            .arg("--out")
+            .arg(&out)
+            .args(flags)
+            .output()
+            .unwrap_or_else(|e| panic!("segment {flags:?}: {e}")));
+        json(&out.join("segment.json"))
+    };
+    let no_gate = segment_testing("segment-no-gate", &["--no-gate"]);
     let last = &seg["round_metrics"][1];
     assert_eq!(no_gate["confirm"], true);
     assert_eq!(
@@ -291,17 +294,7 @@ fn pseudo_masks_train_seg_segment_and_report() {
         tumour_images,
         "{last}"
     );
-    let alone = dir.path().join("segment-unet-only");
-    ok(tumornet()
-        .args(["-q", "segment"])
-        .arg(&segrun)
-        .arg(data.join("Testing"))
-        .arg("--out")
-        .arg(&alone)
-        .args(["--no-gate", "--unet-only"])
-        .output()
-        .expect("segment --unet-only"));
-    let alone = json(&alone.join("segment.json"));
+    let alone = segment_testing("segment-unet-only", &["--no-gate", "--unet-only"]);
     assert_eq!(alone["confirm"], false);
     assert_eq!(
         alone["scores"]["all"]["dice"],
