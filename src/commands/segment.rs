@@ -164,8 +164,8 @@ pub fn run(args: &SegmentArgs) -> anyhow::Result<()> {
 }
 
 pub fn segment(args: &SegmentArgs) -> anyhow::Result<SegmentReport> {
-    let model =
-        load_segrun(&args.segrun).with_context(|| format!("loading {}", args.segrun.display()))?;
+    let model = load_segrun(&args.segrun, !args.unet_only)
+        .with_context(|| format!("loading {}", args.segrun.display()))?;
     let run_rule = model.config.mask_rule();
     let rule = MaskRule {
         threshold: args.threshold.unwrap_or(run_rule.threshold),

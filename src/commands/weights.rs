@@ -71,7 +71,7 @@ pub fn run(args: &WeightsArgs) -> anyhow::Result<()> {
             );
         }
         WeightsCommand::ExportSmp { seg, out } => {
-            let loaded = crate::train::segrun::load_segrun(seg)?;
+            let loaded = crate::train::segrun::load_segrun(seg, false)?;
             let provenance = serde_json::to_string(&loaded.config)?;
             crate::model::unet::save_unet_smp(
                 &loaded.unet,

@@ -222,7 +222,7 @@ pub fn router(config: &ServerConfig) -> Result<Router, ServerError> {
     let (model, run_config) = run::load_run(&config.run, &device)?;
     let seg = match &config.seg {
         Some(dir) => {
-            let loaded = crate::train::segrun::load_segrun(dir).map_err(ServerError::Seg)?;
+            let loaded = crate::train::segrun::load_segrun(dir, true).map_err(ServerError::Seg)?;
             let rule = loaded.config.mask_rule();
             Some((loaded, rule))
         }

@@ -112,8 +112,9 @@ impl SegModel {
     }
 }
 
-/// Load `dir`'s U-Net, classifier and settings onto the inference device.
-pub fn load_segrun(dir: &Path) -> anyhow::Result<SegModel> {
+/// Load `dir`'s U-Net, classifier and settings onto the inference device; with `check`, also the recipe on the
+/// classifier where the run's mask rule checks the U-Net's masks (`false` where no mask will be checked).
+pub fn load_segrun(dir: &Path, check: bool) -> anyhow::Result<SegModel> {
     let path = dir.join(SEG_CONFIG);
     let text = std::fs::read_to_string(&path).map_err(|e| run::RunError::Config {
         path: dir.to_path_buf(),
@@ -130,7 +131,7 @@ pub fn load_segrun(dir: &Path) -> anyhow::Result<SegModel> {
         classifier_config.classes.len(),
         &device,
     )?;
-    let masker = config.mask_rule().confirm.then(|| {
+    let masker = (check && config.mask_rule().confirm).then(|| {
         Masker::new(
             &classifier,
             classifier_config.clone(),
@@ -177,28 +178,17 @@ pub fn segment_images(
     let logits = predict_logits(&model.unet, &for_unet, 32, rule.flip)?;
     let classes = &model.classifier_config.classes;
     let mut checks = Vec::new();
-    let mut out: Vec<(Vec<f32>, Vec<bool>)> = Vec::with_capacity(images.len());
-    for (i, ((p, z), image)) in probabilities
-        .into_iter()
-        .zip(logits)
-        .zip(&for_unet)
-        .enumerate()
-    {
-        let (best, confidence) = crate::metrics::argmax(&p);
+    let mut masks = Vec::with_capacity(images.len());
+    for (i, ((p, z), image)) in probabilities.iter().zip(&logits).zip(&for_unet).enumerate() {
+        let (best, confidence) = crate::metrics::argmax(p);
         let tumour = classes[best].is_tumour();
-        let mask = image_mask(&z, image, rule, !gate || tumour);
+        masks.push(image_mask(z, image, rule, !gate || tumour));
         if rule.confirm && tumour && !in_volume.get(i).copied().unwrap_or(false) {
             checks.push((i, best, confidence));
         }
-        out.push((p, mask));
     }
-    let mut masks: Vec<Vec<bool>> = out.iter_mut().map(|(_, m)| std::mem::take(m)).collect();
     check_masks(model, images, &for_classifier, &checks, &mut masks)?;
-    Ok(out
-        .into_iter()
-        .zip(masks)
-        .map(|((p, _), m)| (p, m))
-        .collect())
+    Ok(probabilities.into_iter().zip(masks).collect())
 }
 
 /// For each `(i, target, base)` of `checks`: `masks[i]`, the U-Net's tumour mask of `images[i]` (as decoded;

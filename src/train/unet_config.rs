@@ -34,10 +34,11 @@ pub struct SegConfig {
     /// refines a CAM (0: the U-Net's probabilities as they are).
     pub refine: u32,
     /// Check every tumour mask the run gives of a 2-D image (its Testing masks, `segment`, `serve`; not the next
-    /// round's targets, nor the slices of a volume) against the pseudo-mask recipe's mask of the same image: each is blacked out of the image and the
-    /// one the classifier confirms is kept, by the recipe's own deletion rule — the smaller of two whose removal
-    /// halves the class probability, else the one whose removal lowers it most. The U-Net's mask then stands
-    /// only where the classifier's evidence lies in it. Runs saved before the setting existed read as `false`.
+    /// round's targets, nor the slices of a volume) against the pseudo-mask recipe's mask of the same image: each
+    /// is blacked out of the image and the one the classifier confirms is kept, by the recipe's own deletion rule
+    /// — the smaller of two whose removal halves the class probability, else the one whose removal lowers it
+    /// most. The U-Net's mask then stands only where the classifier's evidence lies in it. Runs saved before the
+    /// setting existed read as `false`.
     #[serde(default)]
     pub confirm: bool,
     pub learning_rate: f64,
